@@ -1,0 +1,73 @@
+import uuid
+from typing import ClassVar
+
+from django.contrib.auth.models import AbstractUser, BaseUserManager
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **fields: object) -> "User":
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields: object) -> "User":
+        fields.setdefault("is_staff", True)
+        fields.setdefault("is_superuser", True)
+        return self.create_user(email, password, **fields)
+
+
+class User(AbstractUser):
+    class Plan(models.TextChoices):
+        FREE = "free", _("Free")
+        PRO = "pro", _("Pro")
+        MAX = "max", _("Max")
+        TEAM = "team", _("Team")
+        ENTERPRISE = "enterprise", _("Enterprise")
+        EDUCATION = "education", _("Education")
+        GOVERNMENT = "government", _("Government")
+        API = "api", _("API")
+
+    CONSUMER_PLANS: ClassVar[frozenset[str]] = frozenset({Plan.FREE, Plan.PRO, Plan.MAX})
+
+    username = None  # type: ignore[assignment]
+    first_name = None  # type: ignore[assignment]
+    last_name = None  # type: ignore[assignment]
+    email = models.EmailField(_("email address"), unique=True)
+    name = models.CharField(_("name"), max_length=150, blank=True)
+    plan = models.CharField(_("plan"), max_length=16, choices=Plan.choices, default=Plan.FREE)
+    subject_id = models.UUIDField(
+        _("pseudonymous subject id"),
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text=_("The only identifier the audit log and downstream stores carry."),
+    )
+
+    objects = UserManager()  # type: ignore[assignment,misc]
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: ClassVar[list[str]] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def is_consumer(self) -> bool:
+        return self.plan in self.CONSUMER_PLANS
+
+    def get_full_name(self) -> str:
+        return self.name or self.email
+
+    def get_short_name(self) -> str:
+        return self.name or self.email

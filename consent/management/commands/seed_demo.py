@@ -1,0 +1,89 @@
+from datetime import timedelta
+
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from consent import services
+from consent.models import ConsentPolicy
+from consent.selectors import consent_for
+
+PASSWORD = "demo-password-123"  # noqa: S105 - documented demo credential
+POLICY_TITLE = "Updates to our Consumer Terms and Privacy Policy"
+POLICY_TEXT = """\
+We are giving you the choice to allow your chats and coding sessions to be used to improve our
+models. If you allow it, new and resumed chats and coding sessions may be used for model training,
+and that data is kept for up to 5 years. If you do not, we keep using your data as before and keep
+it for 30 days after you delete it. You can change your choice at any time in your privacy
+settings; a change applies from then on and does not change models already trained.
+Users of our commercial plans (Team, Enterprise, Education, Government, API) are not affected."""
+Plan = User.Plan
+Channel = services.Channel
+
+
+class Command(BaseCommand):
+    help = "Load the reference policy and the demo users (idempotent)."
+
+    @transaction.atomic
+    def handle(self, *args: object, **options: object) -> None:
+        now = timezone.now()
+        if not ConsentPolicy.objects.exists():
+            services.policy_publish(
+                title=POLICY_TITLE,
+                text=POLICY_TEXT,
+                effective_at=now - timedelta(days=30),
+                decision_deadline=now + timedelta(days=60),
+                default_allowed=True,
+                now=now - timedelta(days=30),
+            )
+        free = self._user("free@example.com", Plan.FREE)
+        pro = self._user("pro@example.com", Plan.PRO)
+        max_ = self._user("max@example.com", Plan.MAX)
+        self._user("team@example.com", Plan.TEAM)
+        self._user("enterprise@example.com", Plan.ENTERPRISE)
+        support = self._user("support@example.com", Plan.TEAM, name="Sam Support")
+        support.groups.add(Group.objects.get(name="Support"))
+        self._user("admin@example.com", Plan.TEAM, name="Ada Admin", superuser=True)
+
+        if consent_for(pro).version == 0:
+            services.notice_record_served(user=pro, now=now - timedelta(days=20))
+            services.consent_change(
+                user=pro,
+                allowed=True,
+                channel=Channel.POPUP,
+                shown_default=True,
+                now=now - timedelta(days=20, seconds=-40),
+            )
+        if consent_for(max_).version == 0:
+            services.notice_record_served(user=max_, now=now - timedelta(days=25))
+            services.consent_defer(user=max_, now=now - timedelta(days=25, seconds=-30))
+            services.consent_change(
+                user=max_,
+                allowed=True,
+                channel=Channel.POPUP,
+                shown_default=True,
+                now=now - timedelta(days=24, seconds=-20),
+            )
+            for days_ago, allowed in ((12, False), (7, True), (2, False)):
+                services.consent_change(
+                    user=max_,
+                    allowed=allowed,
+                    channel=Channel.SETTINGS,
+                    now=now - timedelta(days=days_ago),
+                )
+        self.stdout.write(self.style.SUCCESS(self._summary(free)))
+
+    def _user(self, email: str, plan: str, *, name: str = "", superuser: bool = False) -> User:
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            create = User.objects.create_superuser if superuser else User.objects.create_user
+            user = create(email, PASSWORD, plan=plan, name=name)
+        return user
+
+    def _summary(self, free: User) -> str:
+        return (
+            f"Demo data ready: {User.objects.count()} users, "
+            f"{ConsentPolicy.objects.count()} policy; sign in as {free.email} / {PASSWORD}."
+        )

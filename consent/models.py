@@ -1,0 +1,162 @@
+import pgtrigger
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class ConsentPolicy(models.Model):
+    """One published version of the terms that ask users whether their data may train models."""
+
+    version = models.PositiveIntegerField(_("version"), unique=True)
+    title = models.CharField(_("title"), max_length=200)
+    text = models.TextField(_("text shown to the user"))
+    content_hash = models.CharField(_("SHA-256 of title and text"), max_length=64, editable=False)
+    effective_at = models.DateTimeField(_("effective from"))
+    decision_deadline = models.DateTimeField(_("decision deadline"))
+    default_allowed = models.BooleanField(_("toggle on by default"), default=True)
+    retention_days_allowed = models.PositiveIntegerField(_("retention when allowed"), default=1825)
+    retention_days_declined = models.PositiveIntegerField(_("retention when declined"), default=30)
+    defer_for = models.DurationField(
+        _("'Not now' defers the pop-up for"), help_text=_("For example 1 day.")
+    )
+    requires_new_choice = models.BooleanField(
+        _("asks every consumer user for a new choice"), default=True
+    )
+    published_at = models.DateTimeField(_("published at"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("consent policy")
+        verbose_name_plural = _("consent policies")
+        ordering = ["-version"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(decision_deadline__gte=models.F("effective_at")),
+                name="policy_deadline_not_before_effective_date",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version}: {self.title}"
+
+    @property
+    def is_published(self) -> bool:
+        return self.published_at is not None
+
+    def retention_days(self, *, allowed: bool) -> int:
+        return self.retention_days_allowed if allowed else self.retention_days_declined
+
+
+class ConsentState(models.TextChoices):
+    UNDECIDED = "undecided", _("Not decided")
+    ALLOWED = "allowed", _("Allowed")
+    DECLINED = "declined", _("Declined")
+
+
+class TrainingConsent(models.Model):
+    """The current choice of one user; the history that led to it is in ConsentEvent."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="training_consent"
+    )
+    state = models.CharField(
+        _("state"), max_length=16, choices=ConsentState.choices, default=ConsentState.UNDECIDED
+    )
+    policy = models.ForeignKey(
+        ConsentPolicy,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("The policy version under which the current choice was made."),
+    )
+    version = models.PositiveIntegerField(_("number of the latest event"), default=0)
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    deferred_until = models.DateTimeField(_("'Not now' until"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("training consent")
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(state=ConsentState.UNDECIDED)
+                | models.Q(policy__isnull=False, decided_at__isnull=False),
+                name="decided_consent_names_policy_and_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.get_state_display()}"
+
+    @property
+    def allowed(self) -> bool:
+        return self.state == ConsentState.ALLOWED
+
+
+@pgtrigger.register(
+    pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+)
+class ConsentEvent(models.Model):
+    """One entry of the append-only, hash-chained audit log of a user's consent."""
+
+    class Kind(models.TextChoices):
+        NOTICE_SERVED = "notice_served", _("Notice shown")
+        DEFERRED = "deferred", _("Deferred ('Not now')")
+        DECISION = "decision", _("Decision")
+        GPC_SIGNAL = "gpc_signal", _("Browser opt-out signal")
+        PLAN_CHANGED = "plan_changed", _("Plan changed")
+        ACCOUNT_DELETED = "account_deleted", _("Account deleted")
+
+    class Channel(models.TextChoices):
+        POPUP = "popup", _("Pop-up")
+        SETTINGS = "settings", _("Privacy settings")
+        SUPPORT = "support", _("Support")
+        ADMIN = "admin", _("Admin")
+        API = "api", _("API")
+        GPC = "gpc", _("Browser signal (GPC)")
+        SYSTEM = "system", _("System")
+
+    class Role(models.TextChoices):
+        USER = "user", _("The user")
+        SUPPORT = "support", _("Support agent")
+        ADMIN = "admin", _("Admin")
+        SYSTEM = "system", _("System")
+
+    subject_id = models.UUIDField(_("pseudonymous subject id"), db_index=False)
+    number = models.PositiveIntegerField(_("number in the subject's history"))
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    before = models.CharField(_("before"), max_length=16, choices=ConsentState.choices)
+    after = models.CharField(_("after"), max_length=16, choices=ConsentState.choices)
+    plan = models.CharField(_("plan at the time"), max_length=16)
+    policy = models.ForeignKey(
+        ConsentPolicy, on_delete=models.PROTECT, null=True, related_name="events"
+    )
+    shown_default = models.BooleanField(_("default shown to the user"), null=True)
+    gpc = models.BooleanField(_("request carried Sec-GPC: 1"), default=False)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    actor_role = models.CharField(_("acted as"), max_length=16, choices=Role.choices)
+    actor_subject_id = models.UUIDField(_("actor's subject id"), null=True)
+    reason = models.TextField(_("reason"), blank=True)
+    reference = models.CharField(_("reference (ticket)"), max_length=100, blank=True)
+    ip_prefix = models.CharField(_("truncated IP address"), max_length=64, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("at"))
+    prev_hash = models.CharField(_("hash of the previous event"), max_length=64)
+    hash = models.CharField(_("hash"), max_length=64, unique=True)
+
+    class Meta:
+        verbose_name = _("consent event")
+        ordering = ["subject_id", "number"]
+        permissions = [("view_consent_history", _("Can view users' consent history"))]
+        constraints = [
+            models.UniqueConstraint(fields=["subject_id", "number"], name="one_number_per_subject"),
+            models.CheckConstraint(condition=models.Q(number__gte=1), name="numbers_start_at_1"),
+        ]
+        indexes = [models.Index(fields=["kind", "created_at"], name="event_kind_time")]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} #{self.number} {self.kind}"
+
+    @property
+    def changed_state(self) -> bool:
+        return self.before != self.after

@@ -1,0 +1,129 @@
+"""Reads of the consent state: the current policy, what a user must be asked, eligibility."""
+
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from django.utils import timezone
+
+from accounts.models import User
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState, TrainingConsent
+
+
+def policy_current() -> ConsentPolicy | None:
+    """Return the newest published policy, the one users are asked about."""
+    return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
+
+
+def consent_for(user: User) -> TrainingConsent:
+    """Return the user's current consent, an unsaved undecided one if nothing was recorded."""
+    return TrainingConsent.objects.filter(user=user).first() or TrainingConsent(user=user)
+
+
+def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool:
+    """Tell whether the current policy still waits for this user's choice."""
+    if policy is None or not consent.user.is_consumer:
+        return False
+    if consent.state == ConsentState.UNDECIDED:
+        return True
+    assert consent.policy is not None
+    return policy.requires_new_choice and consent.policy.version < policy.version
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the first-run pop-up should do for one user right now."""
+
+    policy: ConsentPolicy | None
+    show: bool
+    can_defer: bool
+    blocking: bool
+
+
+def prompt_for(user: User, *, now: datetime | None = None) -> Prompt:
+    now = now or timezone.now()
+    policy = policy_current()
+    consent = consent_for(user)
+    if policy is None or not needs_choice(consent, policy):
+        return Prompt(policy, show=False, can_defer=False, blocking=False)
+    past_deadline = now >= policy.decision_deadline
+    deferred = consent.deferred_until is not None and consent.deferred_until > now
+    return Prompt(
+        policy,
+        show=past_deadline or not deferred,
+        can_defer=not past_deadline,
+        blocking=past_deadline,
+    )
+
+
+_STATE_KINDS = (
+    ConsentEvent.Kind.DECISION,
+    ConsentEvent.Kind.PLAN_CHANGED,
+    ConsentEvent.Kind.ACCOUNT_DELETED,
+)
+
+
+@dataclass(frozen=True)
+class _Step:
+    allowed: bool
+    consumer: bool
+    decided_under: int  # policy version of the decision in force; 0 when none
+
+
+def _timelines(subject_ids: set[UUID]) -> dict[UUID, tuple[list[datetime], list[_Step]]]:
+    timelines: dict[UUID, tuple[list[datetime], list[_Step]]] = defaultdict(lambda: ([], []))
+    rows = (
+        ConsentEvent.objects.filter(subject_id__in=subject_ids, kind__in=_STATE_KINDS)
+        .order_by("subject_id", "number")
+        .values_list("subject_id", "kind", "after", "plan", "policy__version", "created_at")
+    )
+    decided_under: dict[UUID, int] = {}
+    for subject_id, kind, after, plan, policy_version, created_at in rows.iterator(chunk_size=5000):
+        if kind == ConsentEvent.Kind.DECISION:
+            decided_under[subject_id] = policy_version
+        step = _Step(
+            allowed=after == ConsentState.ALLOWED and kind != ConsentEvent.Kind.ACCOUNT_DELETED,
+            consumer=plan in User.CONSUMER_PLANS,
+            decided_under=decided_under.get(subject_id, 0),
+        )
+        times, steps = timelines[subject_id]
+        times.append(created_at)
+        steps.append(step)
+    return timelines
+
+
+def _versions_in_force(at: datetime, policies: Sequence[ConsentPolicy]) -> tuple[int, int]:
+    """Return (version in force, oldest version whose decisions still count) at a moment."""
+    in_force = [p for p in policies if p.effective_at <= at]
+    if not in_force:
+        return 0, 0
+    needing_choice = [p.version for p in in_force if p.requires_new_choice]
+    return max(p.version for p in in_force), max(needing_choice, default=1)
+
+
+def eligibility(pairs: Sequence[tuple[UUID, datetime]]) -> list[bool]:
+    """Answer, for each (subject, moment), whether that subject's data from then may train."""
+    policies = list(ConsentPolicy.objects.filter(published_at__isnull=False))
+    timelines = _timelines({subject_id for subject_id, _ in pairs})
+    answers = []
+    for subject_id, at in pairs:
+        in_force, oldest_counting = _versions_in_force(at, policies)
+        times, steps = timelines.get(subject_id, ([], []))
+        index = bisect_right(times, at) - 1
+        if in_force == 0 or index < 0:
+            answers.append(False)
+            continue
+        step = steps[index]
+        answers.append(step.allowed and step.consumer and step.decided_under >= oldest_counting)
+    return answers
+
+
+def is_eligible(user: User, at: datetime) -> bool:
+    return eligibility([(user.subject_id, at)])[0]
+
+
+def history_for(subject_id: UUID) -> Iterable[ConsentEvent]:
+    return ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")

@@ -1,0 +1,374 @@
+"""The one writer of consent: every change of the setting, and every audit event, goes through here.
+
+Each function runs in one transaction: it locks the user's TrainingConsent row, appends the next
+ConsentEvent of the user's hash chain, and updates the current state. A call that would change
+nothing records nothing and returns None.
+"""
+
+import hashlib
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from consent.audit import GENESIS_HASH, event_hash
+from consent.metadata import RequestMeta
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState, TrainingConsent
+from consent.selectors import needs_choice, policy_current
+
+Channel = ConsentEvent.Channel
+Role = ConsentEvent.Role
+
+ROLE_BY_CHANNEL = {
+    Channel.POPUP: Role.USER,
+    Channel.SETTINGS: Role.USER,
+    Channel.API: Role.USER,
+    Channel.GPC: Role.USER,
+    Channel.SUPPORT: Role.SUPPORT,
+    Channel.ADMIN: Role.ADMIN,
+    Channel.SYSTEM: Role.SYSTEM,
+}
+NO_META = RequestMeta()
+
+
+class ConsentError(Exception):
+    """A consent change that cannot be made; nothing was written."""
+
+
+def _check_actor(*, user: User, actor: User | None, channel: str, reason: str, reference: str):
+    if channel not in ROLE_BY_CHANNEL:
+        raise ConsentError(f"Unknown channel {channel!r}.")
+    role = ROLE_BY_CHANNEL[Channel(channel)]
+    if role == Role.USER and actor not in (None, user):
+        raise ConsentError("Only the user can act on this channel.")
+    if role == Role.SYSTEM and actor is not None:
+        raise ConsentError("The system channel has no acting user.")
+    if role == Role.SUPPORT:
+        if actor is None or not actor.has_perm("consent.view_consent_history"):
+            raise ConsentError("Only a support agent can act on the support channel.")
+        if not reason.strip() or not reference.strip():
+            raise ConsentError("A support change needs a reason and a reference.")
+    if role == Role.ADMIN:
+        if actor is None or not actor.is_staff:
+            raise ConsentError("Only an admin can act on the admin channel.")
+        if not reason.strip():
+            raise ConsentError("An admin change needs a reason.")
+    return role
+
+
+def _current_policy() -> ConsentPolicy:
+    policy = policy_current()
+    if policy is None:
+        raise ConsentError("No consent policy has been published.")
+    return policy
+
+
+def _require_consumer(user: User) -> None:
+    if not user.is_consumer:
+        raise ConsentError("Users on commercial plans are not asked and cannot be changed.")
+
+
+def _lock_consent(user: User) -> TrainingConsent:
+    TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
+    consent = (
+        TrainingConsent.objects.select_for_update(of=("self",))
+        .select_related("policy")
+        .get(user=user)
+    )
+    consent.user = user
+    return consent
+
+
+def _append_event(
+    consent: TrainingConsent,
+    *,
+    kind: str,
+    after: str,
+    policy: ConsentPolicy | None,
+    channel: str,
+    role: str,
+    actor: User | None = None,
+    meta: RequestMeta = NO_META,
+    shown_default: bool | None = None,
+    reason: str = "",
+    reference: str = "",
+    now: datetime,
+) -> ConsentEvent:
+    user = consent.user
+    prev_hash = GENESIS_HASH
+    if consent.version:
+        prev_hash = ConsentEvent.objects.values_list("hash", flat=True).get(
+            subject_id=user.subject_id, number=consent.version
+        )
+    event = ConsentEvent(
+        subject_id=user.subject_id,
+        number=consent.version + 1,
+        kind=kind,
+        before=consent.state,
+        after=after,
+        plan=user.plan,
+        policy=policy,
+        shown_default=shown_default,
+        gpc=meta.gpc,
+        channel=channel,
+        actor_role=role,
+        actor_subject_id=actor.subject_id if actor else None,
+        reason=reason.strip(),
+        reference=reference.strip(),
+        ip_prefix=meta.ip_prefix,
+        user_agent=meta.user_agent,
+        created_at=now,
+        prev_hash=prev_hash,
+    )
+    event.hash = event_hash(event)
+    event.save(force_insert=True)
+    consent.version = event.number
+    consent.state = after
+    return event
+
+
+@transaction.atomic
+def consent_change(
+    *,
+    user: User,
+    allowed: bool,
+    channel: str,
+    actor: User | None = None,
+    policy_version: int | None = None,
+    shown_default: bool | None = None,
+    reason: str = "",
+    reference: str = "",
+    meta: RequestMeta = NO_META,
+    now: datetime | None = None,
+) -> ConsentEvent | None:
+    """Record the user's choice, from the pop-up, settings, support, admin or the API."""
+    if not isinstance(allowed, bool):
+        raise ConsentError("The choice must be allowed or declined.")
+    role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference=reference)
+    _require_consumer(user)
+    policy = _current_policy()
+    if policy_version is not None and policy_version != policy.version:
+        raise ConsentError(
+            f"Policy version {policy_version} is not the current one ({policy.version})."
+        )
+    if channel == Channel.POPUP and not isinstance(shown_default, bool):
+        raise ConsentError("A pop-up decision records the default that was shown.")
+    now = now or timezone.now()
+    consent = _lock_consent(user)
+    after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
+    if consent.state == after and not needs_choice(consent, policy):
+        return None
+    event = _append_event(
+        consent,
+        kind=ConsentEvent.Kind.DECISION,
+        after=after,
+        policy=policy,
+        channel=channel,
+        role=role,
+        actor=actor,
+        meta=meta,
+        shown_default=shown_default,
+        reason=reason,
+        reference=reference,
+        now=now,
+    )
+    consent.policy, consent.decided_at, consent.deferred_until = policy, now, None
+    consent.save()
+    return event
+
+
+@transaction.atomic
+def consent_defer(
+    *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
+) -> ConsentEvent | None:
+    """Record "Not now": hide the pop-up for the policy's interval, never past the deadline."""
+    _require_consumer(user)
+    policy = _current_policy()
+    now = now or timezone.now()
+    if now >= policy.decision_deadline:
+        raise ConsentError("The decision deadline has passed; a choice is required.")
+    consent = _lock_consent(user)
+    if not needs_choice(consent, policy):
+        raise ConsentError("There is no pending choice to defer.")
+    if consent.deferred_until is not None and consent.deferred_until > now:
+        return None
+    event = _append_event(
+        consent,
+        kind=ConsentEvent.Kind.DEFERRED,
+        after=consent.state,
+        policy=policy,
+        channel=Channel.POPUP,
+        role=Role.USER,
+        meta=meta,
+        now=now,
+    )
+    consent.deferred_until = min(now + policy.defer_for, policy.decision_deadline)
+    consent.save()
+    return event
+
+
+def _record_once_per_policy(
+    *, user: User, kind: str, channel: str, meta: RequestMeta, shown_default: bool | None, now
+) -> ConsentEvent | None:
+    _require_consumer(user)
+    policy = _current_policy()
+    consent = _lock_consent(user)
+    seen = ConsentEvent.objects.filter(subject_id=user.subject_id, kind=kind, policy=policy)
+    if seen.exists():
+        return None
+    event = _append_event(
+        consent,
+        kind=kind,
+        after=consent.state,
+        policy=policy,
+        channel=channel,
+        role=Role.USER,
+        meta=meta,
+        shown_default=shown_default,
+        now=now or timezone.now(),
+    )
+    consent.save()
+    return event
+
+
+@transaction.atomic
+def notice_record_served(
+    *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
+) -> ConsentEvent | None:
+    """Record, once per policy version, that the pop-up was shown to the user, and its default."""
+    policy = _current_policy()
+    shown_default = policy.default_allowed and not meta.gpc
+    return _record_once_per_policy(
+        user=user,
+        kind=ConsentEvent.Kind.NOTICE_SERVED,
+        channel=Channel.POPUP,
+        meta=meta,
+        shown_default=shown_default,
+        now=now,
+    )
+
+
+@transaction.atomic
+def gpc_record_signal(
+    *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
+) -> ConsentEvent | None:
+    """Record, once per policy version, that the user's browser sent Sec-GPC: 1.
+
+    The signal turns the pop-up's default off; it never changes a choice the user made.
+    """
+    return _record_once_per_policy(
+        user=user,
+        kind=ConsentEvent.Kind.GPC_SIGNAL,
+        channel=Channel.GPC,
+        meta=RequestMeta(meta.ip_prefix, meta.user_agent, gpc=True),
+        shown_default=None,
+        now=now,
+    )
+
+
+@transaction.atomic
+def user_change_plan(
+    *,
+    user: User,
+    plan: str,
+    channel: str,
+    actor: User | None = None,
+    reason: str = "",
+    meta: RequestMeta = NO_META,
+    now: datetime | None = None,
+) -> ConsentEvent | None:
+    """Move the user to another plan; on a commercial plan their data is never eligible."""
+    if plan not in User.Plan.values:
+        raise ConsentError(f"Unknown plan {plan!r}.")
+    role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
+    consent = _lock_consent(user)
+    if User.objects.values_list("plan", flat=True).get(pk=user.pk) == plan:
+        return None
+    user.plan = plan
+    User.objects.filter(pk=user.pk).update(plan=plan)
+    event = _append_event(
+        consent,
+        kind=ConsentEvent.Kind.PLAN_CHANGED,
+        after=consent.state,
+        policy=policy_current(),
+        channel=channel,
+        role=role,
+        actor=actor,
+        meta=meta,
+        reason=reason,
+        now=now or timezone.now(),
+    )
+    consent.save()
+    return event
+
+
+@transaction.atomic
+def account_delete(
+    *,
+    user: User,
+    channel: str,
+    actor: User | None = None,
+    reason: str = "",
+    meta: RequestMeta = NO_META,
+    now: datetime | None = None,
+) -> ConsentEvent:
+    """Delete the account; the audit events stay, under the pseudonymous subject id only."""
+    role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
+    consent = _lock_consent(user)
+    event = _append_event(
+        consent,
+        kind=ConsentEvent.Kind.ACCOUNT_DELETED,
+        after=ConsentState.UNDECIDED,
+        policy=policy_current(),
+        channel=channel,
+        role=role,
+        actor=actor,
+        meta=meta,
+        reason=reason,
+        now=now or timezone.now(),
+    )
+    user.delete()
+    return event
+
+
+def policy_content_hash(*, title: str, text: str) -> str:
+    return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
+
+
+@transaction.atomic
+def policy_publish(
+    *,
+    title: str,
+    text: str,
+    effective_at: datetime,
+    decision_deadline: datetime,
+    default_allowed: bool = True,
+    retention_days_allowed: int = 1825,
+    retention_days_declined: int = 30,
+    defer_for: timedelta = timedelta(days=1),
+    requires_new_choice: bool = True,
+    now: datetime | None = None,
+) -> ConsentPolicy:
+    """Publish the next policy version, its text fixed by a content hash."""
+    if not title.strip() or not text.strip():
+        raise ConsentError("A policy needs a title and a text.")
+    if decision_deadline < effective_at:
+        raise ConsentError("The decision deadline cannot be before the effective date.")
+    if defer_for <= timedelta(0) or min(retention_days_allowed, retention_days_declined) < 1:
+        raise ConsentError("Deferral and retention must be positive.")
+    latest = ConsentPolicy.objects.select_for_update().order_by("-version").first()
+    return ConsentPolicy.objects.create(
+        version=(latest.version + 1) if latest else 1,
+        title=title.strip(),
+        text=text.strip(),
+        content_hash=policy_content_hash(title=title.strip(), text=text.strip()),
+        effective_at=effective_at,
+        decision_deadline=decision_deadline,
+        default_allowed=default_allowed,
+        retention_days_allowed=retention_days_allowed,
+        retention_days_declined=retention_days_declined,
+        defer_for=defer_for,
+        requires_new_choice=requires_new_choice,
+        published_at=now or timezone.now(),
+    )

@@ -1,0 +1,89 @@
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Group
+from django.utils import timezone
+
+from accounts.models import User
+from consent import services
+from consent.models import ConsentPolicy
+from tests.factories import UserFactory
+
+
+@pytest.fixture
+def policy(db) -> ConsentPolicy:
+    now = timezone.now()
+    return services.policy_publish(
+        title="Updates to our terms",
+        text="May we train on your chats?",
+        effective_at=now - timedelta(days=1),
+        decision_deadline=now + timedelta(days=30),
+        defer_for=timedelta(days=1),
+        now=now - timedelta(days=1),
+    )
+
+
+@pytest.fixture
+def consumer(db) -> User:
+    return UserFactory(plan=User.Plan.PRO)
+
+
+@pytest.fixture
+def commercial(db) -> User:
+    return UserFactory(plan=User.Plan.ENTERPRISE)
+
+
+@pytest.fixture
+def support_agent(db) -> User:
+    agent = UserFactory(plan=User.Plan.TEAM, email="agent@example.com")
+    agent.groups.add(Group.objects.get(name="Support"))
+    return agent
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return UserFactory(plan=User.Plan.TEAM, is_staff=True, is_superuser=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, *, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+@pytest.fixture
+def private_redis() -> Iterator[str]:
+    """Start a Redis server of the test's own, so stopping it leaves the shared one alone."""
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for_port(port)
+    yield f"redis://127.0.0.1:{port}/0"
+    server.terminate()
+    server.wait(timeout=10)

@@ -1,0 +1,82 @@
+"""Concurrent changes for one user, from real threads on their own PostgreSQL connections."""
+
+import itertools
+import threading
+
+import pytest
+from django.db import connection
+
+from accounts.models import User
+from consent import services
+from consent.audit import audit_first_break
+from consent.models import ConsentEvent, TrainingConsent
+from consent.services import Channel
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run_in_threads(target, arguments):
+    barrier = threading.Barrier(len(arguments))
+    errors = []
+
+    def worker(argument):
+        try:
+            barrier.wait()
+            target(argument)
+        except Exception as error:  # a failure in a thread must fail the test
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in arguments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+
+
+def test_two_concurrent_changes_both_land_in_order(policy, consumer):
+    run_in_threads(
+        lambda allowed: services.consent_change(
+            user=User.objects.get(pk=consumer.pk), allowed=allowed, channel=Channel.SETTINGS
+        ),
+        [True, False],
+    )
+
+    events = list(ConsentEvent.objects.filter(subject_id=consumer.subject_id).order_by("number"))
+    assert [e.number for e in events] == [1, 2]
+    assert events[0].before == "undecided"
+    assert events[1].before == events[0].after
+    assert {e.after for e in events} == {"allowed", "declined"}
+    assert TrainingConsent.objects.get(user=consumer).state == events[1].after
+
+
+def test_many_concurrent_changes_number_without_gaps_and_chain(policy, consumer):
+    def change(allowed: bool) -> None:
+        for _ in range(5):
+            services.consent_change(
+                user=User.objects.get(pk=consumer.pk), allowed=allowed, channel=Channel.SETTINGS
+            )
+            allowed = not allowed
+
+    run_in_threads(change, [i % 2 == 0 for i in range(8)])
+
+    events = list(ConsentEvent.objects.filter(subject_id=consumer.subject_id).order_by("number"))
+    assert [e.number for e in events] == list(range(1, len(events) + 1))
+    assert len(events) >= 2
+    assert all(later.before == earlier.after for earlier, later in itertools.pairwise(events))
+    assert all(e.before != e.after for e in events)
+    consent = TrainingConsent.objects.get(user=consumer)
+    assert (consent.version, consent.state) == (events[-1].number, events[-1].after)
+    assert audit_first_break() is None
+
+
+def test_concurrent_first_touches_create_one_state_row(policy, consumer):
+    run_in_threads(
+        lambda _: services.notice_record_served(user=User.objects.get(pk=consumer.pk)),
+        range(6),
+    )
+
+    assert TrainingConsent.objects.filter(user=consumer).count() == 1
+    assert ConsentEvent.objects.filter(subject_id=consumer.subject_id).count() == 1

@@ -1,0 +1,49 @@
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState
+from consent.selectors import consent_for, prompt_for
+
+pytestmark = pytest.mark.django_db
+
+
+def snapshot():
+    return (
+        sorted(User.objects.values_list("email", "plan", "is_staff", "is_superuser")),
+        sorted(ConsentPolicy.objects.values_list("version", "content_hash")),
+        sorted(ConsentEvent.objects.values_list("hash", flat=True)),
+    )
+
+
+def test_seed_demo_run_twice_leaves_the_same_data():
+    call_command("seed_demo")
+    first = snapshot()
+
+    call_command("seed_demo")
+
+    assert snapshot() == first
+
+
+def test_seed_demo_creates_the_personas_of_the_spec():
+    call_command("seed_demo")
+
+    def user(email):
+        found = User.objects.get(email=email)
+        assert found.check_password("demo-password-123")
+        return found
+
+    assert consent_for(user("free@example.com")).state == ConsentState.UNDECIDED
+    assert prompt_for(user("free@example.com")).show
+    assert consent_for(user("pro@example.com")).state == ConsentState.ALLOWED
+    max_user = user("max@example.com")
+    assert consent_for(max_user).state == ConsentState.DECLINED
+    decisions = ConsentEvent.objects.filter(subject_id=max_user.subject_id, kind="decision")
+    assert decisions.count() >= 3
+    assert not user("team@example.com").is_consumer
+    assert not user("enterprise@example.com").is_consumer
+    assert user("support@example.com").groups.filter(name="Support").exists()
+    assert user("admin@example.com").is_superuser
+    policy = ConsentPolicy.objects.get()
+    assert policy.decision_deadline > policy.effective_at
+    assert prompt_for(user("free@example.com")).can_defer

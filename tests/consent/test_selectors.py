@@ -1,0 +1,102 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import User
+from consent import services
+from consent.selectors import eligibility, is_eligible
+from consent.services import Channel
+
+pytestmark = pytest.mark.django_db
+
+
+def test_eligibility_follows_the_history_before_between_and_after_changes(policy, consumer):
+    t0 = timezone.now()
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0)
+    services.consent_change(
+        user=consumer, allowed=False, channel=Channel.SETTINGS, now=t0 + timedelta(hours=1)
+    )
+    services.consent_change(
+        user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0 + timedelta(hours=2)
+    )
+
+    moments = [
+        t0 - timedelta(minutes=1),  # before any decision: undecided
+        t0,  # the decision itself
+        t0 + timedelta(minutes=30),
+        t0 + timedelta(minutes=90),  # declined
+        t0 + timedelta(hours=3),  # allowed again
+    ]
+    assert eligibility([(consumer.subject_id, at) for at in moments]) == [
+        False,
+        True,
+        True,
+        False,
+        True,
+    ]
+
+
+def test_an_undecided_or_unknown_subject_is_never_eligible(policy, consumer):
+    assert not is_eligible(consumer, timezone.now())
+    other = User(email="ghost@example.com")
+    assert not is_eligible(other, timezone.now())
+
+
+def test_a_commercial_plan_ends_eligibility_from_the_move(policy, consumer):
+    t0 = timezone.now()
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0)
+    services.user_change_plan(
+        user=consumer, plan=User.Plan.TEAM, channel=Channel.SYSTEM, now=t0 + timedelta(hours=1)
+    )
+
+    assert is_eligible(consumer, t0 + timedelta(minutes=30))
+    assert not is_eligible(consumer, t0 + timedelta(hours=2))
+
+
+def test_nothing_is_eligible_before_the_policy_is_in_force(consumer):
+    now = timezone.now()
+    services.policy_publish(
+        title="Future terms",
+        text="From next week.",
+        effective_at=now + timedelta(days=7),
+        decision_deadline=now + timedelta(days=30),
+    )
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=now)
+
+    assert not is_eligible(consumer, now + timedelta(days=1))
+    assert is_eligible(consumer, now + timedelta(days=8))
+
+
+def test_a_policy_asking_for_a_new_choice_suspends_older_decisions(policy, consumer):
+    t0 = timezone.now()
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0)
+    services.policy_publish(
+        title="New terms",
+        text="Choose again.",
+        effective_at=t0 + timedelta(days=1),
+        decision_deadline=t0 + timedelta(days=30),
+        requires_new_choice=True,
+        now=t0,
+    )
+
+    assert is_eligible(consumer, t0 + timedelta(hours=12))
+    assert not is_eligible(consumer, t0 + timedelta(days=2))
+    services.consent_change(
+        user=consumer,
+        allowed=True,
+        channel=Channel.POPUP,
+        shown_default=True,
+        now=t0 + timedelta(days=3),
+    )
+    assert is_eligible(consumer, t0 + timedelta(days=4))
+
+
+def test_a_deleted_account_is_not_eligible_afterwards(policy, consumer):
+    t0 = timezone.now()
+    subject_id = consumer.subject_id
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0)
+    services.account_delete(user=consumer, channel=Channel.SETTINGS, now=t0 + timedelta(hours=1))
+
+    assert eligibility([(subject_id, t0 + timedelta(minutes=1))]) == [True]
+    assert eligibility([(subject_id, t0 + timedelta(hours=2))]) == [False]

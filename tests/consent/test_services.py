@@ -1,0 +1,347 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import User
+from consent import services
+from consent.audit import audit_first_break
+from consent.metadata import RequestMeta
+from consent.models import ConsentEvent, ConsentState, TrainingConsent
+from consent.selectors import consent_for, prompt_for
+from consent.services import Channel, ConsentError
+
+pytestmark = pytest.mark.django_db
+
+
+def events_of(user: User) -> list[ConsentEvent]:
+    return list(ConsentEvent.objects.filter(subject_id=user.subject_id).order_by("number"))
+
+
+def test_a_new_user_is_undecided_and_asked(policy, consumer):
+    assert consent_for(consumer).state == ConsentState.UNDECIDED
+    assert prompt_for(consumer).show
+
+
+def test_deciding_in_the_popup_records_the_policy_and_the_default_shown(policy, consumer):
+    event = services.consent_change(
+        user=consumer, allowed=False, channel=Channel.POPUP, shown_default=True
+    )
+
+    consent = TrainingConsent.objects.get(user=consumer)
+    assert consent.state == ConsentState.DECLINED
+    assert consent.policy == policy
+    assert consent.version == 1
+    assert event is not None
+    assert (event.kind, event.before, event.after) == ("decision", "undecided", "declined")
+    assert event.shown_default is True
+    assert event.actor_role == ConsentEvent.Role.USER
+    assert not prompt_for(consumer).show
+
+
+def test_changing_in_settings_flips_the_state_and_numbers_events(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+
+    assert [(e.number, e.before, e.after) for e in events_of(consumer)] == [
+        (1, "undecided", "allowed"),
+        (2, "allowed", "declined"),
+    ]
+    assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+def test_saving_the_same_value_records_nothing(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    again = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    assert again is None
+    assert len(events_of(consumer)) == 1
+
+
+@pytest.mark.parametrize("bad", ["on", 1, None, "true"])
+def test_a_value_other_than_a_boolean_is_rejected_and_writes_nothing(policy, consumer, bad):
+    with pytest.raises(ConsentError):
+        services.consent_change(user=consumer, allowed=bad, channel=Channel.SETTINGS)
+
+    assert events_of(consumer) == []
+    assert not TrainingConsent.objects.filter(user=consumer, version__gt=0).exists()
+
+
+def test_an_unknown_channel_is_rejected(policy, consumer):
+    with pytest.raises(ConsentError):
+        services.consent_change(user=consumer, allowed=True, channel="carrier-pigeon")
+    assert events_of(consumer) == []
+
+
+def test_a_stale_policy_version_is_rejected(policy, consumer):
+    with pytest.raises(ConsentError, match="not the current one"):
+        services.consent_change(
+            user=consumer, allowed=True, channel=Channel.SETTINGS, policy_version=policy.version + 1
+        )
+    assert events_of(consumer) == []
+
+
+def test_nothing_can_be_decided_before_a_policy_is_published(consumer):
+    with pytest.raises(ConsentError, match="No consent policy"):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+
+def test_a_popup_decision_must_say_which_default_was_shown(policy, consumer):
+    with pytest.raises(ConsentError):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.POPUP)
+    assert events_of(consumer) == []
+
+
+def test_commercial_users_cannot_decide_defer_or_be_prompted(policy, commercial):
+    with pytest.raises(ConsentError, match="commercial"):
+        services.consent_change(user=commercial, allowed=True, channel=Channel.SETTINGS)
+    with pytest.raises(ConsentError, match="commercial"):
+        services.consent_defer(user=commercial)
+    with pytest.raises(ConsentError, match="commercial"):
+        services.notice_record_served(user=commercial)
+
+    assert events_of(commercial) == []
+    assert not prompt_for(commercial).show
+
+
+def test_another_user_cannot_act_on_the_users_channels(policy, consumer):
+    other = User.objects.create_user("other@example.com", "a-long-password-123")
+    with pytest.raises(ConsentError, match="Only the user"):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, actor=other)
+    assert events_of(consumer) == []
+
+
+def test_support_changes_need_the_role_a_reason_and_a_reference(policy, consumer, support_agent):
+    with pytest.raises(ConsentError, match="reason and a reference"):
+        services.consent_change(
+            user=consumer, allowed=False, channel=Channel.SUPPORT, actor=support_agent, reason="x"
+        )
+    stranger = User.objects.create_user("stranger@example.com", "a-long-password-123")
+    with pytest.raises(ConsentError, match="support agent"):
+        services.consent_change(
+            user=consumer,
+            allowed=False,
+            channel=Channel.SUPPORT,
+            actor=stranger,
+            reason="asked",
+            reference="T-1",
+        )
+    assert events_of(consumer) == []
+
+    event = services.consent_change(
+        user=consumer,
+        allowed=False,
+        channel=Channel.SUPPORT,
+        actor=support_agent,
+        reason="User wrote in to opt out",
+        reference="T-42",
+    )
+
+    assert event is not None
+    assert event.actor_role == ConsentEvent.Role.SUPPORT
+    assert event.actor_subject_id == support_agent.subject_id
+    assert (event.reason, event.reference) == ("User wrote in to opt out", "T-42")
+
+
+def test_not_now_hides_the_popup_for_the_policy_interval(policy, consumer):
+    now = timezone.now()
+
+    services.consent_defer(user=consumer, now=now)
+
+    assert not prompt_for(consumer, now=now + timedelta(hours=23)).show
+    assert prompt_for(consumer, now=now + timedelta(hours=25)).show
+    assert consent_for(consumer).state == ConsentState.UNDECIDED
+    assert [e.kind for e in events_of(consumer)] == ["deferred"]
+
+
+def test_a_second_not_now_while_deferred_records_nothing(policy, consumer):
+    services.consent_defer(user=consumer)
+    assert services.consent_defer(user=consumer) is None
+    assert len(events_of(consumer)) == 1
+
+
+def test_not_now_is_refused_after_the_deadline_and_the_prompt_blocks(policy, consumer):
+    after_deadline = policy.decision_deadline + timedelta(minutes=1)
+
+    with pytest.raises(ConsentError, match="deadline"):
+        services.consent_defer(user=consumer, now=after_deadline)
+
+    prompt = prompt_for(consumer, now=after_deadline)
+    assert prompt.show and prompt.blocking and not prompt.can_defer
+    assert events_of(consumer) == []
+
+
+def test_a_deferral_never_reaches_past_the_deadline(policy, consumer):
+    near_deadline = policy.decision_deadline - timedelta(hours=1)
+
+    services.consent_defer(user=consumer, now=near_deadline)
+
+    assert consent_for(consumer).deferred_until == policy.decision_deadline
+
+
+def test_deciding_after_the_deadline_unblocks_the_app(policy, consumer):
+    after_deadline = policy.decision_deadline + timedelta(days=1)
+
+    services.consent_change(
+        user=consumer, allowed=False, channel=Channel.POPUP, shown_default=True, now=after_deadline
+    )
+
+    assert not prompt_for(consumer, now=after_deadline).show
+
+
+def test_there_is_nothing_to_defer_once_decided(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    with pytest.raises(ConsentError, match="no pending choice"):
+        services.consent_defer(user=consumer)
+
+
+def test_the_served_notice_is_recorded_once_per_policy_version(policy, consumer):
+    first = services.notice_record_served(user=consumer)
+    second = services.notice_record_served(user=consumer)
+
+    assert first is not None
+    assert first.shown_default is True
+    assert second is None
+
+
+def test_gpc_turns_the_shown_default_off_and_is_recorded_once(policy, consumer):
+    meta = RequestMeta(ip_prefix="203.0.113.0/24", user_agent="test", gpc=True)
+
+    notice = services.notice_record_served(user=consumer, meta=meta)
+    signal = services.gpc_record_signal(user=consumer, meta=meta)
+
+    assert notice is not None and notice.shown_default is False
+    assert signal is not None and signal.channel == Channel.GPC and signal.gpc
+    assert services.gpc_record_signal(user=consumer, meta=meta) is None
+    assert consent_for(consumer).state == ConsentState.UNDECIDED
+
+
+def test_gpc_never_flips_an_explicit_choice_and_a_conflict_is_recorded(policy, consumer):
+    gpc = RequestMeta(gpc=True)
+    services.consent_change(
+        user=consumer, allowed=True, channel=Channel.POPUP, shown_default=False, meta=gpc
+    )
+
+    services.gpc_record_signal(user=consumer, meta=gpc)
+
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+    decision = events_of(consumer)[0]
+    assert decision.gpc and decision.after == ConsentState.ALLOWED
+
+
+def test_a_new_policy_asking_for_a_new_choice_reprompts_decided_users(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    now = timezone.now()
+    new = services.policy_publish(
+        title="New terms",
+        text="Again?",
+        effective_at=now,
+        decision_deadline=now + timedelta(days=10),
+        requires_new_choice=True,
+    )
+
+    assert prompt_for(consumer).show
+    confirmed = services.consent_change(
+        user=consumer, allowed=True, channel=Channel.POPUP, shown_default=True
+    )
+
+    assert confirmed is not None and confirmed.policy == new
+    assert not prompt_for(consumer).show
+
+
+def test_a_new_policy_without_a_new_choice_keeps_the_decision(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    now = timezone.now()
+    services.policy_publish(
+        title="Clarified terms",
+        text="Same choice.",
+        effective_at=now,
+        decision_deadline=now + timedelta(days=10),
+        requires_new_choice=False,
+    )
+
+    assert not prompt_for(consumer).show
+    assert services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS) is None
+
+
+def test_moving_to_a_commercial_plan_is_recorded(policy, consumer, admin_user):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    event = services.user_change_plan(
+        user=consumer,
+        plan=User.Plan.ENTERPRISE,
+        channel=Channel.ADMIN,
+        actor=admin_user,
+        reason="Company contract",
+    )
+
+    consumer.refresh_from_db()
+    assert consumer.plan == User.Plan.ENTERPRISE and not consumer.is_consumer
+    assert event is not None and event.plan == User.Plan.ENTERPRISE
+    assert event.actor_role == ConsentEvent.Role.ADMIN
+    assert (
+        services.user_change_plan(user=consumer, plan=User.Plan.ENTERPRISE, channel=Channel.SYSTEM)
+        is None
+    )
+
+
+def test_an_unknown_plan_is_rejected(policy, consumer):
+    with pytest.raises(ConsentError, match="Unknown plan"):
+        services.user_change_plan(user=consumer, plan="platinum", channel=Channel.SYSTEM)
+    consumer.refresh_from_db()
+    assert consumer.plan == User.Plan.PRO
+    assert events_of(consumer) == []
+
+
+def test_deleting_an_account_keeps_the_events_under_the_pseudonymous_id(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    subject_id = consumer.subject_id
+
+    services.account_delete(user=consumer, channel=Channel.SETTINGS)
+
+    assert not User.objects.filter(subject_id=subject_id).exists()
+    kinds = list(
+        ConsentEvent.objects.filter(subject_id=subject_id)
+        .order_by("number")
+        .values_list("kind", flat=True)
+    )
+    assert kinds == ["decision", "account_deleted"]
+    assert audit_first_break(subject_id=subject_id) is None
+
+
+def test_every_event_chains_to_the_previous_one(policy, consumer):
+    services.notice_record_served(user=consumer)
+    services.consent_change(user=consumer, allowed=True, channel=Channel.POPUP, shown_default=True)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+
+    events = events_of(consumer)
+    assert [e.prev_hash for e in events[1:]] == [e.hash for e in events[:-1]]
+    assert audit_first_break() is None
+
+
+def test_no_raw_ip_address_is_stored(policy, consumer, rf):
+    request = rf.post("/", REMOTE_ADDR="198.51.100.77", HTTP_USER_AGENT="Browser/1.0")
+
+    event = services.consent_change(
+        user=consumer,
+        allowed=True,
+        channel=Channel.SETTINGS,
+        meta=RequestMeta.from_request(request),
+    )
+
+    assert event is not None
+    assert event.ip_prefix == "198.51.100.0/24"
+    assert "198.51.100.77" not in str(ConsentEvent.objects.filter(pk=event.pk).values().get())
+
+
+def test_policies_are_numbered_and_hashed(policy):
+    assert policy.version == 1
+    assert len(policy.content_hash) == 64
+    with pytest.raises(ConsentError, match="deadline"):
+        services.policy_publish(
+            title="t",
+            text="x",
+            effective_at=timezone.now(),
+            decision_deadline=timezone.now() - timedelta(days=1),
+        )

@@ -1,0 +1,37 @@
+import subprocess
+
+import pytest
+
+from config.celery import app as celery_app
+
+
+@pytest.fixture
+def broker(private_redis, monkeypatch):
+    # Celery reads CELERY_BROKER_URL from the environment before its own configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", private_redis)
+    monkeypatch.setitem(celery_app.conf, "broker_url", private_redis)
+    return private_redis
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_and_broker_up(client, broker):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "broker": "ok"}
+
+
+@pytest.mark.django_db
+def test_healthz_reports_a_stopped_broker_as_503(client, broker):
+    port = broker.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    assert response.json()["broker"] == "down"
+    assert response.json()["database"] == "ok"
+
+
+def test_healthz_refuses_other_methods(client):
+    assert client.post("/healthz").status_code == 405

@@ -1,0 +1,74 @@
+"""The try-out path: the app on its embedded default (SQLite, a file-system broker), no env."""
+
+import http.cookiejar
+import json
+import os
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_VARIABLES = (
+    "DATABASE_URL",
+    "WAREHOUSE_DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def embedded_app(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in CONFIG_VARIABLES}
+    env["DATA_DIR"] = str(tmp_path)
+
+    def manage(*args: str) -> None:
+        subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True)
+
+    manage("migrate", "--no-input", "-v", "0")
+    manage("seed_demo")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        wait_for_port(port, timeout=30)
+        yield f"http://127.0.0.1:{port}", tmp_path
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_the_embedded_default_serves_a_demo_user(embedded_app):
+    base, data_dir = embedded_app
+    cookies = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+
+    browser.open(f"{base}/accounts/login/")
+    csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
+    form = urllib.parse.urlencode(
+        {
+            "username": "free@example.com",
+            "password": "demo-password-123",
+            "csrfmiddlewaretoken": csrf,
+        }
+    ).encode()
+    home = browser.open(urllib.request.Request(f"{base}/accounts/login/", data=form))
+    health = browser.open(f"{base}/healthz")
+
+    assert home.geturl() == f"{base}/"
+    assert "How can I help you today?" in home.read().decode()
+    assert json.loads(health.read()) == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert (data_dir / "db.sqlite3").exists()
