@@ -2,8 +2,12 @@
 SHELL := /bin/bash
 UV ?= python -m uv
 PG_URL ?= postgres://postgres@127.0.0.1:5432
-TEST_ENV := DATABASE_URL=$(PG_URL)/consent WAREHOUSE_DATABASE_URL=$(PG_URL)/consent_warehouse \
-	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 REDIS_URL=redis://127.0.0.1:6379/15
+# Two checkouts on one machine can test side by side: make test DB_NAME=other BROKER_DB=12 CACHE_DB=13
+DB_NAME ?= consent
+BROKER_DB ?= 14
+CACHE_DB ?= 15
+TEST_ENV := DATABASE_URL=$(PG_URL)/$(DB_NAME) WAREHOUSE_DATABASE_URL=$(PG_URL)/$(DB_NAME)_warehouse \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) REDIS_URL=redis://127.0.0.1:6379/$(CACHE_DB)
 
 .PHONY: install run test lint services
 
@@ -20,7 +24,7 @@ services:
 	@bash .ci/services
 
 test: install services
-	$(TEST_ENV) $(UV) run pytest
+	$(TEST_ENV) $(UV) run pytest $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff format --check .
