@@ -17,6 +17,7 @@ install:
 
 run: install
 	$(UV) run python manage.py migrate --no-input
+	$(UV) run python manage.py migrate --no-input --database warehouse
 	$(UV) run python manage.py seed_demo
 	$(UV) run honcho start -f Procfile
 

@@ -1,5 +1,23 @@
-class WarehouseRouter:
-    """Keep the app's own tables out of the warehouse database; it holds only what sinks write."""
+from django.db.models import Model
 
-    def allow_migrate(self, db: str, app_label: str, **hints: object) -> bool | None:
-        return db != "warehouse"
+WAREHOUSE = "warehouse"
+WAREHOUSE_MODELS = {("consent", "eligibilityrecord")}
+
+
+class WarehouseRouter:
+    """Send the eligibility table to the warehouse database, and nothing else there."""
+
+    def _in_warehouse(self, model: type[Model]) -> bool:
+        return (model._meta.app_label, model._meta.model_name) in WAREHOUSE_MODELS
+
+    def db_for_read(self, model: type[Model], **hints: object) -> str | None:
+        return WAREHOUSE if self._in_warehouse(model) else None
+
+    def db_for_write(self, model: type[Model], **hints: object) -> str | None:
+        return WAREHOUSE if self._in_warehouse(model) else None
+
+    def allow_migrate(
+        self, db: str, app_label: str, model_name: str | None = None, **hints: object
+    ) -> bool | None:
+        in_warehouse = (app_label, model_name) in WAREHOUSE_MODELS
+        return in_warehouse if db == WAREHOUSE else not in_warehouse

@@ -87,6 +87,10 @@ DATABASES = {
         conn_max_age=int(os.environ.get("CONN_MAX_AGE", "60")),
     ),
 }
+for _database in DATABASES.values():
+    if _database["ENGINE"].endswith("sqlite3"):
+        # Workers and the web process share the files: wait for locks, take them up front.
+        _database["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 DATABASE_ROUTERS = ["config.routers.WarehouseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -155,8 +159,43 @@ CELERY_TASK_SOFT_TIME_LIMIT = 30
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    "sweep-outbox": {
+        "task": "consent.tasks.sweep",
+        "schedule": float(os.environ.get("CONSENT_SWEEP_SECONDS", "5")),
+    },
+    "reconcile-sinks": {"task": "consent.tasks.reconcile_sinks", "schedule": 3600.0},
+}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
+# Downstream stores, like DATABASES: name -> backend and options. The eligibility table is always
+# on; Redis when REDIS_URL is set; a webhook when CONSENT_WEBHOOK_URL is (with whsec_ secrets,
+# comma-separated, the newest first: two during a rotation).
+CONSENT_SINKS: dict[str, dict[str, object]] = {
+    "warehouse": {
+        "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+        "OPTIONS": {"database": "warehouse"},
+    },
+}
+if REDIS_URL:
+    CONSENT_SINKS["redis"] = {
+        "BACKEND": "consent.sinks.redis.RedisSink",
+        "OPTIONS": {"url": REDIS_URL},
+    }
+if os.environ.get("CONSENT_WEBHOOK_URL"):
+    CONSENT_SINKS["webhook"] = {
+        "BACKEND": "consent.sinks.webhook.WebhookSink",
+        "OPTIONS": {
+            "url": os.environ["CONSENT_WEBHOOK_URL"],
+            "secrets": env_list("CONSENT_WEBHOOK_SECRETS", ""),
+        },
+    }
+CONSENT_DELIVERY_BATCH_SIZE = int(os.environ.get("CONSENT_DELIVERY_BATCH_SIZE", "200"))
+CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "12"))
+CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", "1"))
+CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "600"))
+CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
+CONSENT_DRAIN_DEBOUNCE = 10  # seconds a queued drain stands for every later commit
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
 
 LOGGING = {

@@ -1,7 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
-from consent.models import ConsentEvent, ConsentPolicy
+from consent.models import ConsentEvent, ConsentPolicy, Delivery
+from consent.outbox import delivery_retry
 
 
 @admin.register(ConsentPolicy)
@@ -35,3 +39,27 @@ class ConsentEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["id", "sink", "subject_id", "version", "state", "attempts", "applied_at"]
+    list_filter = ["sink", "state"]
+    search_fields = ["=subject_id"]
+    readonly_fields = [f.name for f in Delivery._meta.fields]
+    actions = ["retry_dead"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    @admin.action(description=_("Retry the selected dead deliveries"), permissions=["change"])
+    def retry_dead(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        revived = delivery_retry(queryset)
+        self.message_user(
+            request,
+            ngettext("%d delivery queued again.", "%d deliveries queued again.", revived) % revived,
+            messages.SUCCESS,
+        )

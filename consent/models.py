@@ -1,6 +1,7 @@
 import pgtrigger
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -160,3 +161,68 @@ class ConsentEvent(models.Model):
     @property
     def changed_state(self) -> bool:
         return self.before != self.after
+
+
+class Delivery(models.Model):
+    """The outbox: one consent event to be applied by one downstream sink."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        APPLIED = "applied", _("Applied")
+        SUPERSEDED = "superseded", _("Superseded by a newer change")
+        DEAD = "dead", _("Dead (gave up)")
+
+    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="deliveries")
+    sink = models.CharField(_("sink"), max_length=64)
+    subject_id = models.UUIDField(_("subject id"))
+    version = models.PositiveIntegerField(_("version"))
+    state = models.CharField(
+        _("state"), max_length=16, choices=State.choices, default=State.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
+    last_attempt_at = models.DateTimeField(_("last attempt at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event", "sink"], name="one_delivery_per_event_and_sink"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["sink", "next_attempt_at", "id"],
+                condition=models.Q(state="pending"),
+                name="delivery_pending_due",
+            ),
+            models.Index(fields=["sink", "subject_id", "version"], name="delivery_sink_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sink} ← {self.subject_id} v{self.version} ({self.state})"
+
+
+class EligibilityRecord(models.Model):
+    """The training-data eligibility store, in the warehouse database: one row per subject."""
+
+    subject_id = models.UUIDField(primary_key=True)
+    allowed = models.BooleanField()
+    deleted = models.BooleanField(default=False)
+    version = models.PositiveIntegerField()
+    plan = models.CharField(max_length=16)
+    policy_version = models.PositiveIntegerField(null=True)
+    retention_days = models.PositiveIntegerField(null=True)
+    changed_at = models.DateTimeField()
+    applied_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "training_eligibility"
+        verbose_name = _("eligibility record")
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} v{self.version} allowed={self.allowed}"

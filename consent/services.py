@@ -1,8 +1,9 @@
 """The one writer of consent: every change of the setting, and every audit event, goes through here.
 
 Each function runs in one transaction: it locks the user's TrainingConsent row, appends the next
-ConsentEvent of the user's hash chain, and updates the current state. A call that would change
-nothing records nothing and returns None.
+ConsentEvent of the user's hash chain, writes one outbox Delivery per configured sink (for events
+that change what sinks hold), and updates the current state. A call that would change nothing
+records nothing, sends nothing and returns None.
 """
 
 import hashlib
@@ -15,6 +16,7 @@ from accounts.models import User
 from consent.audit import GENESIS_HASH, event_hash
 from consent.metadata import RequestMeta
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, TrainingConsent
+from consent.outbox import outbox_enqueue
 from consent.selectors import needs_choice, policy_current
 
 Channel = ConsentEvent.Channel
@@ -123,6 +125,7 @@ def _append_event(
     )
     event.hash = event_hash(event)
     event.save(force_insert=True)
+    outbox_enqueue(event)
     consent.version = event.number
     consent.state = after
     return event

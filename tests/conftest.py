@@ -3,8 +3,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.receiver import WebhookReceiver
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
@@ -87,3 +91,13 @@ def private_redis() -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     server.terminate()
     server.wait(timeout=10)
+
+
+@pytest.fixture
+def webhook() -> Iterator["WebhookReceiver"]:
+    """A real webhook receiver on a local port."""
+    from tests.support.receiver import WebhookReceiver
+
+    receiver = WebhookReceiver().start(free_port())
+    yield receiver
+    receiver.stop()

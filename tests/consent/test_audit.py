@@ -61,9 +61,9 @@ def test_verify_audit_names_the_forged_event(history):
 
 def test_verify_audit_finds_a_removed_event(history):
     with pgtrigger.ignore("consent.ConsentEvent:append_only"):
-        ConsentEvent.objects.filter(pk=history[1].pk).delete()
+        ConsentEvent.objects.filter(pk=history[0].pk).delete()
 
-    with pytest.raises(CommandError, match="number 3, expected 2"):
+    with pytest.raises(CommandError, match="number 2, expected 1"):
         call_command("verify_audit")
 
 

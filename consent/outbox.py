@@ -1,0 +1,239 @@
+"""The transactional outbox: write deliveries with the change, drain them to sinks, recover.
+
+Deliveries are written by consent.services in the same transaction as the event. After commit a
+Celery task drains the sink; a worker claims due deliveries with SELECT … FOR UPDATE SKIP LOCKED,
+so several workers share the work and a killed worker's claim is released by PostgreSQL.
+"""
+
+import logging
+import random
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from functools import partial
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from accounts.models import User
+from consent.models import ConsentEvent, ConsentState, Delivery
+from consent.sinks import configured_sinks, sink_named
+from consent.sinks.base import Change, Outcome, Result, Sink
+
+logger = logging.getLogger(__name__)
+
+PROPAGATED_KINDS = frozenset(
+    {
+        ConsentEvent.Kind.DECISION,
+        ConsentEvent.Kind.PLAN_CHANGED,
+        ConsentEvent.Kind.ACCOUNT_DELETED,
+    }
+)
+State = Delivery.State
+
+
+def change_for(event: ConsentEvent, *, delivery_id: int = 0) -> Change:
+    """Return what sinks must hold after this event: a fact about a pseudonymous subject."""
+    deleted = event.kind == ConsentEvent.Kind.ACCOUNT_DELETED
+    allowed = (
+        event.after == ConsentState.ALLOWED and event.plan in User.CONSUMER_PLANS and not deleted
+    )
+    policy = event.policy
+    decided = event.after != ConsentState.UNDECIDED and not deleted
+    return Change(
+        delivery_id=delivery_id,
+        message_id=f"msg_{event.hash[:32]}",
+        subject_id=event.subject_id,
+        version=event.number,
+        allowed=allowed,
+        deleted=deleted,
+        plan=event.plan,
+        policy_version=policy.version if policy else None,
+        retention_days=policy.retention_days(allowed=allowed) if policy and decided else None,
+        changed_at=event.created_at,
+    )
+
+
+def outbox_enqueue(event: ConsentEvent) -> None:
+    """Write one delivery per configured sink, in the caller's transaction; drain after commit."""
+    if event.kind not in PROPAGATED_KINDS:
+        return
+    sinks = list(settings.CONSENT_SINKS)
+    Delivery.objects.bulk_create(
+        [
+            Delivery(
+                event=event,
+                sink=sink,
+                subject_id=event.subject_id,
+                version=event.number,
+                created_at=event.created_at,
+                next_attempt_at=event.created_at,
+            )
+            for sink in sinks
+        ]
+    )
+    for sink in sinks:
+        transaction.on_commit(partial(schedule_drain, sink))
+
+
+def _drain_key(sink: str) -> str:
+    return f"consent:drain-queued:{sink}"
+
+
+def schedule_drain(sink: str, *, force: bool = False) -> None:
+    """Queue a drain of the sink unless one is already queued; the sweeper catches failures."""
+    from consent.tasks import deliver
+
+    if not force and not cache.add(_drain_key(sink), 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE):
+        return
+    try:
+        deliver.delay(sink)
+    except Exception:  # the broker is down: the change is safe in the outbox
+        cache.delete(_drain_key(sink))
+        logger.warning("Could not queue a drain of %s; the sweeper will retry.", sink)
+
+
+def drain_started(sink: str) -> None:
+    cache.delete(_drain_key(sink))
+
+
+def backoff(attempts: int) -> timedelta:
+    """Return the wait before attempt n+1: exponential, capped, with jitter."""
+    ceiling = min(
+        settings.CONSENT_RETRY_MAX_SECONDS, settings.CONSENT_RETRY_BASE_SECONDS * 2**attempts
+    )
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter only
+
+
+def _claim(sink: Sink, size: int, now: datetime) -> list[Delivery]:
+    return list(
+        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(sink=sink.name, state=State.PENDING, next_attempt_at__lte=now)
+        .select_related("event__policy")
+        .order_by("next_attempt_at", "id")[:size]
+    )
+
+
+def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Delivery]:
+    """Keep the newest claimed delivery per subject; mark every older one superseded."""
+    newest: dict = {}
+    for delivery in batch:
+        held = newest.get(delivery.subject_id)
+        if held is None or delivery.version > held.version:
+            newest[delivery.subject_id] = delivery
+    applied = dict(
+        Delivery.objects.filter(sink=sink.name, state=State.APPLIED, subject_id__in=list(newest))
+        .values("subject_id")
+        .annotate(version=Max("version"))
+        .values_list("subject_id", "version")
+    )
+    keep = [d for d in newest.values() if d.version > applied.get(d.subject_id, 0)]
+    keep_ids = {d.pk for d in keep}
+    older = [d.pk for d in batch if d.pk not in keep_ids]
+    versions = {d.subject_id: d.version for d in keep}
+    waiting = (
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(sink=sink.name, state=State.PENDING, subject_id__in=list(versions))
+        .exclude(pk__in=[d.pk for d in batch])
+        .values_list("pk", "subject_id", "version")
+    )
+    older += [pk for pk, subject_id, version in waiting if version < versions[subject_id]]
+    Delivery.objects.filter(pk__in=older).update(state=State.SUPERSEDED, last_attempt_at=now)
+    return keep
+
+
+def _record(deliveries: list[Delivery], results: dict[int, Result], now: datetime) -> None:
+    applied = [d.pk for d in deliveries if results[d.pk].outcome == Outcome.APPLIED]
+    Delivery.objects.filter(pk__in=applied).update(
+        state=State.APPLIED,
+        applied_at=now,
+        last_attempt_at=now,
+        attempts=F("attempts") + 1,
+        last_error="",
+    )
+    failed = [d for d in deliveries if results[d.pk].outcome != Outcome.APPLIED]
+    for delivery in failed:
+        result = results[delivery.pk]
+        delivery.attempts += 1
+        delivery.last_attempt_at = now
+        delivery.last_error = result.error[:2000]
+        out_of_budget = delivery.attempts >= settings.CONSENT_RETRY_MAX_ATTEMPTS
+        if result.outcome == Outcome.PERMANENT or out_of_budget:
+            delivery.state = State.DEAD
+            logger.error("Delivery %s to %s is dead: %s", delivery.pk, delivery.sink, result.error)
+        else:
+            wait = backoff(delivery.attempts)
+            if result.retry_after is not None:
+                wait = max(wait, timedelta(seconds=result.retry_after))
+            delivery.next_attempt_at = now + wait
+    Delivery.objects.bulk_update(
+        failed, ["attempts", "last_attempt_at", "last_error", "state", "next_attempt_at"]
+    )
+
+
+def _drain_batch(sink: Sink, size: int) -> int:
+    with transaction.atomic():
+        now = timezone.now()
+        batch = _claim(sink, size, now)
+        if not batch:
+            return 0
+        keep = _supersede(sink, batch, now)
+        changes = [change_for(d.event, delivery_id=d.pk) for d in keep]
+        try:
+            results = sink.apply(changes) if changes else {}
+        except Exception as error:
+            logger.warning("Sink %s failed a batch of %d: %s", sink.name, len(changes), error)
+            failure = Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
+            results = {d.pk: failure for d in keep}
+        _record(keep, results, timezone.now())
+        return len(batch)
+
+
+def outbox_drain(sink_name: str, *, time_budget: float | None = None) -> int:
+    """Apply due deliveries of one sink in batches until none are left or time runs out."""
+    sink = sink_named(sink_name)
+    size = settings.CONSENT_DELIVERY_BATCH_SIZE
+    deadline = time.monotonic() + (time_budget or settings.CONSENT_DRAIN_TIME_BUDGET)
+    drained = 0
+    while True:
+        claimed = _drain_batch(sink, size)
+        drained += claimed
+        if claimed < size:
+            return drained
+        if time.monotonic() > deadline:
+            schedule_drain(sink_name, force=True)
+            return drained
+
+
+def outbox_sweep(*, now: datetime | None = None) -> list[str]:
+    """Queue a drain for every sink with due deliveries (lost tasks, retries); return those."""
+    now = now or timezone.now()
+    due = (
+        Delivery.objects.filter(state=State.PENDING, next_attempt_at__lte=now)
+        .values_list("sink", flat=True)
+        .distinct()
+    )
+    sinks = [sink for sink in due if sink in configured_sinks()]
+    for sink in sinks:
+        schedule_drain(sink, force=True)
+    return sinks
+
+
+def delivery_retry(deliveries: Iterable[Delivery]) -> int:
+    """Give dead deliveries a fresh budget and queue them; return how many were revived."""
+    ids = [d.pk for d in deliveries]
+    with transaction.atomic():
+        revived = list(
+            Delivery.objects.select_for_update()
+            .filter(pk__in=ids, state=State.DEAD)
+            .values_list("sink", flat=True)
+        )
+        Delivery.objects.filter(pk__in=ids, state=State.DEAD).update(
+            state=State.PENDING, attempts=0, next_attempt_at=timezone.now()
+        )
+        for sink in set(revived):
+            transaction.on_commit(partial(schedule_drain, sink, force=True))
+    return len(revived)

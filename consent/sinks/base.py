@@ -1,0 +1,63 @@
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Change:
+    """What every sink learns of one consent event: never an email or a name."""
+
+    delivery_id: int
+    message_id: str
+    subject_id: UUID
+    version: int
+    allowed: bool
+    deleted: bool
+    plan: str
+    policy_version: int | None
+    retention_days: int | None
+    changed_at: datetime
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    error: str = ""
+    retry_after: float | None = None
+
+
+APPLIED = Result(Outcome.APPLIED)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One subject as a sink holds it, for reconciliation."""
+
+    version: int
+    allowed: bool
+    deleted: bool
+
+
+class Sink(Protocol):
+    name: str
+    readable: bool
+
+    def apply(self, changes: list[Change]) -> dict[int, Result]:
+        """Apply each change that is newer than what the sink holds; key results by delivery id."""
+        ...
+
+    def entries(self) -> dict[UUID, Entry]:
+        """Return every subject the sink holds (readable sinks only)."""
+        ...
+
+    def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:
+        """Overwrite each subject unless it moved past its ceiling since it was read; drop some."""
+        ...

@@ -1,0 +1,71 @@
+"""A per-user record in Redis that an online service reads in one round trip (HGETALL)."""
+
+from uuid import UUID
+
+import redis
+
+from consent.sinks.base import APPLIED, Change, Entry, Result
+
+# Write the record only if its version (ARGV[1]) is newer than what Redis holds or, for a repair,
+# if what Redis holds is not past the ceiling (ARGV[2]). Atomic: Redis runs a script alone.
+_WRITE_IF_NEWER = """
+local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local version = tonumber(ARGV[1])
+if (ARGV[2] == '' and version > held) or (ARGV[2] ~= '' and held <= tonumber(ARGV[2])) then
+  redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 3))
+  return 1
+end
+return 0
+"""
+
+
+class RedisSink:
+    readable = True
+
+    def __init__(self, *, name: str, url: str, prefix: str = "consent:training:") -> None:
+        self.name = name
+        self.prefix = prefix
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.script = self.client.register_script(_WRITE_IF_NEWER)
+
+    def key(self, subject_id: UUID) -> str:
+        return f"{self.prefix}{subject_id}"
+
+    def _write(self, changes: list[Change], ceiling: dict[UUID, int] | None = None) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for change in changes:
+            fields: dict[str, str | int] = {
+                "allowed": int(change.allowed),
+                "deleted": int(change.deleted),
+                "plan": change.plan,
+                "policy_version": change.policy_version or "",
+                "retention_days": change.retention_days or "",
+                "changed_at": change.changed_at.isoformat(),
+            }
+            flat: list[str | int] = [item for pair in fields.items() for item in pair]
+            limit: str | int = "" if ceiling is None else ceiling[change.subject_id]
+            self.script(
+                keys=[self.key(change.subject_id)], args=[change.version, limit, *flat], client=pipe
+            )
+        pipe.execute()
+
+    def apply(self, changes: list[Change]) -> dict[int, Result]:
+        self._write(changes)
+        return {change.delivery_id: APPLIED for change in changes}
+
+    def entries(self) -> dict[UUID, Entry]:
+        found = {}
+        keys = list(self.client.scan_iter(match=f"{self.prefix}*", count=1000))
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(key, "version", "allowed", "deleted")
+        for key, (version, allowed, deleted) in zip(keys, pipe.execute(), strict=True):
+            subject_id = UUID(key.decode().removeprefix(self.prefix))
+            found[subject_id] = Entry(int(version or 0), allowed == b"1", deleted == b"1")
+        return found
+
+    def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:
+        if changes:
+            self._write(changes, ceiling)
+        if drop:
+            self.client.delete(*[self.key(subject_id) for subject_id in drop])

@@ -1,0 +1,23 @@
+from celery import shared_task
+
+from consent import outbox
+from consent.reconcile import reconcile
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def deliver(sink: str) -> int:
+    """Drain the due deliveries of one sink."""
+    outbox.drain_started(sink)
+    return outbox.outbox_drain(sink)
+
+
+@shared_task(acks_late=True)
+def sweep() -> list[str]:
+    """Re-queue drains that were lost (broker down at commit, worker killed) and due retries."""
+    return outbox.outbox_sweep()
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=900)
+def reconcile_sinks() -> None:
+    """Find and repair drift between every sink and the source of truth."""
+    reconcile(repair=True)

@@ -1,0 +1,155 @@
+"""The outbox in one process: what is written with a change, and how a drain records outcomes."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+
+from consent import services
+from consent.models import ConsentEvent, Delivery, EligibilityRecord
+from consent.outbox import backoff, outbox_drain, outbox_sweep
+from consent.services import Channel
+
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
+State = Delivery.State
+
+
+@pytest.fixture
+def two_sinks(settings, webhook):
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        },
+        "webhook": {
+            "BACKEND": "consent.sinks.webhook.WebhookSink",
+            "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
+        },
+    }
+
+
+def test_a_change_writes_one_delivery_per_sink_in_its_transaction(policy, consumer, two_sinks):
+    event = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    deliveries = Delivery.objects.filter(event=event)
+    assert sorted(deliveries.values_list("sink", flat=True)) == ["warehouse", "webhook"]
+    assert all(d.version == 1 and d.state == State.PENDING for d in deliveries)
+
+
+def test_a_rolled_back_change_leaves_no_delivery(policy, consumer, two_sinks):
+    def change_then_fail() -> None:
+        with transaction.atomic():
+            services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+            raise RuntimeError("the request failed after the change")
+
+    with pytest.raises(RuntimeError):
+        change_then_fail()
+
+    assert not Delivery.objects.exists()
+    assert not ConsentEvent.objects.exists()
+
+
+def test_no_ops_notices_and_deferrals_send_nothing(policy, consumer, two_sinks):
+    services.notice_record_served(user=consumer)
+    services.consent_defer(user=consumer)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+
+    assert Delivery.objects.count() == 2  # the one real change, to two sinks
+
+
+def test_a_drain_applies_only_the_newest_version_and_supersedes_the_rest(
+    policy, consumer, two_sinks, webhook
+):
+    for allowed in (True, False, True):
+        services.consent_change(user=consumer, allowed=allowed, channel=Channel.SETTINGS)
+
+    outbox_drain("warehouse")
+    outbox_drain("webhook")
+
+    states = sorted(Delivery.objects.filter(sink="webhook").values_list("version", "state"))
+    assert states == [(1, "superseded"), (2, "superseded"), (3, "applied")]
+    record = EligibilityRecord.objects.get(subject_id=consumer.subject_id)
+    assert (record.version, record.allowed) == (3, True)
+    assert [r.version for r in webhook.received] == [3]
+
+
+def test_a_503_is_retried_later_with_backoff(policy, consumer, two_sinks, webhook):
+    webhook.status = 503
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    outbox_drain("webhook")
+
+    delivery = Delivery.objects.get(sink="webhook")
+    assert delivery.state == State.PENDING
+    assert delivery.attempts == 1
+    assert "HTTP 503" in delivery.last_error
+    assert delivery.next_attempt_at > timezone.now()
+    assert outbox_drain("webhook") == 0  # not due yet
+
+
+def test_a_429_waits_as_long_as_retry_after_says(policy, consumer, two_sinks, webhook):
+    webhook.status, webhook.retry_after = 429, "120"
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    outbox_drain("webhook")
+
+    delivery = Delivery.objects.get(sink="webhook")
+    assert delivery.next_attempt_at >= timezone.now() + timedelta(seconds=110)
+
+
+def test_other_4xx_are_dead_after_one_attempt(policy, consumer, two_sinks, webhook):
+    webhook.status = 410
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    outbox_drain("webhook")
+
+    delivery = Delivery.objects.get(sink="webhook")
+    assert (delivery.state, delivery.attempts) == (State.DEAD, 1)
+
+
+def test_a_delivery_dies_when_its_retry_budget_is_spent(
+    policy, consumer, two_sinks, webhook, settings
+):
+    settings.CONSENT_RETRY_MAX_ATTEMPTS = 2
+    webhook.status = 500
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    outbox_drain("webhook")
+    Delivery.objects.update(next_attempt_at=timezone.now())
+    outbox_drain("webhook")
+
+    delivery = Delivery.objects.get(sink="webhook")
+    assert (delivery.state, delivery.attempts) == (State.DEAD, 2)
+
+
+def test_backoff_grows_and_is_capped(settings):
+    settings.CONSENT_RETRY_BASE_SECONDS, settings.CONSENT_RETRY_MAX_SECONDS = 1, 60
+    waits = [backoff(n).total_seconds() for n in range(1, 12)]
+
+    assert 1 <= waits[0] <= 2
+    assert all(w <= 60 for w in waits)
+    assert waits[-1] >= 30
+
+
+def test_the_sweeper_names_the_sinks_with_due_work(policy, consumer, two_sinks):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    Delivery.objects.filter(sink="webhook").update(state=State.APPLIED)
+
+    assert outbox_sweep() == ["warehouse"]
+
+
+def test_deleting_an_account_tells_every_sink_to_drop_the_user(
+    policy, consumer, two_sinks, webhook
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    subject_id = consumer.subject_id
+    services.account_delete(user=consumer, channel=Channel.SETTINGS)
+
+    outbox_drain("warehouse")
+    outbox_drain("webhook")
+
+    record = EligibilityRecord.objects.get(subject_id=subject_id)
+    assert (record.allowed, record.deleted, record.version) == (False, True, 2)
+    assert [r.type for r in webhook.received] == ["consent.training.deleted.v1"]

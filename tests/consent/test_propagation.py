@@ -1,0 +1,236 @@
+"""Fault tests: real worker processes, a real Redis broker, real PostgreSQL, a real webhook."""
+
+import random
+import subprocess
+import threading
+import time
+
+import pytest
+from django.core.management import call_command
+from django.db import connections
+
+from accounts.models import User
+from consent import services
+from consent.models import Delivery, EligibilityRecord, TrainingConsent
+from consent.services import Channel
+from consent.sinks import sink_named
+from tests.conftest import free_port, wait_for_port
+from tests.factories import UserFactory
+from tests.support.proxy import TcpProxy
+from tests.support.workers import database_url
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True, databases=["default", "warehouse"]),
+]
+State = Delivery.State
+
+
+def make_changes(users: list[User], count: int, *, seed: int = 7) -> None:
+    chooser = random.Random(seed)
+    for _ in range(count):
+        user = chooser.choice(users)
+        services.consent_change(user=user, allowed=chooser.random() < 0.5, channel=Channel.SETTINGS)
+
+
+def wait_for(condition, *, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def assert_nothing_dead() -> None:
+    dead = list(Delivery.objects.filter(state=State.DEAD).values("sink", "last_error"))
+    assert dead == []
+
+
+def test_changes_reach_every_sink_with_two_workers(policy, stack, monotonic):
+    stack.start_worker(beat=True)
+    stack.start_worker()
+    users = UserFactory.create_batch(20)
+
+    make_changes(users, 80)
+    stack.wait_converged()
+
+    assert_nothing_dead()
+    assert monotonic.backwards == []
+    assert stack.receiver.rejected == []
+    assert all("@" not in r.subject for r in stack.receiver.received)
+
+
+def test_a_worker_killed_mid_batch_loses_nothing(policy, stack, monotonic):
+    stack.receiver.delay = 0.05
+    first = stack.start_worker(CONSENT_DELIVERY_BATCH_SIZE="10")
+    users = UserFactory.create_batch(40)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+
+    wait_for(lambda: len(stack.receiver.received) >= 3, what="the first webhooks")
+    first.kill()
+    unfinished = Delivery.objects.filter(sink="webhook", state=State.PENDING).count()
+    stack.start_worker(beat=True, CONSENT_DELIVERY_BATCH_SIZE="10")
+    stack.wait_converged()
+
+    assert unfinished > 0  # the kill really interrupted the work
+    assert_nothing_dead()
+    assert monotonic.backwards == []
+
+
+def test_changes_committed_while_the_broker_is_down_are_delivered(policy, stack, monotonic):
+    stack.start_worker(beat=True)
+    users = UserFactory.create_batch(10)
+    port = stack.broker_url.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
+
+    make_changes(users, 30)  # commits succeed; queuing the drain fails quietly
+    assert Delivery.objects.filter(state=State.PENDING).count() > 0
+
+    broker = subprocess.Popen(
+        ["redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(int(port))
+        stack.wait_converged(timeout=90)
+    finally:
+        for worker in stack.workers:
+            worker.stop()
+        broker.terminate()
+        broker.wait(timeout=10)
+    assert_nothing_dead()
+    assert monotonic.backwards == []
+
+
+def test_a_webhook_answering_503_for_a_while_is_retried_until_it_answers(policy, stack):
+    stack.receiver.status = 503
+    stack.start_worker(beat=True)
+    users = UserFactory.create_batch(5)
+
+    make_changes(users, 10)
+    wait_for(
+        lambda: Delivery.objects.filter(sink="webhook", attempts__gte=2).exists(),
+        what="a retried webhook delivery",
+    )
+    stack.receiver.status = 200
+    stack.wait_converged()
+
+    assert_nothing_dead()
+    retried = Delivery.objects.filter(sink="webhook", state=State.APPLIED, attempts__gte=2)
+    assert retried.exists()
+
+
+def test_a_webhook_answering_400_is_dead_at_once_and_retried_from_the_admin(
+    policy, stack, admin_client
+):
+    stack.receiver.status = 400
+    stack.start_worker(beat=True)
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+
+    wait_for(
+        lambda: Delivery.objects.filter(sink="webhook", state=State.DEAD).exists(),
+        what="a dead webhook delivery",
+    )
+    dead = Delivery.objects.get(sink="webhook")
+    assert dead.attempts == 1
+    assert "HTTP 400" in dead.last_error
+    assert Delivery.objects.filter(sink="warehouse", state=State.APPLIED).exists()
+
+    stack.receiver.status = 200
+    response = admin_client.post(
+        "/admin/consent/delivery/",
+        {"action": "retry_dead", "_selected_action": [dead.pk]},
+    )
+    assert response.status_code == 302
+    stack.wait_converged()
+    dead.refresh_from_db()
+    assert dead.state == State.APPLIED
+
+
+def test_an_unreachable_warehouse_is_caught_up_when_it_returns(policy, stack, monotonic):
+    proxy = TcpProxy(free_port(), ("127.0.0.1", 5432))
+    proxy.start()
+    stack.start_worker(
+        beat=True, WAREHOUSE_DATABASE_URL=database_url("warehouse", port=proxy.listen_port)
+    )
+    users = UserFactory.create_batch(10)
+    proxy.cut()
+
+    make_changes(users, 20)
+    wait_for(
+        lambda: (
+            Delivery.objects.filter(sink="warehouse", attempts__gte=1)
+            .exclude(last_error="")
+            .exists()
+        ),
+        what="a failed warehouse attempt",
+    )
+    assert Delivery.objects.filter(sink="redis", state=State.APPLIED).exists()
+    proxy.start()
+    try:
+        stack.wait_converged()
+    finally:
+        for worker in stack.workers:
+            worker.stop()
+        proxy.cut()
+    assert_nothing_dead()
+    assert monotonic.backwards == []
+
+
+def test_concurrent_changes_for_the_same_users_end_on_the_last_version(policy, stack, monotonic):
+    stack.start_worker(beat=True)
+    stack.start_worker()
+    users = UserFactory.create_batch(3)
+
+    def change(seed: int) -> None:
+        try:
+            make_changes([User.objects.get(pk=u.pk) for u in users], 15, seed=seed)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=change, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    stack.wait_converged()
+
+    assert_nothing_dead()
+    assert monotonic.backwards == []
+    expected = stack.expected()
+    for user in users:
+        consent = TrainingConsent.objects.get(user=user)
+        assert expected[str(user.subject_id)][0] == consent.version
+    assert stack.held()["warehouse"] == expected
+
+
+def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
+    stack.start_worker(beat=True)
+    users = UserFactory.create_batch(6)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    stack.wait_converged()
+
+    tampered, removed = users[0], users[1]
+    EligibilityRecord.objects.filter(subject_id=tampered.subject_id).update(allowed=False)
+    sink_named("redis").client.delete(sink_named("redis").key(removed.subject_id))
+    stray = EligibilityRecord.objects.get(subject_id=users[2].subject_id)
+    stray.pk = "00000000-0000-0000-0000-000000000001"
+    stray.save(force_insert=True)
+
+    call_command("reconcile")
+    report = capsys.readouterr().out
+    assert "warehouse: 0 missing, 1 stale, 1 extra" in report
+    assert "redis: 1 missing, 0 stale, 0 extra" in report
+    assert "webhook: 0 missing, 0 stale, 0 extra" in report
+
+    call_command("reconcile", "--repair")
+    assert capsys.readouterr().out.count("(repaired)") == 2
+    call_command("reconcile")
+    assert capsys.readouterr().out.count("0 missing, 0 stale, 0 extra, 0 in flight (in sync)") == 3
+    assert EligibilityRecord.objects.get(subject_id=tampered.subject_id).allowed
+    assert not EligibilityRecord.objects.filter(pk=stray.pk).exists()
+    assert sink_named("redis").client.hget(sink_named("redis").key(removed.subject_id), "allowed")
+    stack.wait_converged()
