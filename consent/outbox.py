@@ -203,6 +203,8 @@ def outbox_drain(sink_name: str, *, time_budget: float | None = None) -> int:
         drained += claimed
         if claimed < size:
             return drained
+        # A full batch means a backlog: invite an idle worker to share it (SKIP LOCKED).
+        schedule_drain(sink_name)
         if time.monotonic() > deadline:
             schedule_drain(sink_name, force=True)
             return drained

@@ -10,7 +10,7 @@ from uuid import UUID
 from django.utils import timezone
 
 from accounts.models import User
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState, TrainingConsent
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
 
 
 def policy_current() -> ConsentPolicy | None:
@@ -127,3 +127,33 @@ def is_eligible(user: User, at: datetime) -> bool:
 
 def history_for(subject_id: UUID) -> Iterable[ConsentEvent]:
     return ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+
+
+@dataclass(frozen=True)
+class SinkStatus:
+    """Where one change stands in one downstream store."""
+
+    sink: str
+    state: str
+    applied_at: datetime | None
+    attempts: int
+    last_error: str
+
+    @property
+    def done(self) -> bool:
+        return self.state in (Delivery.State.APPLIED, Delivery.State.SUPERSEDED)
+
+    @property
+    def retrying(self) -> bool:
+        return self.state == Delivery.State.PENDING and self.attempts > 0
+
+
+def propagation_for(event_ids: Iterable[int]) -> dict[int, list[SinkStatus]]:
+    """Return, for each event, its delivery to every sink: applied when, pending, retrying, dead."""
+    statuses: dict[int, list[SinkStatus]] = defaultdict(list)
+    rows = Delivery.objects.filter(event_id__in=list(event_ids)).order_by("sink")
+    for event_id, sink, state, applied_at, attempts, error in rows.values_list(
+        "event_id", "sink", "state", "applied_at", "attempts", "last_error"
+    ):
+        statuses[event_id].append(SinkStatus(sink, state, applied_at, attempts, error))
+    return statuses

@@ -72,12 +72,11 @@ def _require_consumer(user: User) -> None:
 
 
 def _lock_consent(user: User) -> TrainingConsent:
-    TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
-    consent = (
-        TrainingConsent.objects.select_for_update(of=("self",))
-        .select_related("policy")
-        .get(user=user)
-    )
+    locked = TrainingConsent.objects.select_for_update(of=("self",)).select_related("policy")
+    consent = locked.filter(user=user).first()
+    if consent is None:  # the first touch; a concurrent first touch may win the insert
+        TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
+        consent = locked.get(user=user)
     consent.user = user
     return consent
 

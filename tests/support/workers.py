@@ -57,7 +57,7 @@ class Worker:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)  # the main process: a warm shutdown
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
