@@ -17,10 +17,10 @@ def test_deleting_a_user_in_the_admin_keeps_the_audit_and_tells_the_sinks(
     response = admin_client.post(f"/admin/accounts/user/{consumer.pk}/delete/", {"post": "yes"})
 
     assert response.status_code == 302
-    events = ConsentEvent.objects.filter(subject_id=subject_id).order_by("number")
+    events = list(ConsentEvent.objects.filter(subject_id=subject_id).order_by("number"))
     assert [e.kind for e in events] == ["decision", "account_deleted"]
-    assert events.last().actor_role == ConsentEvent.Role.ADMIN
-    assert Delivery.objects.filter(event=events.last()).exists()
+    assert events[-1].actor_role == ConsentEvent.Role.ADMIN
+    assert Delivery.objects.filter(event=events[-1]).exists()
 
 
 def test_bulk_deleting_users_in_the_admin_goes_through_the_service(policy, admin_client):
