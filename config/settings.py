@@ -72,6 +72,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "consent.context_processors.product",
             ],
         },
     },
@@ -158,6 +159,10 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
 
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
+CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
+# At most this many changes of the setting per user in this many seconds ("10/60").
+_toggle_limit, _toggle_period = os.environ.get("CONSENT_TOGGLE_RATE", "10/60").split("/")
+CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
 
 LOGGING = {
     "version": 1,
