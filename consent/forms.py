@@ -56,4 +56,4 @@ class ChoiceForm(PolicyForm):
 
 
 class DeferForm(PolicyForm):
-    """"Not now"."""
+    """ "Not now"."""

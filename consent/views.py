@@ -12,6 +12,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -208,7 +209,7 @@ def _render_settings(
 
 @require_GET
 @login_required
-def privacy_history(request: UserRequest) -> HttpResponse:
+def privacy_history(request: UserRequest) -> HttpResponseBase:
     subject_id = request.user.subject_id
     export = request.GET.get("format")
     if export == "csv":
@@ -243,9 +244,7 @@ def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
     return JsonResponse(
         receipt_for(event, settings_url=settings_url),
         json_dumps_params={"indent": 2},
-        headers={
-            "Content-Disposition": f'attachment; filename="consent-receipt-{number}.json"'
-        },
+        headers={"Content-Disposition": f'attachment; filename="consent-receipt-{number}.json"'},
     )
 
 
