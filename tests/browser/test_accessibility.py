@@ -17,7 +17,7 @@ SIZES = {"desktop": DESKTOP, "phone": PHONE}
 
 @pytest.fixture
 def decided(policy):
-    user = UserFactory(plan=User.Plan.MAX)
+    user = UserFactory.create(plan=User.Plan.MAX)
     services.notice_record_served(user=user)
     services.consent_change(user=user, allowed=True, channel="popup", shown_default=True)
     services.consent_change(user=user, allowed=False, channel="settings")
@@ -53,7 +53,7 @@ def test_the_signed_in_pages(decided, open_page, size, scheme):
 
 
 def test_the_settings_of_an_undecided_and_a_commercial_user(policy, consumer, open_page):
-    commercial = UserFactory(plan=User.Plan.TEAM)
+    commercial = UserFactory.create(plan=User.Plan.TEAM)
     for user, name in ((consumer, "settings-undecided"), (commercial, "settings-commercial")):
         page = open_page()
         sign_in(page, user.email, PASSWORD)

@@ -191,16 +191,16 @@ def test_reading_the_history_and_downloading_the_csv(policy, consumer, open_page
     expect(page.locator(".event").first).to_contain_text("Allowed training")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download as CSV").click()
-    rows = list(csv.DictReader(open(download.value.path(), encoding="utf-8")))
+    rows = list(csv.DictReader(download.value.path().read_text(encoding="utf-8").splitlines()))
     assert [row["after"] for row in rows] == ["allowed", "declined", "allowed"]
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download receipt of event 3").click()
-    assert '"type": "given"' in open(download.value.path(), encoding="utf-8").read()
+    assert '"type": "given"' in download.value.path().read_text(encoding="utf-8")
 
 
 def test_older_history_loads_in_place_and_without_javascript(policy, open_page):
-    user = UserFactory(plan=User.Plan.MAX)
+    user = UserFactory.create(plan=User.Plan.MAX)
     for n in range(25):
         services.consent_change(user=user, allowed=n % 2 == 0, channel="settings")
 
