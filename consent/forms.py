@@ -3,8 +3,6 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from consent.models import ConsentPolicy
-
 ON_OFF = [("on", _("On")), ("off", _("Off"))]
 
 
@@ -12,24 +10,13 @@ class PolicyForm(forms.Form):
     """A post about the policy version the page showed; refuses fields it does not know.
 
     The signed-in user is the only subject: a field naming another user (or anything else
-    unexpected) makes the whole post invalid, so a forged request changes nothing.
+    unexpected) makes the whole post invalid, so a forged request changes nothing. Whether the
+    version is still the current one is for the service to check, in its transaction.
     """
 
     expected_extra = frozenset({"csrfmiddlewaretoken"})
 
     policy_version = forms.IntegerField(min_value=1)
-
-    def __init__(self, *args: Any, policy: ConsentPolicy | None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.policy = policy
-
-    def clean_policy_version(self) -> int:
-        version = self.cleaned_data["policy_version"]
-        if self.policy is None or version != self.policy.version:
-            raise forms.ValidationError(
-                _("The terms changed since this page was loaded. Read them again and choose.")
-            )
-        return version
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -56,4 +43,4 @@ class ChoiceForm(PolicyForm):
 
 
 class DeferForm(PolicyForm):
-    """ "Not now"."""
+    """"Not now"."""

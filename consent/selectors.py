@@ -20,7 +20,11 @@ def policy_current() -> ConsentPolicy | None:
 
 def consent_for(user: User) -> TrainingConsent:
     """Return the user's current consent, an unsaved undecided one if nothing was recorded."""
-    return TrainingConsent.objects.filter(user=user).first() or TrainingConsent(user=user)
+    consent = TrainingConsent.objects.filter(user=user).select_related("policy").first()
+    if consent is None:
+        return TrainingConsent(user=user)
+    consent.user = user
+    return consent
 
 
 def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool:
@@ -170,3 +174,14 @@ def retention_days_now(consent: TrainingConsent, policy: ConsentPolicy | None) -
     if terms is None:
         return None
     return terms.retention_days(allowed=consent.allowed)
+
+
+def consent_after(event: ConsentEvent, user: User) -> TrainingConsent:
+    """Return the user's consent as a decision event left it, without reading it back."""
+    return TrainingConsent(
+        user=user,
+        state=event.after,
+        policy=event.policy,
+        version=event.number,
+        decided_at=event.created_at,
+    )

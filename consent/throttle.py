@@ -13,7 +13,8 @@ def toggle_throttled(user: User) -> bool:
     limit, period = settings.CONSENT_TOGGLE_RATE
     window = int(time.time() // period)
     key = f"consent:toggle:{user.subject_id}:{window}"
-    cache.add(key, 0, timeout=period)
+    if cache.add(key, 1, timeout=period):
+        return limit < 1
     try:
         count = cache.incr(key)
     except ValueError:  # the window's key expired between add() and incr()

@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
@@ -26,6 +27,7 @@ from consent.metadata import RequestMeta
 from consent.receipts import receipt_for
 from consent.selectors import (
     Prompt,
+    consent_after,
     consent_for,
     decision_of,
     history_page,
@@ -51,7 +53,11 @@ class UserRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def _not_saved() -> str:
+def _refusal(form: PolicyForm) -> str:
+    """Say why the service refused a well-formed post."""
+    policy = policy_current()
+    if policy is not None and policy.version != form.cleaned_data["policy_version"]:
+        return _("The terms changed since this page was loaded. Read them again and choose.")
     return _("Your choice was not saved. Reload the page and try again.")
 
 
@@ -104,8 +110,7 @@ def popup_decide(request: UserRequest) -> HttpResponse:
         response = _render_home(request, prompt_for(user), error=_too_many(), status=429)
         response["Retry-After"] = str(toggle_retry_after())
         return response
-    policy = policy_current()
-    form = ChoiceForm(request.POST, policy=policy)
+    form = ChoiceForm(request.POST)
     if form.is_valid():
         meta = RequestMeta.from_request(request)
         try:
@@ -114,11 +119,11 @@ def popup_decide(request: UserRequest) -> HttpResponse:
                 allowed=form.allowed_value,
                 channel=Channel.POPUP,
                 policy_version=form.cleaned_data["policy_version"],
-                shown_default=shown_default(policy, gpc=meta.gpc),
+                shown_default=shown_default(policy_current(), gpc=meta.gpc),
                 meta=meta,
             )
         except ConsentError:
-            form.add_error(None, _not_saved())
+            form.add_error(None, _refusal(form))
         else:
             return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
@@ -128,14 +133,18 @@ def popup_decide(request: UserRequest) -> HttpResponse:
 @login_required
 def popup_defer(request: UserRequest) -> HttpResponse:
     user = request.user
-    form = DeferForm(request.POST, policy=policy_current())
+    form = DeferForm(request.POST)
     if form.is_valid():
-        try:
-            consent_defer(user=user, meta=RequestMeta.from_request(request))
-        except ConsentError:
-            form.add_error(None, _("“Not now” is no longer possible: please choose."))
+        policy = policy_current()
+        if policy is None or policy.version != form.cleaned_data["policy_version"]:
+            form.add_error(None, _refusal(form))
         else:
-            return redirect("home")
+            try:
+                consent_defer(user=user, meta=RequestMeta.from_request(request))
+            except ConsentError:
+                form.add_error(None, _("“Not now” is no longer possible: please choose."))
+            else:
+                return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
 
 
@@ -152,7 +161,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
         response = _render_settings(request, error=_too_many(), status=429)
         response["Retry-After"] = str(toggle_retry_after())
         return response
-    form = ChoiceForm(request.POST, policy=policy_current())
+    form = ChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)
     try:
@@ -164,12 +173,21 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
             meta=RequestMeta.from_request(request),
         )
     except ConsentError:
-        return _render_settings(request, error=_not_saved(), status=400)
+        return _render_settings(request, error=_refusal(form), status=400)
     saved = _saved_message(allowed=form.allowed_value, changed=event is not None)
     if not request.htmx:
         messages.success(request, saved)
         return redirect("privacy_settings")
-    return _render_settings(request, saved=saved)
+    if event is None:
+        return _render_settings(request, saved=saved)
+    # The switch already shows the new value: only the facts below it change.
+    consent = consent_after(event, user)
+    context = {
+        "consent": consent,
+        "retention_days": retention_days_now(consent, event.policy),
+        "saved": saved,
+    }
+    return render(request, "consent/privacy.html#choice", context)
 
 
 def _saved_message(*, allowed: bool, changed: bool) -> str:
@@ -188,6 +206,7 @@ def _render_settings(
     saved: str = "",
     status: int = 200,
 ) -> HttpResponse:
+    """Render the page, or for htmx its whole "training" section in place of the old one."""
     policy = policy_current()
     consent = consent_for(request.user)
     context: dict[str, Any] = {
@@ -200,8 +219,10 @@ def _render_settings(
         "error": error,
         "saved": saved,
     }
-    template = "consent/privacy.html#training" if request.htmx else "consent/privacy.html"
-    return render(request, template, context, status=status)
+    if not request.htmx:
+        return render(request, "consent/privacy.html", context, status=status)
+    response = render(request, "consent/privacy.html#training", context, status=status)
+    return reswap(retarget(response, "#training"), "outerHTML")
 
 
 # History and receipts

@@ -74,19 +74,32 @@ def test_a_plain_post_saves_and_redirects_with_a_message(policy, consumer, signe
     assert "Saved: new and resumed chats and coding sessions may be used" in page
 
 
-def test_an_htmx_post_returns_the_updated_section_only(policy, consumer, signed_in):
+def test_an_htmx_post_returns_only_the_facts_below_the_switch(policy, consumer, signed_in):
     response = htmx(signed_in, "on")
 
     page = response.content.decode()
     assert response.status_code == 200
-    assert "<html" not in page
-    assert page.lstrip().startswith('<section id="training"')
-    assert "checked" in page
-    assert 'hx-swap-oob="innerHTML">Saved:' in page
+    assert page.lstrip().startswith('<div id="training-choice">')
+    assert "Allowed," in page and "under policy version 1" in page
+    assert "Up to 5 years" in page
+    assert 'hx-swap-oob="innerHTML">Saved: new and resumed' in page
+    assert "HX-Retarget" not in response
 
     page = htmx(signed_in, "off").content.decode()
-    assert "checked" not in page.split('id="training-allowed"')[1].split(">")[0]
+    assert "Declined," in page and "30 days after you delete them" in page
     assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(policy, signed_in):
+    response = signed_in.post(URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true")
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert response["HX-Retarget"] == "#training"
+    assert response["HX-Reswap"] == "outerHTML"
+    assert page.lstrip().startswith('<section id="training"')
+    assert 'role="alert"' in page
+    assert "checked" not in page.split('id="training-allowed"')[1].split(">")[0]
 
 
 def test_saving_the_same_value_records_nothing(policy, consumer, signed_in):
