@@ -43,4 +43,4 @@ class ChoiceForm(PolicyForm):
 
 
 class DeferForm(PolicyForm):
-    """"Not now"."""
+    """ "Not now"."""

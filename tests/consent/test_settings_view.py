@@ -91,7 +91,9 @@ def test_an_htmx_post_returns_only_the_facts_below_the_switch(policy, consumer, 
 
 
 def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(policy, signed_in):
-    response = signed_in.post(URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true")
+    response = signed_in.post(
+        URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true"
+    )
 
     page = response.content.decode()
     assert response.status_code == 400
