@@ -1,9 +1,9 @@
 """Measure the toggle round trip against a bare authenticated view, side by side in one run.
 
-The app runs under gunicorn on its own PostgreSQL database (consent_bench_toggle) and Redis databases
-10 and 11. Thousands of users are signed in by writing their sessions (as a login would) and wrk
-drives, in alternating rounds, GETs of a bare authenticated view and htmx toggle POSTs
-(decision, audit event and outbox in one transaction, as the real settings page sends them).
+The app runs under gunicorn on its own PostgreSQL database (consent_bench_toggle) and Redis
+databases 10 and 11. Thousands of users are signed in by writing their sessions (as a login
+would) and wrk drives, in alternating rounds, GETs of a bare authenticated view and htmx toggle
+POSTs (decision, audit event and outbox in one transaction, as the real settings page sends them).
 Run it with `bench/toggle`; docs/performance.md has figures.
 """
 
