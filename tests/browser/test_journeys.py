@@ -153,6 +153,7 @@ def test_after_the_deadline_the_app_waits_until_the_user_chooses(consumer, open_
     page.keyboard.press("Escape")
     expect(dialog).to_be_visible()
     assert_accessible(page)
+    screenshot(page, "popup-after-deadline-desktop-light")
 
     dialog.get_by_role("link", name="Privacy settings").click()
     expect(page.get_by_role("heading", name="Privacy settings")).to_be_visible()
