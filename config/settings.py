@@ -72,6 +72,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.csp",
+                "consent.context_processors.product",
             ],
         },
     },
@@ -197,6 +198,10 @@ CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "6
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
 CONSENT_DRAIN_DEBOUNCE = 10  # seconds a queued drain stands for every later commit
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
+CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
+# At most this many changes of the setting per user in this many seconds ("10/60").
+_toggle_limit, _toggle_period = os.environ.get("CONSENT_TOGGLE_RATE", "10/60").split("/")
+CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
 
 LOGGING = {
     "version": 1,

@@ -20,7 +20,11 @@ def policy_current() -> ConsentPolicy | None:
 
 def consent_for(user: User) -> TrainingConsent:
     """Return the user's current consent, an unsaved undecided one if nothing was recorded."""
-    return TrainingConsent.objects.filter(user=user).first() or TrainingConsent(user=user)
+    consent = TrainingConsent.objects.filter(user=user).select_related("policy").first()
+    if consent is None:
+        return TrainingConsent(user=user)
+    consent.user = user
+    return consent
 
 
 def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool:
@@ -125,8 +129,58 @@ def is_eligible(user: User, at: datetime) -> bool:
     return eligibility([(user.subject_id, at)])[0]
 
 
-def history_for(subject_id: UUID) -> Iterable[ConsentEvent]:
-    return ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a subject's events, newest first, and the cursor to the older ones."""
+
+    events: list[ConsentEvent]
+    older_than: int | None
+
+
+def history_page(subject_id: UUID, *, older_than: int | None = None, size: int = 20) -> HistoryPage:
+    """Return the newest events numbered below older_than, paginated by keyset on the number."""
+    events = ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+    if older_than is not None:
+        events = events.filter(number__lt=older_than)
+    rows = list(events.order_by("-number")[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return HistoryPage(rows, older_than=rows[-1].number if more else None)
+
+
+def decision_of(subject_id: UUID, number: int) -> ConsentEvent | None:
+    """Return the subject's own decision event with this number, if there is one."""
+    return (
+        ConsentEvent.objects.filter(
+            subject_id=subject_id, number=number, kind=ConsentEvent.Kind.DECISION
+        )
+        .select_related("policy")
+        .first()
+    )
+
+
+def shown_default(policy: ConsentPolicy | None, *, gpc: bool) -> bool:
+    """Return where the pop-up's toggle starts: the policy's default, Off under a GPC signal."""
+    return policy is not None and policy.default_allowed and not gpc
+
+
+def retention_days_now(consent: TrainingConsent, policy: ConsentPolicy | None) -> int | None:
+    """Return how long the user's chats and coding sessions are kept under their current choice."""
+    terms = consent.policy or policy
+    if terms is None:
+        return None
+    return terms.retention_days(allowed=consent.allowed)
+
+
+def consent_after(event: ConsentEvent, user: User) -> TrainingConsent:
+    """Return the user's consent as a decision event left it, without reading it back."""
+    return TrainingConsent(
+        user=user,
+        state=event.after,
+        policy=event.policy,
+        version=event.number,
+        decided_at=event.created_at,
+    )
 
 
 @dataclass(frozen=True)

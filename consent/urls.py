@@ -4,4 +4,14 @@ from consent import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("consent/decision/", views.popup_decide, name="consent_decide"),
+    path("consent/not-now/", views.popup_defer, name="consent_defer"),
+    path("settings/privacy/", views.privacy_settings, name="privacy_settings"),
+    path("settings/privacy/history/", views.privacy_history, name="privacy_history"),
+    path(
+        "settings/privacy/history/<int:number>/receipt/",
+        views.privacy_receipt,
+        name="privacy_receipt",
+    ),
+    path("help/privacy/", views.help_privacy, name="help_privacy"),
 ]

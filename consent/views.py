@@ -1,17 +1,274 @@
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+"""The end user's pages: the product home with the first-run pop-up, privacy settings, history."""
 
-from consent.selectors import consent_for, prompt_for
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
+from django_htmx.middleware import HtmxDetails
+
+from accounts.models import User
+from consent.forms import ChoiceForm, DeferForm, PolicyForm
+from consent.history import events_oldest_first, history_csv, history_json
+from consent.metadata import RequestMeta
+from consent.receipts import receipt_for
+from consent.selectors import (
+    Prompt,
+    consent_after,
+    consent_for,
+    decision_of,
+    history_page,
+    needs_choice,
+    policy_current,
+    prompt_for,
+    retention_days_now,
+    shown_default,
+)
+from consent.services import (
+    Channel,
+    ConsentError,
+    consent_change,
+    consent_defer,
+    gpc_record_signal,
+    notice_record_served,
+)
+from consent.throttle import toggle_retry_after, toggle_throttled
+
+
+class UserRequest(HttpRequest):
+    user: User
+    htmx: HtmxDetails
+
+
+def _refusal(form: PolicyForm) -> str:
+    """Say why the service refused a well-formed post."""
+    policy = policy_current()
+    if policy is not None and policy.version != form.cleaned_data["policy_version"]:
+        return _("The terms changed since this page was loaded. Read them again and choose.")
+    return _("Your choice was not saved. Reload the page and try again.")
+
+
+def _too_many() -> str:
+    return _(
+        "You changed this setting many times in a short while, so this change was not saved. "
+        "Wait a minute, then try again."
+    )
+
+
+# Home and the first-run pop-up
 
 
 @require_GET
 @login_required
-def home(request: HttpRequest) -> HttpResponse:
+def home(request: UserRequest) -> HttpResponse:
+    prompt = prompt_for(request.user)
+    if prompt.show:
+        meta = RequestMeta.from_request(request)
+        if meta.gpc:
+            gpc_record_signal(user=request.user, meta=meta)
+        notice_record_served(user=request.user, meta=meta)
+    return _render_home(request, prompt)
+
+
+def _render_home(
+    request: UserRequest,
+    prompt: Prompt,
+    *,
+    form: PolicyForm | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    gpc = RequestMeta.from_request(request).gpc
+    context = {
+        "prompt": prompt,
+        "gpc": gpc,
+        "shown_default": shown_default(prompt.policy, gpc=gpc),
+        "form": form,
+        "error": error,
+    }
+    return render(request, "consent/home.html", context, status=status)
+
+
+@require_POST
+@login_required
+def popup_decide(request: UserRequest) -> HttpResponse:
     user = request.user
-    return render(
-        request,
-        "consent/home.html",
-        {"consent": consent_for(user), "prompt": prompt_for(user)},  # type: ignore[arg-type]
+    if toggle_throttled(user):
+        response = _render_home(request, prompt_for(user), error=_too_many(), status=429)
+        response["Retry-After"] = str(toggle_retry_after())
+        return response
+    form = ChoiceForm(request.POST)
+    if form.is_valid():
+        meta = RequestMeta.from_request(request)
+        try:
+            consent_change(
+                user=user,
+                allowed=form.allowed_value,
+                channel=Channel.POPUP,
+                policy_version=form.cleaned_data["policy_version"],
+                shown_default=shown_default(policy_current(), gpc=meta.gpc),
+                meta=meta,
+            )
+        except ConsentError:
+            form.add_error(None, _refusal(form))
+        else:
+            return redirect("home")
+    return _render_home(request, prompt_for(user), form=form, status=400)
+
+
+@require_POST
+@login_required
+def popup_defer(request: UserRequest) -> HttpResponse:
+    user = request.user
+    form = DeferForm(request.POST)
+    if form.is_valid():
+        policy = policy_current()
+        if policy is None or policy.version != form.cleaned_data["policy_version"]:
+            form.add_error(None, _refusal(form))
+        else:
+            try:
+                consent_defer(user=user, meta=RequestMeta.from_request(request))
+            except ConsentError:
+                form.add_error(None, _("“Not now” is no longer possible: please choose."))
+            else:
+                return redirect("home")
+    return _render_home(request, prompt_for(user), form=form, status=400)
+
+
+# Privacy settings
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def privacy_settings(request: UserRequest) -> HttpResponse:
+    if request.method == "GET":
+        return _render_settings(request)
+    user = request.user
+    if toggle_throttled(user):
+        response = _render_settings(request, error=_too_many(), status=429)
+        response["Retry-After"] = str(toggle_retry_after())
+        return response
+    form = ChoiceForm(request.POST)
+    if not form.is_valid():
+        return _render_settings(request, form=form, status=400)
+    try:
+        event = consent_change(
+            user=user,
+            allowed=form.allowed_value,
+            channel=Channel.SETTINGS,
+            policy_version=form.cleaned_data["policy_version"],
+            meta=RequestMeta.from_request(request),
+        )
+    except ConsentError:
+        return _render_settings(request, error=_refusal(form), status=400)
+    saved = _saved_message(allowed=form.allowed_value, changed=event is not None)
+    if not request.htmx:
+        messages.success(request, saved)
+        return redirect("privacy_settings")
+    if event is None:
+        return _render_settings(request, saved=saved)
+    # The switch already shows the new value: only the facts below it change.
+    consent = consent_after(event, user)
+    context = {
+        "consent": consent,
+        "retention_days": retention_days_now(consent, event.policy),
+        "saved": saved,
+    }
+    return render(request, "consent/privacy.html#choice", context)
+
+
+def _saved_message(*, allowed: bool, changed: bool) -> str:
+    if not changed:
+        return _("No change: the setting already was as you chose.")
+    if allowed:
+        return _("Saved: new and resumed chats and coding sessions may be used for training.")
+    return _("Saved: new and resumed chats and coding sessions will not be used for training.")
+
+
+def _render_settings(
+    request: UserRequest,
+    *,
+    form: ChoiceForm | None = None,
+    error: str | None = None,
+    saved: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """Render the page, or for htmx its whole "training" section in place of the old one."""
+    policy = policy_current()
+    consent = consent_for(request.user)
+    context: dict[str, Any] = {
+        "policy": policy,
+        "consent": consent,
+        "retention_days": retention_days_now(consent, policy),
+        "asks_again": consent.policy is not None and needs_choice(consent, policy),
+        "gpc": RequestMeta.from_request(request).gpc,
+        "form": form,
+        "error": error,
+        "saved": saved,
+    }
+    if not request.htmx:
+        return render(request, "consent/privacy.html", context, status=status)
+    response = render(request, "consent/privacy.html#training", context, status=status)
+    return reswap(retarget(response, "#training"), "outerHTML")
+
+
+# History and receipts
+
+
+@require_GET
+@login_required
+def privacy_history(request: UserRequest) -> HttpResponseBase:
+    subject_id = request.user.subject_id
+    export = request.GET.get("format")
+    if export == "csv":
+        return StreamingHttpResponse(
+            history_csv(events_oldest_first(subject_id)),
+            content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="consent-history.csv"'},
+        )
+    if export == "json":
+        return JsonResponse(
+            history_json(subject_id, events_oldest_first(subject_id)),
+            json_dumps_params={"indent": 2},
+            headers={"Content-Disposition": 'attachment; filename="consent-history.json"'},
+        )
+    if export is not None:
+        return HttpResponseBadRequest(_("Unknown export format."))
+    before = request.GET.get("before")
+    if before is not None and not before.isdigit():
+        return HttpResponseBadRequest(_("Unknown page."))
+    page = history_page(subject_id, older_than=int(before) if before else None)
+    template = "consent/history.html#events" if request.htmx else "consent/history.html"
+    return render(request, template, {"page": page, "before": before})
+
+
+@require_GET
+@login_required
+def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
+    event = decision_of(request.user.subject_id, number)
+    if event is None:
+        raise Http404
+    settings_url = request.build_absolute_uri(reverse("privacy_settings"))
+    return JsonResponse(
+        receipt_for(event, settings_url=settings_url),
+        json_dumps_params={"indent": 2},
+        headers={"Content-Disposition": f'attachment; filename="consent-receipt-{number}.json"'},
     )
+
+
+@require_GET
+def help_privacy(request: HttpRequest) -> HttpResponse:
+    return render(request, "consent/help.html", {"policy": policy_current()})

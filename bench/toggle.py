@@ -1,0 +1,289 @@
+"""Measure the toggle round trip against a bare authenticated view, side by side in one run.
+
+The app runs under gunicorn on its own PostgreSQL database (consent_bench_toggle) and Redis
+databases 10 and 11. Thousands of users are signed in by writing their sessions (as a login
+would) and wrk drives, in alternating rounds, GETs of a bare authenticated view and htmx toggle
+POSTs (decision, audit event and outbox in one transaction, as the real settings page sends them).
+Run it with `bench/toggle`; docs/performance.md has figures.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+DB_NAME = "consent_bench_toggle"
+ENV = {
+    "DJANGO_SETTINGS_MODULE": "bench.settings",
+    "DATABASE_URL": f"{PG_URL}/{DB_NAME}",
+    "WAREHOUSE_DATABASE_URL": f"{PG_URL}/{DB_NAME}_warehouse",
+    "REDIS_URL": "redis://127.0.0.1:6379/10",
+    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
+    "SECRET_KEY": "bench-only-not-a-secret",
+    "DEBUG": "false",
+    "ALLOWED_HOSTS": "127.0.0.1",
+    "SECURE_SSL_REDIRECT": "false",
+    "SECURE_COOKIES": "false",
+    "LOG_LEVEL": "WARNING",
+}
+os.environ.update(ENV)
+
+import django  # noqa: E402 - the environment above configures it
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.hashers import make_password  # noqa: E402
+from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
+from django.contrib.sessions.models import Session  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.middleware.csrf import CSRF_ALLOWED_CHARS  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from django.utils.crypto import get_random_string  # noqa: E402
+
+from accounts.models import User  # noqa: E402
+from consent import services  # noqa: E402
+from consent.models import ConsentEvent, ConsentPolicy, TrainingConsent  # noqa: E402
+from consent.selectors import policy_current  # noqa: E402
+
+BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def create_databases() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as admin:
+        for name in (DB_NAME, f"{DB_NAME}_warehouse"):
+            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+                admin.execute(f'CREATE DATABASE "{name}"')
+    for database in ("default", "warehouse"):
+        subprocess.run(
+            [
+                sys.executable,
+                "manage.py",
+                "migrate",
+                "--no-input",
+                "-v",
+                "0",
+                "--database",
+                database,
+            ],
+            cwd=ROOT,
+            check=True,
+        )
+
+
+def ensure_policy() -> ConsentPolicy:
+    now = timezone.now()
+    return policy_current() or services.policy_publish(
+        title="Benchmark terms",
+        text="May we train on your chats and coding sessions?",
+        effective_at=now - timedelta(days=1),
+        decision_deadline=now + timedelta(days=3650),
+        now=now - timedelta(days=1),
+    )
+
+
+def bench_users(count: int) -> list[User]:
+    emails = [f"bench-{n}@example.com" for n in range(count)]
+    existing = set(User.objects.filter(email__in=emails).values_list("email", flat=True))
+    password = make_password("bench-password-123")
+    User.objects.bulk_create(
+        [
+            User(email=email, password=password, plan=User.Plan.PRO)
+            for email in emails
+            if email not in existing
+        ]
+    )
+    return list(User.objects.filter(email__in=emails).order_by("pk"))
+
+
+def sign_in(users: list[User]) -> list[tuple[str, str]]:
+    """Write a fresh session per user, as a login would; return (session key, CSRF token)."""
+    Session.objects.filter(expire_date__lt=timezone.now()).delete()
+    expire = timezone.now() + timedelta(days=1)
+    sessions, pairs = [], []
+    for user in users:
+        key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
+        data = {
+            "_auth_user_id": str(user.pk),
+            "_auth_user_backend": BACKEND,
+            "_auth_user_hash": user.get_session_auth_hash(),
+        }
+        sessions.append(
+            Session(session_key=key, session_data=SessionStore().encode(data), expire_date=expire)
+        )
+        pairs.append((key, get_random_string(32, CSRF_ALLOWED_CHARS)))
+    Session.objects.bulk_create(sessions)
+    return pairs
+
+
+def write_users_file(path: Path, users: list[User], pairs: list[tuple[str, str]]) -> None:
+    """Give each user the value that changes their current state, so no POST is a no-op."""
+    allowed = set(
+        TrainingConsent.objects.filter(user__in=users, state="allowed").values_list(
+            "user_id", flat=True
+        )
+    )
+    lines = [
+        f"{key} {csrf} {'off' if user.pk in allowed else 'on'}"
+        for user, (key, csrf) in zip(users, pairs, strict=True)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def start_gunicorn(port: int, workers: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5):
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.terminate()
+    raise SystemExit("gunicorn did not answer within 60 s")
+
+
+def run_wrk(
+    *,
+    port: int,
+    mode: str,
+    path: str,
+    version: int,
+    users_file: Path,
+    seconds: int,
+    connections: int,
+) -> dict[str, float]:
+    output = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(ROOT / "bench" / "load.lua"),
+            f"http://127.0.0.1:{port}",
+            "--",
+            mode,
+            path,
+            str(version),
+            str(users_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(line for line in output.splitlines() if line.startswith("RESULT "))
+    result = json.loads(line.removeprefix("RESULT "))
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def row(name: str, result: dict[str, float]) -> str:
+    return (
+        f"{name:<14}{result['rps']:>10.1f}{result['p50_us'] / 1000:>10.1f}"
+        f"{result['p99_us'] / 1000:>10.1f}{result['requests']:>10}{result['not_200']:>9}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each round")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of each kind, alternated")
+    parser.add_argument("--users", type=int, default=4000)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    args = parser.parse_args()
+
+    create_databases()
+    policy = ensure_policy()
+    users = bench_users(args.users)
+    pairs = sign_in(users)
+    connection.close()
+    port = free_port()
+    server = start_gunicorn(port, args.workers)
+    print(
+        f"gunicorn: {args.workers} workers on 127.0.0.1:{port}; PostgreSQL {DB_NAME}; "
+        f"{len(users)} signed-in users; wrk: 1 thread, {args.connections} connections; "
+        f"toggle limit {settings.CONSENT_TOGGLE_RATE[0]} per {settings.CONSENT_TOGGLE_RATE[1]} s "
+        f"per user; {os.cpu_count()} CPUs shared with everything else on this machine."
+    )
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "toggle": []}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            users_file = Path(tmp) / "users.txt"
+            targets = {"bare": "/bench/bare/", "toggle": "/settings/privacy/"}
+            before = ConsentEvent.objects.filter(kind="decision").count()
+            schedule = [(mode, 2, False) for mode in targets]  # warm-up
+            schedule += [(mode, args.seconds, True) for _ in range(args.rounds) for mode in targets]
+            for mode, seconds, counted in schedule:
+                write_users_file(users_file, users, pairs)
+                result = run_wrk(
+                    port=port,
+                    mode=mode,
+                    path=targets[mode],
+                    version=policy.version,
+                    users_file=users_file,
+                    seconds=seconds,
+                    connections=args.connections,
+                )
+                if counted:
+                    results[mode].append(result)
+            time.sleep(0.5)
+            decisions = ConsentEvent.objects.filter(kind="decision").count() - before
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    print(f"\n{'':<14}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'not 200':>9}")
+    for mode, rounds in results.items():
+        for number, result in enumerate(rounds, 1):
+            print(row(f"{mode} #{number}", result))
+    total = {
+        mode: sum(r["requests"] for r in rounds) / sum(r["duration_us"] / 1e6 for r in rounds)
+        for mode, rounds in results.items()
+    }
+    ratio = total["toggle"] / total["bare"]
+    print(f"\nbare view: {total['bare']:.1f} req/s; toggle: {total['toggle']:.1f} req/s")
+    print(f"toggle / bare throughput: {ratio:.0%} (SPEC bar: at least 40%)")
+    print(f"decision events written during the run (warm-up included): {decisions}")
+    bad = sum(r["not_200"] + r["socket_errors"] for rounds in results.values() for r in rounds)
+    if bad:
+        raise SystemExit(f"{bad} responses were not 200 or failed: the figures are not valid")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+ON_OFF = [("on", _("On")), ("off", _("Off"))]
+
+
+class PolicyForm(forms.Form):
+    """A post about the policy version the page showed; refuses fields it does not know.
+
+    The signed-in user is the only subject: a field naming another user (or anything else
+    unexpected) makes the whole post invalid, so a forged request changes nothing. Whether the
+    version is still the current one is for the service to check, in its transaction.
+    """
+
+    expected_extra = frozenset({"csrfmiddlewaretoken"})
+
+    policy_version = forms.IntegerField(min_value=1)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        unknown = set(self.data) - set(self.fields) - self.expected_extra
+        if unknown:
+            raise forms.ValidationError(
+                _("Unexpected fields: %(names)s."), params={"names": ", ".join(sorted(unknown))}
+            )
+        return cleaned
+
+
+class ChoiceForm(PolicyForm):
+    """The toggle, on or off.
+
+    The page sends a hidden "off" before the checkbox, whose "on" comes last and wins when it is
+    checked: a missing field is a forged post, never a silent "off".
+    """
+
+    allowed = forms.ChoiceField(choices=ON_OFF)
+
+    @property
+    def allowed_value(self) -> bool:
+        return self.cleaned_data["allowed"] == "on"
+
+
+class DeferForm(PolicyForm):
+    """ "Not now"."""

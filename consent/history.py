@@ -1,0 +1,110 @@
+"""A user's own audit history, as people read it: one-line summaries, CSV and JSON exports."""
+
+import csv
+from collections.abc import Iterable, Iterator
+from typing import Any
+from uuid import UUID
+
+from django.utils.translation import gettext as _
+
+from consent.models import ConsentEvent, ConsentState
+
+Kind = ConsentEvent.Kind
+Role = ConsentEvent.Role
+
+EXPORT_FIELDS = (
+    "number",
+    "time",
+    "event",
+    "summary",
+    "before",
+    "after",
+    "channel",
+    "acted_by",
+    "policy_version",
+    "shown_default",
+    "browser_opt_out_signal",
+    "reason",
+    "reference",
+    "ip_prefix",
+    "user_agent",
+    "hash",
+)
+
+
+def event_summary(event: ConsentEvent) -> str:
+    """Say in a few words what the event did to the setting."""
+    if event.kind == Kind.DECISION:
+        if event.before == event.after:
+            if event.after == ConsentState.ALLOWED:
+                return _("Confirmed under new terms: training allowed")
+            return _("Confirmed under new terms: training declined")
+        if event.after == ConsentState.ALLOWED:
+            return _("Allowed training on chats and coding sessions")
+        return _("Declined training on chats and coding sessions")
+    if event.kind == Kind.NOTICE_SERVED:
+        if event.shown_default:
+            return _("Shown the notice, with the setting On by default")
+        return _("Shown the notice, with the setting Off by default")
+    return str(Kind(event.kind).label)
+
+
+def actor_label(event: ConsentEvent) -> str:
+    """Say who acted, as the user reads it."""
+    return {
+        Role.USER: _("You"),
+        Role.SUPPORT: _("Support, on your request"),
+        Role.ADMIN: _("An admin"),
+        Role.SYSTEM: _("The system"),
+    }[Role(event.actor_role)]
+
+
+def export_row(event: ConsentEvent) -> dict[str, Any]:
+    return {
+        "number": event.number,
+        "time": event.created_at.isoformat(),
+        "event": event.kind,
+        "summary": event_summary(event),
+        "before": event.before,
+        "after": event.after,
+        "channel": event.channel,
+        "acted_by": event.actor_role,
+        "policy_version": event.policy.version if event.policy else None,
+        "shown_default": event.shown_default,
+        "browser_opt_out_signal": event.gpc,
+        "reason": event.reason,
+        "reference": event.reference,
+        "ip_prefix": event.ip_prefix,
+        "user_agent": event.user_agent,
+        "hash": event.hash,
+    }
+
+
+def events_oldest_first(subject_id: UUID) -> Iterator[ConsentEvent]:
+    events = ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+    return events.order_by("number").iterator(chunk_size=1000)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _safe_cell(value: object) -> object:
+    # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def history_csv(events: Iterable[ConsentEvent]) -> Iterator[str]:
+    """Yield the history as CSV lines, a header first."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(EXPORT_FIELDS)
+    for event in events:
+        row = export_row(event)
+        yield writer.writerow([_safe_cell(row[field]) for field in EXPORT_FIELDS])
+
+
+def history_json(subject_id: UUID, events: Iterable[ConsentEvent]) -> dict[str, Any]:
+    return {"subject_id": str(subject_id), "events": [export_row(event) for event in events]}

@@ -1,0 +1,26 @@
+from django import template
+from django.utils.translation import ngettext
+
+from consent.history import actor_label, event_summary
+from consent.models import ConsentEvent
+
+register = template.Library()
+
+
+@register.filter
+def period(days: int) -> str:
+    """Say a retention period in years when it is whole years, else in days."""
+    if days >= 365 and days % 365 == 0:
+        years = days // 365
+        return ngettext("%(n)d year", "%(n)d years", years) % {"n": years}
+    return ngettext("%(n)d day", "%(n)d days", days) % {"n": days}
+
+
+@register.filter
+def summary(event: ConsentEvent) -> str:
+    return event_summary(event)
+
+
+@register.filter
+def acted_by(event: ConsentEvent) -> str:
+    return actor_label(event)

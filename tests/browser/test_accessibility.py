@@ -1,0 +1,87 @@
+"""axe-core finds no violations on any page, at desktop and phone widths, light and dark.
+
+Each page is also saved as a screenshot under artifacts/screenshots/ to show what users see.
+"""
+
+import pytest
+
+from accounts.models import User
+from consent import services
+from tests.browser.conftest import DESKTOP, PHONE, assert_accessible, screenshot, sign_in
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+SIZES = {"desktop": DESKTOP, "phone": PHONE}
+
+
+@pytest.fixture
+def decided(policy):
+    user = UserFactory.create(plan=User.Plan.MAX)
+    services.notice_record_served(user=user)
+    services.consent_change(user=user, allowed=True, channel="popup", shown_default=True)
+    services.consent_change(user=user, allowed=False, channel="settings")
+    return user
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_pop_up_open(policy, consumer, open_page, size, scheme):
+    page = open_page(viewport=SIZES[size], color_scheme=scheme)
+    sign_in(page, consumer.email, PASSWORD)
+
+    assert page.get_by_role("dialog").is_visible()
+    assert_accessible(page)
+    screenshot(page, f"popup-{size}-{scheme}")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_signed_in_pages(decided, open_page, size, scheme):
+    page = open_page(viewport=SIZES[size], color_scheme=scheme)
+    sign_in(page, decided.email, PASSWORD)
+
+    for name, url in [
+        ("home", "/"),
+        ("settings", "/settings/privacy/"),
+        ("history", "/settings/privacy/history/"),
+        ("help", "/help/privacy/"),
+    ]:
+        page.goto(url)
+        assert_accessible(page)
+        screenshot(page, f"{name}-{size}-{scheme}")
+
+
+def test_the_settings_of_an_undecided_and_a_commercial_user(policy, consumer, open_page):
+    commercial = UserFactory.create(plan=User.Plan.TEAM)
+    for user, name in ((consumer, "settings-undecided"), (commercial, "settings-commercial")):
+        page = open_page()
+        sign_in(page, user.email, PASSWORD)
+        page.goto("/settings/privacy/")
+        assert_accessible(page)
+        screenshot(page, f"{name}-desktop-light")
+
+
+def test_the_settings_after_an_error(policy, consumer, open_page, settings):
+    settings.CONSENT_TOGGLE_RATE = (1, 60)
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+    page.goto("/settings/privacy/")
+    switch = page.get_by_role("switch")
+
+    switch.click()
+    page.get_by_text("Saved:").wait_for()
+    switch.click()
+    page.get_by_role("alert").wait_for()
+
+    assert "Wait a minute" in page.get_by_role("alert").inner_text()
+    assert_accessible(page)
+    screenshot(page, "settings-too-many-desktop-light")
+
+
+@pytest.mark.parametrize("url", ["/accounts/login/", "/accounts/signup/", "/help/privacy/"])
+def test_the_pages_before_signing_in(policy, open_page, url):
+    page = open_page()
+    page.goto(url)
+
+    assert_accessible(page)

@@ -1,0 +1,214 @@
+"""What a user does in a real browser: sign up, decide, change their mind, read the history."""
+
+import csv
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from accounts.models import User
+from consent import services
+from consent.models import ConsentEvent, ConsentState
+from consent.selectors import consent_for
+from tests.browser.conftest import PHONE, assert_accessible, screenshot, sign_in
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def decisions(user: User):
+    return ConsentEvent.objects.filter(subject_id=user.subject_id, kind="decision")
+
+
+def test_a_new_user_signs_up_sees_the_pop_up_and_declines(policy, open_page):
+    page = open_page()
+    page.goto("/accounts/signup/")
+    page.get_by_label("Email address").fill("new@example.com")
+    page.locator("#id_password1").fill(PASSWORD)
+    page.locator("#id_password2").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+
+    dialog = page.get_by_role("dialog", name=policy.title)
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("switch", name="Help improve the model")).to_be_checked()
+    expect(dialog.get_by_role("button", name="Not now")).to_be_visible()
+    dialog.get_by_role("button", name="Decline").click()
+
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    expect(page.get_by_role("heading", name="How can I help you today?")).to_be_visible()
+    user = User.objects.get(email="new@example.com")
+    decision = decisions(user).get()
+    assert decision.after == ConsentState.DECLINED
+    assert decision.channel == "popup" and decision.shown_default is True
+
+
+def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, open_page):
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+    page.goto("/settings/privacy/")
+    page.evaluate("window.stillTheSamePage = true")
+
+    switch = page.get_by_role("switch", name="Use my chats and coding sessions to train models")
+    switch.click()
+
+    expect(page.get_by_role("status")).to_contain_text("Saved: new and resumed chats")
+    expect(page.get_by_text("chosen on")).to_be_visible()
+    expect(switch).to_be_checked()
+    assert page.evaluate("window.stillTheSamePage") is True
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+
+    expect(switch).to_be_focused()  # the swap keeps the focus on the switch
+    page.keyboard.press("Space")
+    expect(page.get_by_role("status")).to_contain_text("will not be used for training")
+    expect(switch).not_to_be_checked()
+    assert consent_for(consumer).state == ConsentState.DECLINED
+    assert decisions(consumer).count() == 2
+
+
+def test_the_toggle_saves_without_javascript(policy, consumer, open_page):
+    page = open_page(javascript=False)
+    sign_in(page, consumer.email, PASSWORD)
+    page.goto("/settings/privacy/")
+
+    page.get_by_role("switch").check()
+    page.get_by_role("button", name="Save").click()
+
+    expect(page.get_by_role("status")).to_contain_text("Saved: new and resumed chats")
+    expect(page.get_by_role("switch")).to_be_checked()
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+
+
+def test_the_pop_up_works_without_javascript(policy, consumer, open_page):
+    page = open_page(javascript=False)
+    sign_in(page, consumer.email, PASSWORD)
+
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("switch").uncheck()
+    dialog.get_by_role("button", name="Save my choice").click()
+
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+def test_the_pop_up_by_keyboard_alone(policy, consumer, open_page):
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+    switch = page.get_by_role("switch", name="Help improve the model")
+
+    expect(switch).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_be_visible()
+    page.keyboard.press("Space")
+    expect(switch).not_to_be_checked()
+    page.keyboard.press("Space")
+    expect(switch).to_be_checked()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Save my choice")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Decline")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Not now")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+
+
+def test_not_now_by_keyboard_defers_the_pop_up(policy, consumer, open_page):
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+
+    for _ in range(3):
+        page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Not now")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    page.reload()
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert consent_for(consumer).deferred_until is not None
+
+
+def test_after_the_deadline_the_app_waits_until_the_user_chooses(consumer, open_page):
+    now = timezone.now()
+    services.policy_publish(
+        title="Terms with a past deadline",
+        text="Choose to continue.",
+        effective_at=now - timedelta(days=40),
+        decision_deadline=now - timedelta(days=1),
+        now=now - timedelta(days=40),
+    )
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+    dialog = page.get_by_role("dialog", name="Terms with a past deadline")
+
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Not now")).to_have_count(0)
+    expect(page.get_by_role("textbox", name="Message")).to_have_count(0)
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_visible()
+    assert_accessible(page)
+    screenshot(page, "popup-after-deadline-desktop-light")
+
+    dialog.get_by_role("link", name="Privacy settings").click()
+    expect(page.get_by_role("heading", name="Privacy settings")).to_be_visible()
+    page.get_by_role("link", name="Help").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Help")
+
+    page.goto("/")
+    page.get_by_role("dialog").get_by_role("button", name="Decline").click()
+    expect(page.get_by_role("textbox", name="Message")).to_be_visible()
+    assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+def test_a_gpc_browser_sees_the_default_off_and_why(policy, consumer, open_page):
+    page = open_page(extra_http_headers={"Sec-GPC": "1"})
+    sign_in(page, consumer.email, PASSWORD)
+    dialog = page.get_by_role("dialog")
+
+    expect(dialog).to_contain_text("Your browser's opt-out signal was honoured")
+    expect(dialog.get_by_role("switch")).not_to_be_checked()
+    assert_accessible(page)
+    screenshot(page, "popup-gpc-desktop")
+    dialog.get_by_role("button", name="Save my choice").click()
+
+    decision = decisions(consumer).get()
+    assert decision.after == ConsentState.DECLINED and decision.gpc is True
+
+
+def test_reading_the_history_and_downloading_the_csv(policy, consumer, open_page):
+    for allowed in (True, False, True):
+        services.consent_change(user=consumer, allowed=allowed, channel="settings")
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+    page.goto("/settings/privacy/history/")
+
+    expect(page.locator(".event")).to_have_count(3)
+    expect(page.locator(".event").first).to_contain_text("Allowed training")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download as CSV").click()
+    rows = list(csv.DictReader(download.value.path().read_text(encoding="utf-8").splitlines()))
+    assert [row["after"] for row in rows] == ["allowed", "declined", "allowed"]
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download receipt of event 3").click()
+    assert '"type": "given"' in download.value.path().read_text(encoding="utf-8")
+
+
+def test_older_history_loads_in_place_and_without_javascript(policy, open_page):
+    user = UserFactory.create(plan=User.Plan.MAX)
+    for n in range(25):
+        services.consent_change(user=user, allowed=n % 2 == 0, channel="settings")
+
+    for javascript in (True, False):
+        page = open_page(javascript=javascript, viewport=PHONE)
+        sign_in(page, user.email, PASSWORD)
+        page.goto("/settings/privacy/history/")
+        expect(page.locator(".event")).to_have_count(20)
+        page.get_by_role("link", name="Show older events").click()
+        expect(page.locator(".event")).to_have_count(25 if javascript else 5)

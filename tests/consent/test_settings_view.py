@@ -1,0 +1,235 @@
+"""The privacy settings page: the toggle with and without JavaScript, and what it refuses."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts.models import User
+from consent import services
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState
+from consent.selectors import consent_for
+from consent.services import Channel
+
+pytestmark = pytest.mark.django_db
+
+URL = "/settings/privacy/"
+
+
+def decisions(user):
+    return ConsentEvent.objects.filter(subject_id=user.subject_id, kind="decision")
+
+
+def toggle(client, allowed="on", version=1, **headers):
+    return client.post(URL, {"policy_version": version, "allowed": ["off", allowed]}, **headers)
+
+
+def htmx(client, allowed="on", version=1):
+    return toggle(client, allowed, version, HTTP_HX_REQUEST="true")
+
+
+@pytest.fixture
+def signed_in(client, consumer):
+    client.force_login(consumer)
+    return client
+
+
+def test_an_undecided_user_sees_the_toggle_off_and_what_applies(policy, signed_in):
+    page = signed_in.get(URL).content.decode()
+
+    assert 'role="switch"' in page and 'id="training-allowed"' in page
+    assert "checked" not in page
+    assert "Help improve the model" in page
+    assert "Not chosen yet" in page
+    assert "30 days after you delete them" in page
+    assert "new and resumed chats and coding sessions" in page
+    assert "Models already trained are not changed" in page
+
+
+def test_a_user_who_allowed_sees_when_and_under_which_policy(policy, consumer, signed_in):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.POPUP, shown_default=True)
+
+    page = signed_in.get(URL).content.decode()
+
+    assert "checked" in page
+    assert "under policy version 1" in page
+    assert "Up to 5 years" in page
+
+
+def test_the_product_name_is_a_setting(policy, signed_in, settings):
+    settings.CONSENT_PRODUCT_NAME = "Help make Assistant better"
+
+    assert "Help make Assistant better" in signed_in.get(URL).content.decode()
+
+
+def test_a_plain_post_saves_and_redirects_with_a_message(policy, consumer, signed_in):
+    response = toggle(signed_in, "on")
+
+    assert response.status_code == 302
+    assert response["Location"] == URL
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+    assert decisions(consumer).get().channel == Channel.SETTINGS
+    page = signed_in.get(URL).content.decode()
+    assert "Saved: new and resumed chats and coding sessions may be used" in page
+
+
+def test_an_htmx_post_returns_only_the_facts_below_the_switch(policy, consumer, signed_in):
+    response = htmx(signed_in, "on")
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert page.lstrip().startswith('<div id="training-choice">')
+    assert "Allowed," in page and "under policy version 1" in page
+    assert "Up to 5 years" in page
+    assert 'hx-swap-oob="innerHTML">Saved: new and resumed' in page
+    assert "HX-Retarget" not in response
+
+    page = htmx(signed_in, "off").content.decode()
+    assert "Declined," in page and "30 days after you delete them" in page
+    assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(policy, signed_in):
+    response = signed_in.post(
+        URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true"
+    )
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert response["HX-Retarget"] == "#training"
+    assert response["HX-Reswap"] == "outerHTML"
+    assert page.lstrip().startswith('<section id="training"')
+    assert 'role="alert"' in page
+    assert "checked" not in page.split('id="training-allowed"')[1].split(">")[0]
+
+
+def test_saving_the_same_value_records_nothing(policy, consumer, signed_in):
+    htmx(signed_in, "on")
+    response = htmx(signed_in, "on")
+
+    assert "No change" in response.content.decode()
+    assert decisions(consumer).count() == 1
+
+
+def test_a_new_policy_asks_to_confirm_the_choice_again(policy, consumer, signed_in):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    now = timezone.now()
+    services.policy_publish(
+        title="New terms", text="Again.", effective_at=now, decision_deadline=now + timedelta(9)
+    )
+
+    assert "save your choice again" in signed_in.get(URL).content.decode()
+    htmx(signed_in, "on", version=2)
+    assert decisions(consumer).count() == 2
+    assert consent_for(consumer).policy == ConsentPolicy.objects.get(version=2)
+
+
+def test_commercial_users_see_a_statement_and_no_toggle(policy, commercial, client):
+    client.force_login(commercial)
+
+    page = client.get(URL).content.decode()
+
+    assert "Enterprise plan" in page
+    assert "exclude your chats and coding sessions from model training" in page
+    assert 'role="switch"' not in page
+
+
+def test_commercial_users_cannot_post_a_change(policy, commercial, client):
+    client.force_login(commercial)
+
+    assert toggle(client, "on").status_code == 400
+    assert not decisions(commercial).exists()
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"policy_version": 1},
+        {"policy_version": 1, "allowed": "yes"},
+        {"policy_version": 1, "allowed": "true"},
+        {"allowed": "on"},
+        {"policy_version": 9, "allowed": "on"},
+        {"policy_version": 1, "allowed": "on", "user_id": 1},
+        {
+            "policy_version": 1,
+            "allowed": "on",
+            "subject_id": "00000000-0000-0000-0000-000000000000",
+        },
+    ],
+    ids=["missing", "yes", "true", "no-version", "stale", "user-id", "subject-id"],
+)
+@pytest.mark.parametrize("with_htmx", [False, True], ids=["plain", "htmx"])
+def test_forged_posts_get_a_400_with_an_error_and_change_nothing(
+    policy, consumer, signed_in, form, with_htmx
+):
+    headers = {"HTTP_HX_REQUEST": "true"} if with_htmx else {}
+
+    response = signed_in.post(URL, form, **headers)
+
+    assert response.status_code == 400
+    assert 'role="alert"' in response.content.decode()
+    assert not decisions(consumer).exists()
+    assert consent_for(consumer).state == ConsentState.UNDECIDED
+
+
+def test_another_users_id_changes_neither_user(policy, consumer, signed_in):
+    other = User.objects.create_user("other@example.com", "x-long-password-1")
+
+    signed_in.post(URL, {"policy_version": 1, "allowed": "on", "user": other.pk})
+
+    assert consent_for(other).state == ConsentState.UNDECIDED
+    assert consent_for(consumer).state == ConsentState.UNDECIDED
+
+
+def test_a_burst_of_changes_gets_429_and_nothing_half_saved(policy, consumer, signed_in, settings):
+    settings.CONSENT_TOGGLE_RATE = (4, 60)
+    statuses = [htmx(signed_in, value).status_code for value in ["on", "off"] * 4]
+
+    assert statuses == [200] * 4 + [429] * 4
+    assert decisions(consumer).count() == 4
+    assert consent_for(consumer).version == 4
+    response = htmx(signed_in, "on")
+    assert "Wait a minute, then try again" in response.content.decode()
+    assert 0 < int(response["Retry-After"]) <= 60
+    assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+def test_the_limit_is_per_user(policy, consumer, settings):
+    settings.CONSENT_TOGGLE_RATE = (1, 60)
+    first, second = Client(), Client()
+    first.force_login(consumer)
+    other = User.objects.create_user("b@example.com", "x-long-password-1", plan="pro")
+    second.force_login(other)
+
+    assert htmx(first, "on").status_code == 200
+    assert htmx(first, "off").status_code == 429
+    assert htmx(second, "on").status_code == 200
+
+
+def test_anonymous_users_are_sent_to_sign_in(policy, client):
+    for response in (client.get(URL), toggle(client, "on")):
+        assert response.status_code == 302
+        assert response["Location"].startswith("/accounts/login/")
+    assert not ConsentEvent.objects.exists()
+
+
+def test_a_post_without_the_csrf_token_is_refused(policy, consumer):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(consumer)
+
+    assert toggle(client, "on").status_code == 403
+    assert htmx(client, "on").status_code == 403
+    assert not decisions(consumer).exists()
+
+
+def test_the_csrf_header_that_htmx_sends_is_accepted(policy, consumer):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(consumer)
+    client.get(URL)
+    token = client.cookies["csrftoken"].value
+
+    response = toggle(client, "on", HTTP_HX_REQUEST="true", HTTP_X_CSRFTOKEN=token)
+
+    assert response.status_code == 200
+    assert decisions(consumer).count() == 1
