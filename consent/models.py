@@ -72,6 +72,9 @@ class TrainingConsent(models.Model):
         help_text=_("The policy version under which the current choice was made."),
     )
     version = models.PositiveIntegerField(_("number of the latest event"), default=0)
+    head_hash = models.CharField(
+        _("hash of the latest event"), max_length=64, blank=True, editable=False
+    )
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     deferred_until = models.DateTimeField(_("'Not now' until"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)

@@ -75,28 +75,31 @@ def outbox_enqueue(event: ConsentEvent) -> None:
             for sink in sinks
         ]
     )
-    for sink in sinks:
-        transaction.on_commit(partial(schedule_drain, sink))
+    transaction.on_commit(schedule_drain)
 
 
-def _drain_key(sink: str) -> str:
-    return f"consent:drain-queued:{sink}"
+def _drain_key(sink: str | None) -> str:
+    return f"consent:drain-queued:{sink or '*'}"
 
 
-def schedule_drain(sink: str, *, force: bool = False) -> None:
-    """Queue a drain of the sink unless one is already queued; the sweeper catches failures."""
+def schedule_drain(sink: str | None = None, *, force: bool = False) -> None:
+    """Queue a drain of one sink (or of all) unless one is queued; the sweeper catches failures.
+
+    A request queues at most one task, whatever the number of sinks: the worker fans it out.
+    """
     from consent.tasks import deliver
 
-    if not force and not cache.add(_drain_key(sink), 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE):
+    key = _drain_key(sink)
+    if not force and not cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE):
         return
     try:
         deliver.delay(sink)
     except Exception:  # the broker is down: the change is safe in the outbox
-        cache.delete(_drain_key(sink))
-        logger.warning("Could not queue a drain of %s; the sweeper will retry.", sink)
+        cache.delete(key)
+        logger.warning("Could not queue a drain of %s; the sweeper will retry.", sink or "sinks")
 
 
-def drain_started(sink: str) -> None:
+def drain_started(sink: str | None) -> None:
     cache.delete(_drain_key(sink))
 
 

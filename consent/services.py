@@ -97,11 +97,6 @@ def _append_event(
     now: datetime,
 ) -> ConsentEvent:
     user = consent.user
-    prev_hash = GENESIS_HASH
-    if consent.version:
-        prev_hash = ConsentEvent.objects.values_list("hash", flat=True).get(
-            subject_id=user.subject_id, number=consent.version
-        )
     event = ConsentEvent(
         subject_id=user.subject_id,
         number=consent.version + 1,
@@ -120,13 +115,12 @@ def _append_event(
         ip_prefix=meta.ip_prefix,
         user_agent=meta.user_agent,
         created_at=now,
-        prev_hash=prev_hash,
+        prev_hash=consent.head_hash or GENESIS_HASH,
     )
     event.hash = event_hash(event)
     event.save(force_insert=True)
     outbox_enqueue(event)
-    consent.version = event.number
-    consent.state = after
+    consent.version, consent.head_hash, consent.state = event.number, event.hash, after
     return event
 
 

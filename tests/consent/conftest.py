@@ -35,6 +35,9 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    def worker_logs(self) -> str:
+        return "\n".join(w.log.read_text()[-3000:] for w in self.workers)
+
     def held(self) -> dict[str, dict]:
         """Return what each sink holds: subject id -> (version, allowed, deleted)."""
         sinks = configured_sinks()
@@ -61,7 +64,7 @@ class Stack:
             if not pending and all(held[name] == expected for name in held):
                 return
             if time.monotonic() > deadline:
-                logs = "\n".join(w.log.read_text()[-3000:] for w in self.workers)
+                logs = self.worker_logs()
                 wrong = {n: len(set(h.items()) ^ set(expected.items())) for n, h in held.items()}
                 raise AssertionError(f"not converged: {pending} pending, wrong {wrong}\n{logs}")
             time.sleep(0.2)

@@ -33,11 +33,11 @@ def make_changes(users: list[User], count: int, *, seed: int = 7) -> None:
         services.consent_change(user=user, allowed=chooser.random() < 0.5, channel=Channel.SETTINGS)
 
 
-def wait_for(condition, *, timeout: float = 30.0, what: str = "condition") -> None:
+def wait_for(condition, *, stack, timeout: float = 30.0, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what}\n{stack.worker_logs()}")
         time.sleep(0.1)
 
 
@@ -67,7 +67,7 @@ def test_a_worker_killed_mid_batch_loses_nothing(policy, stack, monotonic):
     for user in users:
         services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
 
-    wait_for(lambda: len(stack.receiver.received) >= 3, what="the first webhooks")
+    wait_for(lambda: len(stack.receiver.received) >= 3, what="the first webhooks", stack=stack)
     first.kill()
     unfinished = Delivery.objects.filter(sink="webhook", state=State.PENDING).count()
     stack.start_worker(beat=True, CONSENT_DELIVERY_BATCH_SIZE="10")
@@ -112,6 +112,7 @@ def test_a_webhook_answering_503_for_a_while_is_retried_until_it_answers(policy,
     wait_for(
         lambda: Delivery.objects.filter(sink="webhook", attempts__gte=2).exists(),
         what="a retried webhook delivery",
+        stack=stack,
     )
     stack.receiver.status = 200
     stack.wait_converged()
@@ -132,6 +133,7 @@ def test_a_webhook_answering_400_is_dead_at_once_and_retried_from_the_admin(
     wait_for(
         lambda: Delivery.objects.filter(sink="webhook", state=State.DEAD).exists(),
         what="a dead webhook delivery",
+        stack=stack,
     )
     dead = Delivery.objects.get(sink="webhook")
     assert dead.attempts == 1
@@ -166,6 +168,7 @@ def test_an_unreachable_warehouse_is_caught_up_when_it_returns(policy, stack, mo
             .exists()
         ),
         what="a failed warehouse attempt",
+        stack=stack,
     )
     assert Delivery.objects.filter(sink="redis", state=State.APPLIED).exists()
     proxy.start()

@@ -46,6 +46,10 @@ class TcpProxy:
     def cut(self) -> None:
         """Refuse new connections and break every open one."""
         if self.listener is not None:
+            # shutdown() wakes the thread blocked in accept(); close() alone leaves the port
+            # listening, and connections to it would hang instead of being refused.
+            with contextlib.suppress(OSError):
+                self.listener.shutdown(socket.SHUT_RDWR)
             self.listener.close()
             self.listener = None
         for connection in self.connections:
