@@ -71,13 +71,17 @@ def _require_consumer(user: User) -> None:
         raise ConsentError("Users on commercial plans are not asked and cannot be changed.")
 
 
-def _lock_consent(user: User) -> TrainingConsent:
-    locked = TrainingConsent.objects.select_for_update(of=("self",)).select_related("policy")
-    consent = locked.filter(user=user).first()
-    if consent is None:  # the first touch; a concurrent first touch may win the insert
+def _lock_consent(user: User, policy: ConsentPolicy | None = None) -> TrainingConsent:
+    """Lock the user's consent row, creating it on the first touch; reuse the policy if it is."""
+    locked = TrainingConsent.objects.select_for_update()
+    try:
+        consent = locked.get(user=user)
+    except TrainingConsent.DoesNotExist:  # a concurrent first touch may win the insert
         TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
         consent = locked.get(user=user)
     consent.user = user
+    if policy is not None and consent.policy_id == policy.pk:
+        consent.policy = policy
     return consent
 
 
@@ -151,7 +155,7 @@ def consent_change(
     if channel == Channel.POPUP and not isinstance(shown_default, bool):
         raise ConsentError("A pop-up decision records the default that was shown.")
     now = now or timezone.now()
-    consent = _lock_consent(user)
+    consent = _lock_consent(user, policy)
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
     if consent.state == after and not needs_choice(consent, policy):
         return None
@@ -184,7 +188,7 @@ def consent_defer(
     now = now or timezone.now()
     if now >= policy.decision_deadline:
         raise ConsentError("The decision deadline has passed; a choice is required.")
-    consent = _lock_consent(user)
+    consent = _lock_consent(user, policy)
     if not needs_choice(consent, policy):
         raise ConsentError("There is no pending choice to defer.")
     if consent.deferred_until is not None and consent.deferred_until > now:
@@ -209,7 +213,7 @@ def _record_once_per_policy(
 ) -> ConsentEvent | None:
     _require_consumer(user)
     policy = _current_policy()
-    consent = _lock_consent(user)
+    consent = _lock_consent(user, policy)
     seen = ConsentEvent.objects.filter(subject_id=user.subject_id, kind=kind, policy=policy)
     if seen.exists():
         return None
