@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+pytest_plugins = ["tests.support.stack"]
+
 if TYPE_CHECKING:
     from tests.support.receiver import WebhookReceiver
 from django.contrib.auth.models import Group
