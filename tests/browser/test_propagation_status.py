@@ -1,4 +1,4 @@
-"""In a real browser, with real workers: a change on the settings page is seen reaching its sinks."""
+"""In a real browser, with real workers: a change on the settings page is seen reaching sinks."""
 
 import re
 
