@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import User
@@ -214,6 +215,12 @@ class Propagation:
     @property
     def settled(self) -> bool:
         return self.applied + self.failed + self.superseded == self.total
+
+
+def propagation_just_committed() -> Propagation | None:
+    """Return where a change stands right after its commit: pending in every sink."""
+    total = len(settings.CONSENT_SINKS)
+    return Propagation(applied=0, total=total, failed=0, superseded=0) if total else None
 
 
 def propagation_of_latest_change(

@@ -34,6 +34,7 @@ from consent.selectors import (
     needs_choice,
     policy_current,
     prompt_for,
+    propagation_just_committed,
     propagation_of_latest_change,
     propagation_summaries,
     retention_days_now,
@@ -188,7 +189,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
         "consent": consent,
         "retention_days": retention_days_now(consent, event.policy),
         "saved": saved,
-        "propagation": propagation_of_latest_change(user),
+        "propagation": propagation_just_committed(),
     }
     return render(request, "consent/privacy.html#choice", context)
 
