@@ -68,6 +68,7 @@ _STATE_KINDS = (
     ConsentEvent.Kind.DECISION,
     ConsentEvent.Kind.PLAN_CHANGED,
     ConsentEvent.Kind.ACCOUNT_DELETED,
+    ConsentEvent.Kind.CHOICE_EXPIRED,
 )
 
 

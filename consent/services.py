@@ -332,6 +332,46 @@ def account_delete(
     return event
 
 
+def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
+    """Expire choices made under older terms once terms asking for a new choice are in force.
+
+    Until then the old choice stands; from then on those users are undecided (and so not
+    eligible anywhere) until they choose again. Return how many choices expired.
+    """
+    now = now or timezone.now()
+    policy = (
+        ConsentPolicy.objects.filter(
+            published_at__isnull=False, requires_new_choice=True, effective_at__lte=now
+        )
+        .order_by("-version")
+        .first()
+    )
+    if policy is None:
+        return 0
+    stale = TrainingConsent.objects.filter(policy__version__lt=policy.version).exclude(
+        state=ConsentState.UNDECIDED
+    )
+    expired = 0
+    for user in User.objects.filter(training_consent__in=stale).iterator(chunk_size=500):
+        with transaction.atomic():
+            consent = _lock_consent(user)
+            if consent.state == ConsentState.UNDECIDED or not needs_choice(consent, policy):
+                continue  # the user chose again meanwhile
+            _append_event(
+                consent,
+                kind=ConsentEvent.Kind.CHOICE_EXPIRED,
+                after=ConsentState.UNDECIDED,
+                policy=policy,
+                channel=Channel.SYSTEM,
+                role=Role.SYSTEM,
+                now=now,
+            )
+            consent.policy, consent.decided_at = None, None
+            consent.save()
+            expired += 1
+    return expired
+
+
 def policy_content_hash(*, title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
 
