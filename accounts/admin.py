@@ -1,26 +1,89 @@
+from typing import Any
+
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import UserChangeForm
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from consent import services
+from consent.selectors import consent_for
+
+
+class AdminUserChangeForm(UserChangeForm):
+    plan_change_reason = forms.CharField(
+        label=_("Reason for a plan change"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Required when the plan changes; kept in the user's audit history."),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if "plan" in self.changed_data and not cleaned.get("plan_change_reason", "").strip():
+            self.add_error("plan_change_reason", _("Say why the plan changes."))
+        return cleaned
 
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    form = AdminUserChangeForm
     ordering = ["email"]
     list_display = ["email", "plan", "is_staff", "date_joined"]
     list_filter = ["plan", "is_staff", "groups"]
     search_fields = ["email", "name", "=subject_id"]
-    readonly_fields = ["subject_id", "plan", "last_login", "date_joined"]
+    readonly_fields = ["subject_id", "consent_state", "last_login", "date_joined"]
     fieldsets = (
-        (None, {"fields": ("email", "password", "name", "plan", "subject_id")}),
+        (None, {"fields": ("email", "password", "name", "subject_id")}),
+        (_("Plan"), {"fields": ("plan", "plan_change_reason")}),
+        (_("Training consent"), {"fields": ("consent_state",)}),
         (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    @admin.display(description=_("current choice"))
+    def consent_state(self, obj: User) -> str:
+        if obj.pk is None:
+            return "—"
+        consent = consent_for(obj)
+        state: object
+        if not obj.is_consumer:
+            state = _("Not eligible (commercial plan)")
+        elif consent.decided_at is None:
+            state = _("Not decided")
+        else:
+            state = _("%(state)s since %(when)s, under policy version %(version)s") % {
+                "state": consent.get_state_display(),
+                "when": consent.decided_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "version": consent.policy.version if consent.policy else "?",
+            }
+        return format_html(
+            '{} — <a href="{}">{}</a>',
+            state,
+            reverse("support:user", args=[obj.pk]),
+            _("history and propagation in the support console"),
+        )
+
+    # The plan is part of the audit: a change goes through the one writer, with the reason.
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        new_plan = obj.plan
+        if change and "plan" in form.changed_data:
+            obj.plan = form.initial["plan"]
+        super().save_model(request, obj, form, change)
+        if change and new_plan != obj.plan:
+            services.user_change_plan(
+                user=obj,
+                plan=new_plan,
+                channel=services.Channel.ADMIN,
+                actor=request.user,  # type: ignore[arg-type]
+                reason=form.cleaned_data["plan_change_reason"],
+            )
 
     # Deleting goes through the one writer: the audit keeps the events, sinks drop the user.
     def delete_model(self, request: HttpRequest, obj: User) -> None:

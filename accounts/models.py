@@ -58,6 +58,12 @@ class User(AbstractUser):
 
     class Meta:
         ordering = ["email"]
+        indexes = [
+            # Support finds users by the start of their email address, whatever the collation.
+            models.Index(
+                fields=["email"], name="user_email_prefix", opclasses=["varchar_pattern_ops"]
+            )
+        ]
 
     def __str__(self) -> str:
         return self.email

@@ -6,6 +6,7 @@ from config.health import healthz
 urlpatterns = [
     path("", include("consent.urls")),
     path("accounts/", include("accounts.urls")),
+    path("support/", include("support.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]

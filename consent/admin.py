@@ -1,59 +1,318 @@
+from typing import Any
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
+from django.views.decorators.http import require_POST
 
-from consent.models import ConsentEvent, ConsentPolicy, Delivery
-from consent.outbox import delivery_retry
+from accounts.models import User
+from consent import services
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, PolicyEvent
+from consent.outbox import delivery_retry, delivery_retry_now
+from consent.reconcile import reconcile
+from consent.selectors import policy_current, sink_overview
+
+# Policies: a draft is edited freely, publishing fixes it, and its deadline only moves later.
+
+
+class DraftForm(forms.ModelForm):
+    class Meta:
+        model = ConsentPolicy
+        fields = [
+            "title",
+            "text",
+            "effective_at",
+            "decision_deadline",
+            "default_allowed",
+            "retention_days_allowed",
+            "retention_days_declined",
+            "defer_for",
+            "requires_new_choice",
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        effective_at, deadline = cleaned.get("effective_at"), cleaned.get("decision_deadline")
+        if effective_at and deadline and deadline < effective_at:
+            self.add_error(
+                "decision_deadline", _("The decision deadline cannot be before the effective date.")
+            )
+        waiting = ConsentPolicy.objects.filter(published_at__isnull=True).first()
+        if self.instance.pk is None and waiting is not None:
+            raise forms.ValidationError(
+                _("Draft v%(version)s is waiting: publish or delete it first."),
+                params={"version": waiting.version},
+            )
+        return cleaned
+
+
+class DeadlineForm(forms.Form):
+    decision_deadline = forms.DateTimeField(
+        label=_("New decision deadline (UTC)"),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_("Recorded with the change, for the audit."),
+    )
+
+    def __init__(self, *args: Any, policy: ConsentPolicy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+
+    def clean_decision_deadline(self) -> Any:
+        deadline = self.cleaned_data["decision_deadline"]
+        if deadline <= self.policy.decision_deadline:
+            raise forms.ValidationError(
+                _("A deadline can only move later than %(current)s, never earlier."),
+                params={"current": self.policy.decision_deadline.strftime("%Y-%m-%d %H:%M UTC")},
+            )
+        return deadline
+
+
+class PolicyEventInline(admin.TabularInline):
+    model = PolicyEvent
+    fields = ("created_at", "kind", "actor", "deadline_before", "deadline_after", "reason")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(ConsentPolicy)
 class ConsentPolicyAdmin(admin.ModelAdmin):
-    list_display = ["version", "title", "effective_at", "decision_deadline", "published_at"]
-    readonly_fields = ["content_hash", "published_at", "created_at"]
+    form = DraftForm
+    list_display = ["version", "title", "status", "effective_at", "decision_deadline"]
+    readonly_fields = ["version", "status", "content_hash", "published_at", "created_at"]
+    inlines = [PolicyEventInline]
 
-    # Published policies are fixed; publishing goes through consent.services.policy_publish.
-    def has_add_permission(self, request: HttpRequest) -> bool:
+    @admin.display(description=_("status"))
+    def status(self, obj: ConsentPolicy) -> str:
+        if not obj.is_published:
+            return str(_("Draft"))
+        current = policy_current()
+        if current is not None and current.pk == obj.pk:
+            return str(_("Published, current"))
+        return str(_("Published"))
+
+    # A published policy is shown read-only: what users saw stays as it was.
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.is_published:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and not obj.is_published and super().has_delete_permission(request)
+
+    def save_model(self, request: HttpRequest, obj: ConsentPolicy, form: Any, change: bool):
+        services.policy_draft_save(policy=obj)
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/publish/",
+                view(self.publish_view),
+                name="consent_consentpolicy_publish",
+            ),
+            path(
+                "<path:object_id>/extend-deadline/",
+                view(self.extend_deadline_view),
+                name="consent_consentpolicy_extend_deadline",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        policy = self.get_object(request, object_id)
+        may_act = super().has_change_permission(request)
+        extra_context = {
+            **(extra_context or {}),
+            "can_publish": policy is not None and not policy.is_published and may_act,
+            "can_extend": policy is not None and policy.is_published and may_act,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _policy_for_action(self, request: HttpRequest, object_id: str) -> ConsentPolicy:
+        if not super().has_change_permission(request):
+            raise PermissionDenied
+        policy = self.get_object(request, object_id)
+        if policy is None:
+            raise Http404
+        return policy
+
+    def _change_url(self, policy: ConsentPolicy) -> str:
+        return reverse("admin:consent_consentpolicy_change", args=[policy.pk])
+
+    def publish_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        policy = self._policy_for_action(request, object_id)
+        if request.method == "POST":
+            try:
+                services.policy_draft_publish(policy=policy, actor=request.user)  # type: ignore[arg-type]
+            except services.ConsentError as error:
+                self.message_user(request, str(error), messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    _("Version %(version)s is published; its text and hash are fixed.")
+                    % {"version": policy.version},
+                    messages.SUCCESS,
+                )
+            return HttpResponseRedirect(self._change_url(policy))
+        decided = ConsentState.ALLOWED, ConsentState.DECLINED
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": policy,
+            "title": _("Publish version %(version)s?") % {"version": policy.version},
+            "content_hash": services.policy_content_hash(
+                title=policy.title.strip(), text=policy.text.strip()
+            ),
+            "asked_again": User.objects.filter(
+                plan__in=User.CONSUMER_PLANS, training_consent__state__in=decided
+            ).count(),
+            "deadline_passed": policy.decision_deadline <= timezone.now(),
+        }
+        return TemplateResponse(request, "admin/consent/consentpolicy/publish.html", context)
+
+    def extend_deadline_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        policy = self._policy_for_action(request, object_id)
+        if not policy.is_published:
+            return HttpResponseRedirect(self._change_url(policy))
+        form = DeadlineForm(request.POST or None, policy=policy)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.policy_deadline_extend(
+                    policy=policy,
+                    decision_deadline=form.cleaned_data["decision_deadline"],
+                    actor=request.user,  # type: ignore[arg-type]
+                    reason=form.cleaned_data["reason"],
+                )
+            except services.ConsentError as error:
+                form.add_error(None, str(error))
+            else:
+                self.message_user(request, _("The deadline was extended."), messages.SUCCESS)
+                return HttpResponseRedirect(self._change_url(policy))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": policy,
+            "title": _("Extend the deadline of version %(version)s") % {"version": policy.version},
+            "form": form,
+        }
+        return TemplateResponse(
+            request, "admin/consent/consentpolicy/extend_deadline.html", context
+        )
+
+
+# The audit log: read by admins, changed by nobody.
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Read, search and filter; no add, change or delete, for superusers too."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(admin.ModelAdmin):
-    list_display = ["created_at", "subject_id", "number", "kind", "before", "after", "channel"]
-    list_filter = ["kind", "channel", "actor_role"]
-    search_fields = ["=subject_id"]
+class ConsentEventAdmin(ReadOnlyAdmin):
+    list_display = [
+        "created_at",
+        "subject_id",
+        "number",
+        "kind",
+        "before",
+        "after",
+        "channel",
+        "actor_role",
+        "reference",
+    ]
+    list_filter = ["kind", "channel", "actor_role", "plan"]
+    search_fields = ["=subject_id", "=actor_subject_id", "=reference", "=hash"]
     date_hierarchy = "created_at"
+    show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+# Deliveries to downstream stores: watch them, retry them, reconcile a sink.
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+
+class FailingFilter(admin.SimpleListFilter):
+    title = _("attempts")
+    parameter_name = "failing"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", str(_("Failing (pending after a failed attempt)")))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> QuerySet[Delivery]:
+        if self.value() == "yes":
+            return queryset.filter(state=Delivery.State.PENDING, attempts__gt=0)
+        return queryset
+
+
+def _sink_choices() -> list[tuple[str, str]]:
+    return [(name, name) for name in settings.CONSENT_SINKS]
+
+
+class ReconcileForm(forms.Form):
+    sink = forms.ChoiceField(label=_("Sink"), choices=_sink_choices)
+    repair = forms.BooleanField(label=_("Repair the drift found"), required=False)
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ["id", "sink", "subject_id", "version", "state", "attempts", "applied_at"]
-    list_filter = ["sink", "state"]
+    list_display = [
+        "id",
+        "sink",
+        "subject_id",
+        "version",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "applied_at",
+        "short_error",
+    ]
+    list_filter = ["sink", "state", FailingFilter]
     search_fields = ["=subject_id"]
     readonly_fields = [f.name for f in Delivery._meta.fields]
-    actions = ["retry_dead"]
+    actions = ["retry_dead", "retry_failing"]
+    show_full_result_count = False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj: Delivery) -> str:
+        return obj.last_error[:80]
 
     @admin.action(description=_("Retry the selected dead deliveries"), permissions=["change"])
     def retry_dead(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
@@ -63,3 +322,51 @@ class DeliveryAdmin(admin.ModelAdmin):
             ngettext("%d delivery queued again.", "%d deliveries queued again.", revived) % revived,
             messages.SUCCESS,
         )
+
+    @admin.action(
+        description=_("Retry the selected failing deliveries now"), permissions=["change"]
+    )
+    def retry_failing(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
+        hurried = delivery_retry_now(queryset)
+        self.message_user(
+            request,
+            ngettext(
+                "%d failing delivery queued now.", "%d failing deliveries queued now.", hurried
+            )
+            % hurried,
+            messages.SUCCESS,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        reconcile_view = require_POST(self.admin_site.admin_view(self.reconcile_view))
+        return [
+            path("reconcile/", reconcile_view, name="consent_delivery_reconcile"),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "sinks": sink_overview(),
+            "now": timezone.now(),
+            "reconcile_form": ReconcileForm(),
+            "can_reconcile": self.has_change_permission(request),
+        }
+        return super().changelist_view(request, extra_context)
+
+    def reconcile_view(self, request: HttpRequest) -> HttpResponse:
+        """Compare one sink with the audit log now, and repair it if asked; report the drift."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        form = ReconcileForm(request.POST)
+        if not form.is_valid():
+            self.message_user(request, _("Choose a configured sink."), messages.ERROR)
+        else:
+            for drift in reconcile(
+                sink=form.cleaned_data["sink"], repair=form.cleaned_data["repair"]
+            ):
+                level = messages.SUCCESS if drift.clean or drift.repaired else messages.WARNING
+                self.message_user(request, str(drift), level)
+        return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))

@@ -1,12 +1,56 @@
+import functools
+import operator
+
 import pgtrigger
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+# What users were shown is fixed once a policy is published; only its deadline may move, later.
+FIXED_ON_PUBLISH = [
+    "version",
+    "title",
+    "text",
+    "content_hash",
+    "effective_at",
+    "default_allowed",
+    "retention_days_allowed",
+    "retention_days_declined",
+    "defer_for",
+    "requires_new_choice",
+    "published_at",
+]
 
+
+@pgtrigger.register(
+    pgtrigger.Protect(
+        name="published_terms_fixed",
+        operation=pgtrigger.Update,
+        condition=pgtrigger.Q(old__published_at__isnull=False)
+        & (
+            functools.reduce(
+                operator.or_,
+                [
+                    pgtrigger.Q(**{f"old__{name}__df": pgtrigger.F(f"new__{name}")})
+                    for name in FIXED_ON_PUBLISH
+                ],
+            )
+            | pgtrigger.Q(new__decision_deadline__lt=pgtrigger.F("old__decision_deadline"))
+        ),
+    ),
+    pgtrigger.Protect(
+        name="published_policy_kept",
+        operation=pgtrigger.Delete,
+        condition=pgtrigger.Q(old__published_at__isnull=False),
+    ),
+)
 class ConsentPolicy(models.Model):
-    """One published version of the terms that ask users whether their data may train models."""
+    """One version of the terms that ask users whether their data may train models.
+
+    A policy starts as a draft (published_at is empty) that admins may edit; publishing fixes
+    its text and content hash, and from then on only its deadline can change, and only later.
+    """
 
     version = models.PositiveIntegerField(_("version"), unique=True)
     title = models.CharField(_("title"), max_length=200)
@@ -205,6 +249,7 @@ class Delivery(models.Model):
                 name="delivery_pending_due",
             ),
             models.Index(fields=["sink", "subject_id", "version"], name="delivery_sink_subject"),
+            models.Index(fields=["sink"], condition=models.Q(state="dead"), name="delivery_dead"),
         ]
 
     def __str__(self) -> str:
@@ -230,3 +275,45 @@ class EligibilityRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject_id} v{self.version} allowed={self.allowed}"
+
+
+@pgtrigger.register(
+    pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+)
+class PolicyEvent(models.Model):
+    """What an admin did to a policy after drafting it: published it, extended its deadline."""
+
+    class Kind(models.TextChoices):
+        PUBLISHED = "published", _("Published")
+        DEADLINE_EXTENDED = "deadline_extended", _("Deadline extended")
+
+    policy = models.ForeignKey(
+        ConsentPolicy, on_delete=models.PROTECT, related_name="changes", verbose_name=_("policy")
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("by"),
+        help_text=_("Empty when a command did it."),
+    )
+    reason = models.TextField(_("reason"), blank=True)
+    deadline_before = models.DateTimeField(_("deadline before"), null=True)
+    deadline_after = models.DateTimeField(_("deadline after"))
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("policy event")
+        ordering = ["policy", "created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(deadline_before__isnull=True)
+                | models.Q(deadline_after__gt=models.F("deadline_before")),
+                name="policy_deadline_only_moves_later",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.policy.version} {self.kind} at {self.created_at:%Y-%m-%d %H:%M}"

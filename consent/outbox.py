@@ -243,3 +243,17 @@ def delivery_retry(deliveries: Iterable[Delivery]) -> int:
         for sink in set(revived):
             transaction.on_commit(partial(schedule_drain, sink, force=True))
     return len(revived)
+
+
+def delivery_retry_now(deliveries: Iterable[Delivery]) -> int:
+    """Bring failing deliveries' next attempt forward to now and queue them; return how many."""
+    ids = [d.pk for d in deliveries]
+    with transaction.atomic():
+        failing = Delivery.objects.select_for_update().filter(
+            pk__in=ids, state=State.PENDING, attempts__gt=0
+        )
+        sinks = set(failing.values_list("sink", flat=True))
+        hurried = failing.update(next_attempt_at=timezone.now())
+        for sink in sinks:
+            transaction.on_commit(partial(schedule_drain, sink, force=True))
+    return hurried

@@ -5,9 +5,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -261,3 +263,51 @@ def propagation_for(event_ids: Iterable[int]) -> dict[int, list[SinkStatus]]:
     ):
         statuses[event_id].append(SinkStatus(sink, state, applied_at, attempts, error))
     return statuses
+
+
+@dataclass(frozen=True)
+class SinkOverview:
+    """How one downstream store is keeping up: what waits, what failed, what gave up."""
+
+    sink: str
+    pending: int
+    failing: int
+    dead: int
+    oldest_pending_at: datetime | None
+
+    def oldest_pending_age(self, now: datetime) -> timedelta | None:
+        return now - self.oldest_pending_at if self.oldest_pending_at else None
+
+
+def sink_overview() -> list[SinkOverview]:
+    """Return, for every configured sink and any other with deliveries left, its backlog."""
+    pending: dict[str, dict[str, Any]] = {
+        row["sink"]: dict(row)
+        for row in Delivery.objects.filter(state=Delivery.State.PENDING)
+        .values("sink")
+        .annotate(
+            count=Count("id"),
+            failing=Count("id", filter=Q(attempts__gt=0)),
+            oldest=Min("created_at"),
+        )
+    }
+    dead: dict[str, int] = dict(
+        Delivery.objects.filter(state=Delivery.State.DEAD)
+        .values_list("sink")
+        .annotate(count=Count("id"))
+        .values_list("sink", "count")
+    )
+    names = sorted(set(settings.CONSENT_SINKS) | pending.keys() | dead.keys())
+    overview = []
+    for name in names:
+        row: dict[str, Any] = pending.get(name, {})
+        overview.append(
+            SinkOverview(
+                sink=name,
+                pending=int(row.get("count", 0)),
+                failing=int(row.get("failing", 0)),
+                dead=dead.get(name, 0),
+                oldest_pending_at=row.get("oldest"),
+            )
+        )
+    return overview

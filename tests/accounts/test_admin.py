@@ -1,8 +1,11 @@
 import pytest
+from django.contrib.auth.models import Group
 
+from accounts.models import User
 from consent import services
 from consent.models import ConsentEvent, Delivery
 from consent.services import Channel
+from support.models import AccessRecord
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,3 +38,101 @@ def test_bulk_deleting_users_in_the_admin_goes_through_the_service(policy, admin
     assert sorted(deleted.values_list("subject_id", flat=True)) == sorted(
         u.subject_id for u in users
     )
+
+
+def user_form(user, **overrides):
+    return {
+        "email": user.email,
+        "name": user.name,
+        "plan": user.plan,
+        "plan_change_reason": "",
+        "is_active": "on",
+        "groups": [],
+        "last_login_0": "",
+        "last_login_1": "",
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+    } | overrides
+
+
+def test_a_plan_change_in_the_admin_goes_through_the_one_writer(
+    policy, client, admin_user, consumer
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    client.force_login(admin_user)
+
+    response = client.post(
+        f"/admin/accounts/user/{consumer.pk}/change/",
+        user_form(consumer, plan="enterprise", plan_change_reason="Joined their company's plan"),
+    )
+
+    assert response.status_code == 302, response.content.decode()
+    consumer.refresh_from_db()
+    assert consumer.plan == "enterprise"
+    event = ConsentEvent.objects.get(subject_id=consumer.subject_id, kind="plan_changed")
+    assert (event.channel, event.actor_role) == ("admin", "admin")
+    assert event.actor_subject_id == admin_user.subject_id
+    assert event.reason == "Joined their company's plan"
+    assert event.plan == "enterprise"
+    assert Delivery.objects.filter(event=event).exists()
+
+
+def test_a_plan_change_without_a_reason_changes_nothing(policy, admin_client, consumer):
+    response = admin_client.post(
+        f"/admin/accounts/user/{consumer.pk}/change/", user_form(consumer, plan="free")
+    )
+
+    assert response.status_code == 200
+    assert "Say why the plan changes." in response.content.decode()
+    consumer.refresh_from_db()
+    assert consumer.plan == "pro"
+    assert not ConsentEvent.objects.filter(kind="plan_changed").exists()
+
+
+def test_other_edits_record_no_plan_event(policy, admin_client, consumer):
+    admin_client.post(
+        f"/admin/accounts/user/{consumer.pk}/change/", user_form(consumer, name="Pat Pro")
+    )
+
+    consumer.refresh_from_db()
+    assert consumer.name == "Pat Pro"
+    assert not ConsentEvent.objects.exists()
+
+
+def test_groups_are_editable_so_an_admin_makes_an_agent(policy, admin_client, consumer):
+    support = Group.objects.get(name="Support")
+
+    admin_client.post(
+        f"/admin/accounts/user/{consumer.pk}/change/", user_form(consumer, groups=[support.pk])
+    )
+
+    assert consumer.has_perm("consent.view_consent_history")
+
+
+def test_the_user_page_shows_the_consent_read_only_with_a_link_to_support(
+    policy, admin_client, consumer, commercial
+):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+
+    page = admin_client.get(f"/admin/accounts/user/{consumer.pk}/change/").content.decode()
+
+    assert "Declined since" in page and "under policy version 1" in page
+    assert f'href="/support/users/{consumer.pk}/"' in page
+    assert 'name="consent_state"' not in page
+    commercial_page = admin_client.get(f"/admin/accounts/user/{commercial.pk}/change/")
+    assert "Not eligible (commercial plan)" in commercial_page.content.decode()
+
+
+def test_an_agent_with_access_records_cannot_be_deleted_in_the_admin(
+    policy, admin_client, support_agent, consumer
+):
+    AccessRecord.objects.create(
+        agent=support_agent, subject_id=consumer.subject_id, action="viewed"
+    )
+
+    response = admin_client.post(
+        f"/admin/accounts/user/{support_agent.pk}/delete/", {"post": "yes"}
+    )
+
+    assert "Cannot delete user" in response.content.decode()
+    assert User.objects.filter(pk=support_agent.pk).exists()

@@ -1,0 +1,186 @@
+"""The support console: find a user, read their setting and history, record a change they asked for.
+
+Only members of the Support group (the permission consent.view_consent_history) get in: anyone
+else signed in gets a 403, anyone signed out goes to sign in. Every look at a user's page and
+every export leaves an AccessRecord.
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+from django_htmx.middleware import HtmxDetails
+
+from accounts.models import User
+from consent.audit import audit_first_break
+from consent.history import events_oldest_first, history_csv, history_json
+from consent.metadata import RequestMeta
+from consent.selectors import policy_current
+from consent.services import Channel, ConsentError, consent_change
+from support.forms import HistoryFilterForm, SearchForm, SupportChangeForm
+from support.models import AccessRecord
+from support.selectors import event_rows, history_filtered, user_facts, user_search
+from support.services import access_record
+
+SUPPORT_PERMISSION = "consent.view_consent_history"
+Action = AccessRecord.Action
+
+
+class AgentRequest(HttpRequest):
+    user: User
+    htmx: HtmxDetails
+
+
+def _swaps_a_part(request: AgentRequest) -> bool:
+    # When htmx restores a page missing from its history cache, it needs the whole page.
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+@vary_on_headers("HX-Request")
+def search(request: AgentRequest) -> HttpResponse:
+    form = SearchForm(request.GET)
+    valid = form.is_valid()
+    query = form.cleaned_data["q"] if valid else ""
+    page = user_search(query, after=form.cleaned_data["after"]) if valid else None
+    template = "support/search.html#results" if _swaps_a_part(request) else "support/search.html"
+    context = {"form": form, "query": query, "page": page}
+    return render(request, template, context, status=200 if valid else 400)
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+@vary_on_headers("HX-Request")
+def user_page(request: AgentRequest, user_id: int) -> HttpResponse:
+    account = get_object_or_404(User, pk=user_id)
+    filters = HistoryFilterForm(request.GET)
+    valid = filters.is_valid()
+    access_record(
+        agent=request.user,
+        user=account,
+        action=Action.VIEWED,
+        detail=request.GET.urlencode(),
+        meta=RequestMeta.from_request(request),
+    )
+    page = (
+        history_filtered(
+            account.subject_id,
+            filters=filters.filters,
+            older_than=filters.cleaned_data["before"],
+        )
+        if valid
+        else None
+    )
+    context = {
+        "account": account,
+        "filters": filters,
+        "page": page,
+        "rows": event_rows(page.events) if page else [],
+        "before": valid and filters.cleaned_data["before"],
+    }
+    status = 200 if valid else 400
+    if _swaps_a_part(request):
+        part = "events" if context["before"] else "history"
+        return render(request, f"support/user.html#{part}", context, status=status)
+    context["facts"] = user_facts(account)
+    context["change_form"] = SupportChangeForm()
+    return render(request, "support/user.html", context, status=status)
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+@vary_on_headers("HX-Request")
+def user_audit(request: AgentRequest, user_id: int) -> HttpResponse:
+    """Verify the user's audit chain: it says only whether the chain holds, so it is not logged."""
+    account = get_object_or_404(User, pk=user_id)
+    context = {
+        "account": account,
+        "audit_break": audit_first_break(subject_id=account.subject_id),
+    }
+    template = "support/audit.html#result" if _swaps_a_part(request) else "support/audit.html"
+    return render(request, template, context)
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+def user_export(request: AgentRequest, user_id: int, export: str) -> HttpResponseBase:
+    account = get_object_or_404(User, pk=user_id)
+    subject_id = account.subject_id
+    access_record(
+        agent=request.user,
+        user=account,
+        action=Action.EXPORTED_CSV if export == "csv" else Action.EXPORTED_JSON,
+        meta=RequestMeta.from_request(request),
+    )
+    filename = f"consent-history-user-{account.pk}.{export}"
+    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    if export == "csv":
+        return StreamingHttpResponse(
+            history_csv(events_oldest_first(subject_id)),
+            content_type="text/csv; charset=utf-8",
+            headers=disposition,
+        )
+    return JsonResponse(
+        history_json(subject_id, events_oldest_first(subject_id)),
+        json_dumps_params={"indent": 2},
+        headers=disposition,
+    )
+
+
+@require_POST
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+def user_change(request: AgentRequest, user_id: int) -> HttpResponse:
+    """Record a change the user asked for, through the one writer, with the agent as actor."""
+    account = get_object_or_404(User, pk=user_id)
+    form = SupportChangeForm(request.POST)
+    if form.is_valid():
+        try:
+            event = consent_change(
+                user=account,
+                allowed=form.allowed_value,
+                channel=Channel.SUPPORT,
+                actor=request.user,
+                policy_version=form.cleaned_data["policy_version"],
+                reason=form.cleaned_data["reason"],
+                reference=form.cleaned_data["reference"],
+                meta=RequestMeta.from_request(request),
+            )
+        except ConsentError:
+            form.add_error(None, _refusal(account, form))
+        else:
+            messages.success(request, _saved_message(allowed=form.allowed_value, event=event))
+            return redirect("support:user", account.pk)
+    context = {"account": account, "change_form": form, "policy": policy_current()}
+    return render(request, "support/change.html", context, status=400)
+
+
+def _refusal(account: User, form: SupportChangeForm) -> str:
+    if not account.is_consumer:
+        return _(
+            "Users on commercial plans are never asked and never trained on: "
+            "there is nothing to change."
+        )
+    policy = policy_current()
+    if policy is None:
+        return _("No policy has been published yet: there is nothing to change.")
+    if policy.version != form.cleaned_data["policy_version"]:
+        return _("The terms changed since the page was loaded. Reload it and check again.")
+    return _("The change was not saved. Reload the user's page and try again.")
+
+
+def _saved_message(*, allowed: bool, event: object) -> str:
+    if event is None:
+        return _("No change: the setting already was as the user asked. Nothing was recorded.")
+    if allowed:
+        return _("Recorded: the user allows training, from now on.")
+    return _("Recorded: the user declines training, from now on.")

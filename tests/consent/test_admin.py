@@ -1,0 +1,470 @@
+"""The admin: policies drafted, published and extended; the audit read-only; deliveries run."""
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection, transaction
+from django.db.utils import ProgrammingError
+from django.utils import timezone
+
+from consent import services
+from consent.models import ConsentEvent, ConsentPolicy, Delivery, PolicyEvent
+from consent.selectors import policy_current, prompt_for
+from consent.services import Channel
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+State = Delivery.State
+POLICIES = "/admin/consent/consentpolicy/"
+
+
+def draft_post(**overrides: str) -> dict[str, str]:
+    now = timezone.now()
+    return {
+        "title": "Updated terms",
+        "text": "We would like to train on your chats.",
+        "effective_at_0": now.strftime("%Y-%m-%d"),
+        "effective_at_1": "00:00:00",
+        "decision_deadline_0": (now + timedelta(days=30)).strftime("%Y-%m-%d"),
+        "decision_deadline_1": "12:00:00",
+        "default_allowed": "on",
+        "retention_days_allowed": "1825",
+        "retention_days_declined": "30",
+        "defer_for": "1 00:00:00",
+        "requires_new_choice": "on",
+        "changes-TOTAL_FORMS": "0",
+        "changes-INITIAL_FORMS": "0",
+    } | overrides
+
+
+@pytest.fixture
+def draft(policy, admin_client) -> ConsentPolicy:
+    response = admin_client.post(f"{POLICIES}add/", draft_post())
+    assert response.status_code == 302, response.content.decode()
+    return ConsentPolicy.objects.get(published_at__isnull=True)
+
+
+def test_an_admin_creates_a_draft_that_nobody_is_asked_about(policy, draft):
+    assert draft.version == 2
+    assert draft.content_hash == ""
+    assert policy_current() == policy
+
+
+def test_a_second_draft_waits_for_the_first(draft, admin_client):
+    response = admin_client.post(f"{POLICIES}add/", draft_post(title="Another"))
+
+    assert response.status_code == 200
+    assert "Draft v2 is waiting: publish or delete it first." in response.content.decode()
+    assert ConsentPolicy.objects.count() == 2
+
+
+def test_a_draft_with_its_deadline_before_its_start_is_refused(policy, admin_client):
+    past = (timezone.now() - timedelta(days=3)).strftime("%Y-%m-%d")
+
+    response = admin_client.post(f"{POLICIES}add/", draft_post(decision_deadline_0=past))
+
+    assert "The decision deadline cannot be before the effective date." in (
+        response.content.decode()
+    )
+    assert ConsentPolicy.objects.count() == 1
+
+
+def test_a_draft_can_be_edited_and_deleted(draft, admin_client):
+    admin_client.post(f"{POLICIES}{draft.pk}/change/", draft_post(text="Clearer words."))
+    draft.refresh_from_db()
+    assert draft.text == "Clearer words."
+
+    admin_client.post(f"{POLICIES}{draft.pk}/delete/", {"post": "yes"})
+    assert not ConsentPolicy.objects.filter(pk=draft.pk).exists()
+
+
+def test_publishing_a_draft_fixes_its_hash_and_asks_consumers_again(
+    draft, admin_client, admin_user, consumer, commercial
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    assert not prompt_for(consumer).show
+
+    confirm = admin_client.get(f"{POLICIES}{draft.pk}/publish/")
+    response = admin_client.post(f"{POLICIES}{draft.pk}/publish/")
+
+    assert "1 consumer user who has chosen under an older version" in confirm.content.decode()
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.is_published
+    assert draft.content_hash == services.policy_content_hash(title=draft.title, text=draft.text)
+    assert draft.content_hash in confirm.content.decode()
+    assert policy_current() == draft
+    assert prompt_for(consumer).show
+    assert not prompt_for(commercial).show
+    published = PolicyEvent.objects.get(policy=draft)
+    assert (published.kind, published.actor) == ("published", admin_user)
+
+
+def test_a_draft_that_asks_no_new_choice_keeps_choices_in_force(policy, admin_client, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    post = draft_post()
+    del post["requires_new_choice"]
+    admin_client.post(f"{POLICIES}add/", post)
+    draft = ConsentPolicy.objects.get(published_at__isnull=True)
+
+    admin_client.post(f"{POLICIES}{draft.pk}/publish/")
+
+    assert policy_current() == draft
+    assert not prompt_for(consumer).show
+
+
+def test_a_draft_whose_deadline_passed_is_not_published(policy, admin_client):
+    now = timezone.now()
+    ConsentPolicy.objects.create(
+        version=2,
+        title="Late",
+        text="Too late.",
+        effective_at=now - timedelta(days=9),
+        decision_deadline=now - timedelta(days=1),
+        defer_for=timedelta(days=1),
+    )
+    draft = ConsentPolicy.objects.get(version=2)
+
+    confirm = admin_client.get(f"{POLICIES}{draft.pk}/publish/")
+    response = admin_client.post(f"{POLICIES}{draft.pk}/publish/", follow=True)
+
+    assert "move the deadline later first" in confirm.content.decode()
+    assert "The decision deadline has passed" in response.content.decode()
+    draft.refresh_from_db()
+    assert not draft.is_published
+
+
+def test_a_published_policy_is_read_only_in_the_admin(policy, admin_client):
+    page = admin_client.get(f"{POLICIES}{policy.pk}/change/").content.decode()
+    response = admin_client.post(f"{POLICIES}{policy.pk}/change/", draft_post(text="Edited"))
+
+    assert 'name="text"' not in page
+    assert "Extend the deadline" in page
+    assert "Publish this draft" not in page
+    assert response.status_code == 403
+    assert admin_client.post(f"{POLICIES}{policy.pk}/delete/", {"post": "yes"}).status_code == 403
+    policy.refresh_from_db()
+    assert policy.text == "May we train on your chats?"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE consent_consentpolicy SET text = 'Something else' WHERE id = %s",
+        "UPDATE consent_consentpolicy SET content_hash = '' WHERE id = %s",
+        "UPDATE consent_consentpolicy SET decision_deadline = decision_deadline - interval '1 day'"
+        " WHERE id = %s",
+        "DELETE FROM consent_consentpolicy WHERE id = %s",
+    ],
+)
+def test_the_database_keeps_a_published_policy_as_published(policy, statement):
+    with (
+        pytest.raises(ProgrammingError, match="Cannot"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement, [policy.pk])
+
+
+def test_publishing_twice_is_refused(draft, admin_client):
+    admin_client.post(f"{POLICIES}{draft.pk}/publish/")
+
+    response = admin_client.post(f"{POLICIES}{draft.pk}/publish/", follow=True)
+
+    assert "already published" in response.content.decode()
+    assert PolicyEvent.objects.filter(policy=draft).count() == 1
+
+
+def extension(policy, **overrides):
+    later = policy.decision_deadline + timedelta(days=14)
+    return {"decision_deadline": later.strftime("%Y-%m-%dT%H:%M"), "reason": "Outage"} | overrides
+
+
+def test_the_deadline_is_extended_with_a_recorded_reason(policy, admin_client, admin_user):
+    before = policy.decision_deadline
+    url = f"{POLICIES}{policy.pk}/extend-deadline/"
+
+    assert admin_client.get(url).status_code == 200
+    response = admin_client.post(url, extension(policy, reason="Login outage on the 3rd"))
+
+    assert response.status_code == 302
+    policy.refresh_from_db()
+    assert policy.decision_deadline == (before + timedelta(days=14)).replace(
+        second=0, microsecond=0
+    )
+    change = PolicyEvent.objects.get(kind="deadline_extended")
+    assert change.deadline_before == before
+    assert change.deadline_after == policy.decision_deadline
+    assert (change.actor, change.reason) == (admin_user, "Login outage on the 3rd")
+    page = admin_client.get(f"{POLICIES}{policy.pk}/change/").content.decode()
+    assert "Login outage on the 3rd" in page
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"reason": ""},
+        {"reason": "   "},
+        {"decision_deadline": "not a date"},
+    ],
+)
+def test_an_extension_without_a_reason_or_a_date_changes_nothing(policy, admin_client, overrides):
+    before = policy.decision_deadline
+
+    response = admin_client.post(
+        f"{POLICIES}{policy.pk}/extend-deadline/", extension(policy, **overrides)
+    )
+
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    policy.refresh_from_db()
+    assert policy.decision_deadline == before
+    assert not PolicyEvent.objects.filter(kind="deadline_extended").exists()
+
+
+@pytest.mark.parametrize("days", [0, -1, -30])
+def test_a_deadline_is_never_moved_earlier(policy, admin_client, days):
+    before = policy.decision_deadline
+    earlier = (before + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M")
+
+    response = admin_client.post(
+        f"{POLICIES}{policy.pk}/extend-deadline/", extension(policy, decision_deadline=earlier)
+    )
+
+    assert "can only move later" in response.content.decode()
+    policy.refresh_from_db()
+    assert policy.decision_deadline == before
+
+
+def test_staff_without_the_policy_permission_cannot_publish_or_extend(draft, client, policy):
+    staff = UserFactory(is_staff=True, plan="team")
+    staff.user_permissions.add(Permission.objects.get(codename="view_consentpolicy"))
+    client.force_login(staff)
+
+    assert client.post(f"{POLICIES}{draft.pk}/publish/").status_code == 403
+    assert client.post(
+        f"{POLICIES}{policy.pk}/extend-deadline/", extension(policy)
+    ).status_code == (403)
+    draft.refresh_from_db()
+    assert not draft.is_published
+
+
+def test_the_service_extends_only_published_deadlines_and_only_for_admins(
+    draft, policy, consumer, admin_user
+):
+    later = draft.decision_deadline + timedelta(days=1)
+
+    with pytest.raises(services.ConsentError, match="draft"):
+        services.policy_deadline_extend(
+            policy=draft, decision_deadline=later, actor=admin_user, reason="x"
+        )
+    with pytest.raises(services.ConsentError, match="admin"):
+        services.policy_deadline_extend(
+            policy=policy, decision_deadline=later, actor=consumer, reason="x"
+        )
+
+
+# The audit log
+
+
+@pytest.fixture
+def event(policy, consumer) -> ConsentEvent:
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    return ConsentEvent.objects.get()
+
+
+EVENTS = "/admin/consent/consentevent/"
+
+
+def test_a_superuser_reads_searches_and_filters_the_audit(event, admin_client):
+    listing = admin_client.get(EVENTS, {"q": str(event.subject_id), "kind__exact": "decision"})
+
+    assert listing.status_code == 200
+    assert str(event.subject_id) in listing.content.decode()
+    assert admin_client.get(f"{EVENTS}{event.pk}/change/").status_code == 200
+
+
+def test_the_audit_is_read_only_for_a_superuser(event, admin_client):
+    page = admin_client.get(f"{EVENTS}{event.pk}/change/").content.decode()
+
+    assert admin_client.get(f"{EVENTS}add/").status_code == 403
+    assert admin_client.post(f"{EVENTS}{event.pk}/change/", {"after": "declined"}).status_code == (
+        403
+    )
+    assert admin_client.post(f"{EVENTS}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    listing = admin_client.get(EVENTS).content.decode()
+    assert "delete_selected" not in listing
+    assert 'type="submit" value="Save"' not in page
+    response = admin_client.post(
+        EVENTS, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"}
+    )
+    assert response.status_code in (200, 302)
+    assert ConsentEvent.objects.filter(pk=event.pk, after="allowed").exists()
+
+
+# Deliveries
+
+DELIVERIES = "/admin/consent/delivery/"
+
+
+@pytest.fixture
+def deliveries(policy, settings) -> dict[str, Delivery]:
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        },
+    }
+    users = UserFactory.create_batch(4, plan="pro")
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    rows = list(Delivery.objects.order_by("id"))
+    Delivery.objects.filter(pk=rows[0].pk).update(state=State.APPLIED, applied_at=timezone.now())
+    Delivery.objects.filter(pk=rows[1].pk).update(
+        state=State.DEAD, attempts=12, last_error="HTTP 400"
+    )
+    Delivery.objects.filter(pk=rows[2].pk).update(
+        attempts=2,
+        last_error="OperationalError",
+        next_attempt_at=timezone.now() + timedelta(hours=1),
+        created_at=timezone.now() - timedelta(minutes=42),
+    )
+    return dict(zip(["applied", "dead", "failing", "pending"], rows, strict=True))
+
+
+def ids_on(response) -> set[int]:
+    return {d.pk for d in response.context["cl"].result_list}
+
+
+def test_deliveries_filter_by_sink_state_and_failing(deliveries, admin_client):
+    assert ids_on(admin_client.get(DELIVERIES, {"state__exact": "dead"})) == {deliveries["dead"].pk}
+    assert ids_on(admin_client.get(DELIVERIES, {"failing": "yes"})) == {deliveries["failing"].pk}
+    assert len(ids_on(admin_client.get(DELIVERIES, {"sink__exact": "warehouse"}))) == 4
+    assert ids_on(admin_client.get(DELIVERIES, {"sink__exact": "elsewhere"})) == set()
+
+
+def test_the_overview_counts_pending_failing_dead_and_the_oldest_age(deliveries, admin_client):
+    response = admin_client.get(DELIVERIES)
+
+    (warehouse,) = response.context["sinks"]
+    assert (warehouse.sink, warehouse.pending, warehouse.failing, warehouse.dead) == (
+        "warehouse",
+        2,
+        1,
+        1,
+    )
+    page = response.content.decode()
+    assert "42\xa0minutes old" in page
+    assert "Reconcile this sink now" in page
+
+
+def test_retrying_a_failing_delivery_brings_it_forward(deliveries, admin_client):
+    failing = deliveries["failing"]
+
+    response = admin_client.post(
+        DELIVERIES,
+        {
+            "action": "retry_failing",
+            "_selected_action": [failing.pk, deliveries["applied"].pk],
+        },
+        follow=True,
+    )
+
+    assert "1 failing delivery queued now." in response.content.decode()
+    failing.refresh_from_db()
+    assert failing.next_attempt_at <= timezone.now()
+    assert failing.attempts == 2
+
+
+def test_retrying_a_dead_delivery_revives_it(deliveries, admin_client):
+    dead = deliveries["dead"]
+
+    admin_client.post(DELIVERIES, {"action": "retry_dead", "_selected_action": [dead.pk]})
+
+    dead.refresh_from_db()
+    assert (dead.state, dead.attempts) == ("pending", 0)
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_reconciling_a_sink_reports_and_repairs_its_drift(deliveries, admin_client):
+    report = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
+    page = report.content.decode()
+    # Nothing ran the applied and dead deliveries: the warehouse lacks both.
+    assert "Warehouse: 2 missing, 0 stale, 0 extra, 2 in flight (drift)" in page
+
+    repaired = admin_client.post(
+        f"{DELIVERIES}reconcile/", {"sink": "warehouse", "repair": "on"}, follow=True
+    )
+
+    assert "(repaired)" in repaired.content.decode()
+    after = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
+    assert "Warehouse: 0 missing, 0 stale, 0 extra, 2 in flight (in sync)" in after.content.decode()
+
+
+def test_reconciling_needs_a_configured_sink_and_a_post(deliveries, admin_client):
+    response = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "nowhere"}, follow=True)
+
+    assert "Choose a configured sink." in response.content.decode()
+    assert admin_client.get(f"{DELIVERIES}reconcile/").status_code == 405
+
+
+def test_only_staff_reach_the_delivery_admin(deliveries, client, support_agent):
+    client.force_login(support_agent)
+
+    assert client.get(DELIVERIES).status_code == 403
+    assert client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}).status_code == 403
+
+
+def test_a_superuser_cannot_alter_deliveries_history_by_hand(deliveries, admin_client):
+    dead = deliveries["dead"]
+
+    admin_client.post(f"{DELIVERIES}{dead.pk}/change/", {"state": "applied"})
+
+    dead.refresh_from_db()
+    assert dead.state == "dead"
+    assert admin_client.get(f"{DELIVERIES}add/").status_code == 403
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
+def test_a_dead_delivery_is_retried_from_the_admin_and_applied_by_a_real_worker(
+    policy, stack, admin_client
+):
+    stack.receiver.status = 503
+    stack.start_worker(beat=True, CONSENT_RETRY_MAX_ATTEMPTS="2")
+    user = UserFactory(plan="max")
+    services.consent_change(user=user, allowed=False, channel=Channel.SETTINGS)
+    webhook = Delivery.objects.filter(sink="webhook")
+    wait_for(
+        lambda: webhook.filter(state=State.DEAD).exists(),
+        stack=stack,
+        what="the webhook delivery to give up",
+    )
+    support_page = admin_client.get(f"/support/users/{user.pk}/").content.decode()
+    assert "dead after 2 attempts: HTTP 503" in support_page
+    overview = {s.sink: s for s in admin_client.get(DELIVERIES).context["sinks"]}
+    assert overview["webhook"].dead == 1
+
+    stack.receiver.status = 200
+    response = admin_client.post(
+        DELIVERIES, {"action": "retry_dead", "_selected_action": [webhook.get().pk]}
+    )
+
+    assert response.status_code == 302
+    stack.wait_converged()
+    assert webhook.get().state == State.APPLIED
+    assert stack.receiver.latest[str(user.subject_id)].allowed is False
+    support_page = admin_client.get(f"/support/users/{user.pk}/").content.decode()
+    assert "dead after" not in support_page
+    overview = {s.sink: s for s in admin_client.get(DELIVERIES).context["sinks"]}
+    assert (overview["webhook"].dead, overview["webhook"].pending) == (0, 0)
+
+
+def wait_for(condition, *, stack, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{stack.worker_logs()}")
+        time.sleep(0.1)
