@@ -1,9 +1,30 @@
 """The one writer of access records: every look at a user's data by support leaves one."""
 
+from django.contrib.auth.models import Group, Permission
+from django.contrib.contenttypes.models import ContentType
+
 from accounts.models import User
 from consent.metadata import RequestMeta
+from consent.models import ConsentEvent
 from consent.services import NO_META
 from support.models import AccessRecord
+
+SUPPORT_GROUP = "Support"
+
+
+def support_group_ensure() -> Group:
+    """Return the Support group with its permission, making either again if it is missing.
+
+    A data migration creates both; a database flushed since (as tests do) has neither.
+    """
+    permission, _ = Permission.objects.get_or_create(
+        codename="view_consent_history",
+        content_type=ContentType.objects.get_for_model(ConsentEvent),
+        defaults={"name": "Can view users' consent history"},
+    )
+    group, _ = Group.objects.get_or_create(name=SUPPORT_GROUP)
+    group.permissions.add(permission)
+    return group
 
 
 def access_record(

@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from accounts.models import User
 from consent import services
 from consent.models import ConsentPolicy
+from support.services import support_group_ensure
 from tests.factories import UserFactory
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def commercial(db) -> User:
 @pytest.fixture
 def support_agent(db) -> User:
     agent = UserFactory(plan=User.Plan.TEAM, email="agent@example.com")
-    agent.groups.add(Group.objects.get(name="Support"))
+    agent.groups.add(support_group_ensure())
     return agent
 
 

@@ -1,11 +1,11 @@
 import pytest
-from django.contrib.auth.models import Group
 
 from accounts.models import User
 from consent import services
 from consent.models import ConsentEvent, Delivery
 from consent.services import Channel
 from support.models import AccessRecord
+from support.services import support_group_ensure
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -100,7 +100,7 @@ def test_other_edits_record_no_plan_event(policy, admin_client, consumer):
 
 
 def test_groups_are_editable_so_an_admin_makes_an_agent(policy, admin_client, consumer):
-    support = Group.objects.get(name="Support")
+    support = support_group_ensure()
 
     admin_client.post(
         f"/admin/accounts/user/{consumer.pk}/change/", user_form(consumer, groups=[support.pk])

@@ -1,6 +1,5 @@
 from datetime import timedelta
 
-from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -9,6 +8,7 @@ from accounts.models import User
 from consent import services
 from consent.models import ConsentPolicy
 from consent.selectors import consent_for
+from support.services import support_group_ensure
 
 PASSWORD = "demo-password-123"  # noqa: S105 - documented demo credential
 POLICY_TITLE = "Updates to our Consumer Terms and Privacy Policy"
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         self._user("team@example.com", Plan.TEAM)
         self._user("enterprise@example.com", Plan.ENTERPRISE)
         support = self._user("support@example.com", Plan.TEAM, name="Sam Support")
-        support.groups.add(Group.objects.get(name="Support"))
+        support.groups.add(support_group_ensure())
         self._user("admin@example.com", Plan.TEAM, name="Ada Admin", superuser=True)
 
         if consent_for(pro).version == 0:
