@@ -238,7 +238,7 @@ def main() -> None:
     from consent import outbox
 
     queue_drain = outbox.schedule_drain
-    outbox.schedule_drain = lambda sink, force=False: None
+    outbox.schedule_drain = lambda *args, **kwargs: None
     commit_all(backlog_users, True, ours)
     outbox.schedule_drain = queue_drain
     workers = start_workers()

@@ -170,6 +170,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": float(os.environ.get("CONSENT_SWEEP_SECONDS", "5")),
     },
     "reconcile-sinks": {"task": "consent.tasks.reconcile_sinks", "schedule": 3600.0},
+    "expire-choices": {"task": "consent.tasks.expire_choices", "schedule": 60.0},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 

@@ -154,6 +154,7 @@ class ConsentEvent(models.Model):
         GPC_SIGNAL = "gpc_signal", _("Browser opt-out signal")
         PLAN_CHANGED = "plan_changed", _("Plan changed")
         ACCOUNT_DELETED = "account_deleted", _("Account deleted")
+        CHOICE_EXPIRED = "choice_expired", _("Choice expired: new terms ask for a new choice")
 
     class Channel(models.TextChoices):
         POPUP = "popup", _("Pop-up")

@@ -30,6 +30,7 @@ PROPAGATED_KINDS = frozenset(
         ConsentEvent.Kind.DECISION,
         ConsentEvent.Kind.PLAN_CHANGED,
         ConsentEvent.Kind.ACCOUNT_DELETED,
+        ConsentEvent.Kind.CHOICE_EXPIRED,
     }
 )
 State = Delivery.State

@@ -70,6 +70,7 @@ _STATE_KINDS = (
     ConsentEvent.Kind.DECISION,
     ConsentEvent.Kind.PLAN_CHANGED,
     ConsentEvent.Kind.ACCOUNT_DELETED,
+    ConsentEvent.Kind.CHOICE_EXPIRED,
 )
 
 
@@ -203,6 +204,54 @@ class SinkStatus:
     @property
     def retrying(self) -> bool:
         return self.state == Delivery.State.PENDING and self.attempts > 0
+
+
+@dataclass(frozen=True)
+class Propagation:
+    """How far one change has reached: applied in how many of its sinks, and whether any gave up."""
+
+    applied: int
+    total: int
+    failed: int
+    superseded: int
+
+    @property
+    def settled(self) -> bool:
+        return self.applied + self.failed + self.superseded == self.total
+
+
+def propagation_just_committed() -> Propagation | None:
+    """Return where a change stands right after its commit: pending in every sink."""
+    total = len(settings.CONSENT_SINKS)
+    return Propagation(applied=0, total=total, failed=0, superseded=0) if total else None
+
+
+def propagation_of_latest_change(
+    user: User, *, within: timedelta = timedelta(hours=1)
+) -> Propagation | None:
+    """Return how far the user's latest decision has reached, if it was made recently."""
+    event = (
+        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
+        .order_by("-number")
+        .only("pk", "created_at")
+        .first()
+    )
+    if event is None or event.created_at < timezone.now() - within:
+        return None
+    return propagation_summaries([event.pk]).get(event.pk)
+
+
+def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:
+    """Return, for each event that had to reach sinks, how far it got."""
+    return {
+        event_id: Propagation(
+            applied=sum(s.state == Delivery.State.APPLIED for s in statuses),
+            total=len(statuses),
+            failed=sum(s.state == Delivery.State.DEAD for s in statuses),
+            superseded=sum(s.state == Delivery.State.SUPERSEDED for s in statuses),
+        )
+        for event_id, statuses in propagation_for(event_ids).items()
+    }
 
 
 def propagation_for(event_ids: Iterable[int]) -> dict[int, list[SinkStatus]]:

@@ -77,13 +77,17 @@ def _require_consumer(user: User) -> None:
         raise ConsentError("Users on commercial plans are not asked and cannot be changed.")
 
 
-def _lock_consent(user: User) -> TrainingConsent:
-    locked = TrainingConsent.objects.select_for_update(of=("self",)).select_related("policy")
-    consent = locked.filter(user=user).first()
-    if consent is None:  # the first touch; a concurrent first touch may win the insert
+def _lock_consent(user: User, policy: ConsentPolicy | None = None) -> TrainingConsent:
+    """Lock the user's consent row, creating it on the first touch; reuse the policy if it is."""
+    locked = TrainingConsent.objects.select_for_update()
+    try:
+        consent = locked.get(user=user)
+    except TrainingConsent.DoesNotExist:  # a concurrent first touch may win the insert
         TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
         consent = locked.get(user=user)
     consent.user = user
+    if policy is not None and consent.policy_id == policy.pk:
+        consent.policy = policy
     return consent
 
 
@@ -157,7 +161,7 @@ def consent_change(
     if channel == Channel.POPUP and not isinstance(shown_default, bool):
         raise ConsentError("A pop-up decision records the default that was shown.")
     now = now or timezone.now()
-    consent = _lock_consent(user)
+    consent = _lock_consent(user, policy)
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
     if consent.state == after and not needs_choice(consent, policy):
         return None
@@ -190,7 +194,7 @@ def consent_defer(
     now = now or timezone.now()
     if now >= policy.decision_deadline:
         raise ConsentError("The decision deadline has passed; a choice is required.")
-    consent = _lock_consent(user)
+    consent = _lock_consent(user, policy)
     if not needs_choice(consent, policy):
         raise ConsentError("There is no pending choice to defer.")
     if consent.deferred_until is not None and consent.deferred_until > now:
@@ -215,7 +219,7 @@ def _record_once_per_policy(
 ) -> ConsentEvent | None:
     _require_consumer(user)
     policy = _current_policy()
-    consent = _lock_consent(user)
+    consent = _lock_consent(user, policy)
     seen = ConsentEvent.objects.filter(subject_id=user.subject_id, kind=kind, policy=policy)
     if seen.exists():
         return None
@@ -332,6 +336,46 @@ def account_delete(
     )
     user.delete()
     return event
+
+
+def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
+    """Expire choices made under older terms once terms asking for a new choice are in force.
+
+    Until then the old choice stands; from then on those users are undecided (and so not
+    eligible anywhere) until they choose again. Return how many choices expired.
+    """
+    now = now or timezone.now()
+    policy = (
+        ConsentPolicy.objects.filter(
+            published_at__isnull=False, requires_new_choice=True, effective_at__lte=now
+        )
+        .order_by("-version")
+        .first()
+    )
+    if policy is None:
+        return 0
+    stale = TrainingConsent.objects.filter(policy__version__lt=policy.version).exclude(
+        state=ConsentState.UNDECIDED
+    )
+    expired = 0
+    for user in User.objects.filter(training_consent__in=stale).iterator(chunk_size=500):
+        with transaction.atomic():
+            consent = _lock_consent(user)
+            if consent.state == ConsentState.UNDECIDED or not needs_choice(consent, policy):
+                continue  # the user chose again meanwhile
+            _append_event(
+                consent,
+                kind=ConsentEvent.Kind.CHOICE_EXPIRED,
+                after=ConsentState.UNDECIDED,
+                policy=policy,
+                channel=Channel.SYSTEM,
+                role=Role.SYSTEM,
+                now=now,
+            )
+            consent.policy, consent.decided_at = None, None
+            consent.save()
+            expired += 1
+    return expired
 
 
 def policy_content_hash(*, title: str, text: str) -> str:

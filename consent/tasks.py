@@ -1,7 +1,7 @@
 from celery import shared_task
 from django.conf import settings
 
-from consent import outbox
+from consent import outbox, services
 from consent.reconcile import reconcile
 
 
@@ -20,6 +20,12 @@ def deliver(sink: str | None) -> int:
 def sweep() -> list[str]:
     """Re-queue drains that were lost (broker down at commit, worker killed) and due retries."""
     return outbox.outbox_sweep()
+
+
+@shared_task(acks_late=True, soft_time_limit=600, time_limit=900)
+def expire_choices() -> int:
+    """Expire choices made under older terms once new terms that ask again are in force."""
+    return services.consent_expire_for_new_terms()
 
 
 @shared_task(acks_late=True, soft_time_limit=600, time_limit=900)

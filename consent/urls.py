@@ -9,6 +9,11 @@ urlpatterns = [
     path("settings/privacy/", views.privacy_settings, name="privacy_settings"),
     path("settings/privacy/history/", views.privacy_history, name="privacy_history"),
     path(
+        "settings/privacy/propagation/",
+        views.privacy_propagation,
+        name="privacy_propagation",
+    ),
+    path(
         "settings/privacy/history/<int:number>/receipt/",
         views.privacy_receipt,
         name="privacy_receipt",

@@ -34,6 +34,9 @@ from consent.selectors import (
     needs_choice,
     policy_current,
     prompt_for,
+    propagation_just_committed,
+    propagation_of_latest_change,
+    propagation_summaries,
     retention_days_now,
     shown_default,
 )
@@ -186,8 +189,17 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
         "consent": consent,
         "retention_days": retention_days_now(consent, event.policy),
         "saved": saved,
+        "propagation": propagation_just_committed(),
     }
     return render(request, "consent/privacy.html#choice", context)
+
+
+@require_GET
+@login_required
+def privacy_propagation(request: UserRequest) -> HttpResponse:
+    """Answer htmx's poll of how far the latest change has reached."""
+    context = {"propagation": propagation_of_latest_change(request.user)}
+    return render(request, "consent/privacy.html#propagation", context)
 
 
 def _saved_message(*, allowed: bool, changed: bool) -> str:
@@ -218,6 +230,7 @@ def _render_settings(
         "form": form,
         "error": error,
         "saved": saved,
+        "propagation": propagation_of_latest_change(request.user),
     }
     if not request.htmx:
         return render(request, "consent/privacy.html", context, status=status)
@@ -251,8 +264,10 @@ def privacy_history(request: UserRequest) -> HttpResponseBase:
     if before is not None and not before.isdigit():
         return HttpResponseBadRequest(_("Unknown page."))
     page = history_page(subject_id, older_than=int(before) if before else None)
+    reached = propagation_summaries(event.pk for event in page.events)
+    rows = [(event, reached.get(event.pk)) for event in page.events]
     template = "consent/history.html#events" if request.htmx else "consent/history.html"
-    return render(request, template, {"page": page, "before": before})
+    return render(request, template, {"page": page, "rows": rows, "before": before})
 
 
 @require_GET

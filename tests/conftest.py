@@ -6,9 +6,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-
-if TYPE_CHECKING:
-    from tests.support.receiver import WebhookReceiver
 from django.contrib.auth.models import Group
 from django.utils import timezone
 
@@ -16,6 +13,11 @@ from accounts.models import User
 from consent import services
 from consent.models import ConsentPolicy
 from tests.factories import UserFactory
+
+if TYPE_CHECKING:
+    from tests.support.receiver import WebhookReceiver
+
+pytest_plugins = ["tests.support.stack"]
 
 
 @pytest.fixture
