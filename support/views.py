@@ -19,6 +19,7 @@ from accounts.models import User
 from consent.audit import audit_first_break
 from consent.history import events_oldest_first, history_csv, history_json
 from consent.metadata import RequestMeta
+from consent.models import ConsentEvent
 from consent.selectors import policy_current
 from consent.services import Channel, ConsentError, consent_change
 from support.forms import HistoryFilterForm, SearchForm, SupportChangeForm
@@ -178,7 +179,7 @@ def _refusal(account: User, form: SupportChangeForm) -> str:
     return _("The change was not saved. Reload the user's page and try again.")
 
 
-def _saved_message(*, allowed: bool, event: object) -> str:
+def _saved_message(*, allowed: bool, event: ConsentEvent | None) -> str:
     if event is None:
         return _("No change: the setting already was as the user asked. Nothing was recorded.")
     if allowed:

@@ -171,3 +171,14 @@ def test_the_change_error_page_is_accessible(demo, open_page):
     expect(page.get_by_role("alert")).to_contain_text("Reason: This field is required.")
     assert_accessible(page)
     screenshot(page, "support-change-error-desktop-light")
+
+
+def test_a_user_without_the_role_gets_an_accessible_403(demo, open_page):
+    page = open_page()
+    sign_in(page, "pro@example.com", DEMO_PASSWORD)
+
+    response = page.goto("/support/")
+
+    assert response is not None and response.status == 403
+    expect(page.get_by_role("heading", level=1)).to_have_text("This page is not for your account")
+    assert_accessible(page)

@@ -51,7 +51,7 @@ def test_users_without_the_support_role_get_403_on_every_support_url(
             response = getattr(client, method)(url, CHANGE if method == "post" else None)
 
             assert response.status_code == 403, url
-            assert account.email not in response.content.decode()
+            assert commercial.email not in response.content.decode()
     assert_nothing_written()
 
 
@@ -114,3 +114,12 @@ def test_the_navigation_shows_support_only_to_agents(client, support_agent, poli
 
     client.force_login(consumer)
     assert 'href="/support/"' not in client.get("/help/privacy/").content.decode()
+
+
+def test_the_403_page_says_what_is_wrong_in_the_site_s_own_layout(client, consumer):
+    client.force_login(consumer)
+
+    page = client.get("/support/").content.decode()
+
+    assert "This page is not for your account" in page
+    assert 'href="/settings/privacy/"' in page
