@@ -198,10 +198,6 @@ class SinkStatus:
     last_error: str
 
     @property
-    def done(self) -> bool:
-        return self.state in (Delivery.State.APPLIED, Delivery.State.SUPERSEDED)
-
-    @property
     def retrying(self) -> bool:
         return self.state == Delivery.State.PENDING and self.attempts > 0
 
