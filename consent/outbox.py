@@ -58,25 +58,21 @@ def change_for(event: ConsentEvent, *, delivery_id: int = 0) -> Change:
     )
 
 
-def outbox_enqueue(event: ConsentEvent) -> None:
-    """Write one delivery per configured sink, in the caller's transaction; drain after commit."""
+def outbox_deliveries(event: ConsentEvent) -> list[Delivery]:
+    """Return the deliveries a saved event needs: one per configured sink, if it changes them."""
     if event.kind not in PROPAGATED_KINDS:
-        return
-    sinks = list(settings.CONSENT_SINKS)
-    Delivery.objects.bulk_create(
-        [
-            Delivery(
-                event=event,
-                sink=sink,
-                subject_id=event.subject_id,
-                version=event.number,
-                created_at=event.created_at,
-                next_attempt_at=event.created_at,
-            )
-            for sink in sinks
-        ]
-    )
-    transaction.on_commit(schedule_drain)
+        return []
+    return [
+        Delivery(
+            event=event,
+            sink=sink,
+            subject_id=event.subject_id,
+            version=event.number,
+            created_at=event.created_at,
+            next_attempt_at=event.created_at,
+        )
+        for sink in settings.CONSENT_SINKS
+    ]
 
 
 def _drain_key(sink: str | None) -> str:

@@ -14,11 +14,12 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
+from consent.sql import policy_newest_published
 
 
 def policy_current() -> ConsentPolicy | None:
     """Return the newest published policy, the one users are asked about."""
-    return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
+    return policy_newest_published()
 
 
 def consent_for(user: User) -> TrainingConsent:

@@ -22,8 +22,9 @@ from consent.models import (
     PolicyEvent,
     TrainingConsent,
 )
-from consent.outbox import outbox_enqueue
+from consent.outbox import outbox_deliveries, schedule_drain
 from consent.selectors import needs_choice, policy_current
+from consent.sql import consent_lock, row_update, rows_insert
 
 Channel = ConsentEvent.Channel
 Role = ConsentEvent.Role
@@ -38,6 +39,15 @@ ROLE_BY_CHANNEL = {
     Channel.SYSTEM: Role.SYSTEM,
 }
 NO_META = RequestMeta()
+CONSENT_FIELDS = (
+    "state",
+    "policy",
+    "version",
+    "head_hash",
+    "decided_at",
+    "deferred_until",
+    "updated_at",
+)
 
 
 class ConsentError(Exception):
@@ -65,8 +75,7 @@ def _check_actor(*, user: User, actor: User | None, channel: str, reason: str, r
     return role
 
 
-def _current_policy() -> ConsentPolicy:
-    policy = policy_current()
+def _published(policy: ConsentPolicy | None) -> ConsentPolicy:
     if policy is None:
         raise ConsentError("No consent policy has been published.")
     return policy
@@ -77,21 +86,21 @@ def _require_consumer(user: User) -> None:
         raise ConsentError("Users on commercial plans are not asked and cannot be changed.")
 
 
-def _lock_consent(user: User, policy: ConsentPolicy | None = None) -> TrainingConsent:
-    """Lock the user's consent row, creating it on the first touch; reuse the policy if it is."""
-    locked = TrainingConsent.objects.select_for_update()
-    try:
-        consent = locked.get(user=user)
-    except TrainingConsent.DoesNotExist:  # a concurrent first touch may win the insert
+def _lock_consent(user: User) -> tuple[TrainingConsent, ConsentPolicy | None]:
+    """Lock the user's consent row, created on the first touch; return it and the current policy."""
+    locked = consent_lock(user.pk)
+    if locked is None:  # a concurrent first touch may win the insert
         TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
-        consent = locked.get(user=user)
+        locked = consent_lock(user.pk)
+        assert locked is not None
+    consent, policy = locked
     consent.user = user
     if policy is not None and consent.policy_id == policy.pk:
         consent.policy = policy
-    return consent
+    return consent, policy
 
 
-def _append_event(
+def _next_event(
     consent: TrainingConsent,
     *,
     kind: str,
@@ -128,10 +137,18 @@ def _append_event(
         prev_hash=consent.head_hash or GENESIS_HASH,
     )
     event.hash = event_hash(event)
-    event.save(force_insert=True)
-    outbox_enqueue(event)
     consent.version, consent.head_hash, consent.state = event.number, event.hash, after
     return event
+
+
+def _save(consent: TrainingConsent, event: ConsentEvent) -> None:
+    """Write the event, its deliveries and the consent row's new state; drain after commit."""
+    rows_insert([event])
+    deliveries = outbox_deliveries(event)
+    rows_insert(deliveries)
+    row_update(consent, CONSENT_FIELDS)
+    if deliveries:
+        transaction.on_commit(schedule_drain)
 
 
 @transaction.atomic
@@ -153,19 +170,19 @@ def consent_change(
         raise ConsentError("The choice must be allowed or declined.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference=reference)
     _require_consumer(user)
-    policy = _current_policy()
+    if channel == Channel.POPUP and not isinstance(shown_default, bool):
+        raise ConsentError("A pop-up decision records the default that was shown.")
+    consent, current = _lock_consent(user)
+    policy = _published(current)
     if policy_version is not None and policy_version != policy.version:
         raise ConsentError(
             f"Policy version {policy_version} is not the current one ({policy.version})."
         )
-    if channel == Channel.POPUP and not isinstance(shown_default, bool):
-        raise ConsentError("A pop-up decision records the default that was shown.")
     now = now or timezone.now()
-    consent = _lock_consent(user, policy)
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
     if consent.state == after and not needs_choice(consent, policy):
         return None
-    event = _append_event(
+    event = _next_event(
         consent,
         kind=ConsentEvent.Kind.DECISION,
         after=after,
@@ -180,7 +197,7 @@ def consent_change(
         now=now,
     )
     consent.policy, consent.decided_at, consent.deferred_until = policy, now, None
-    consent.save()
+    _save(consent, event)
     return event
 
 
@@ -190,16 +207,16 @@ def consent_defer(
 ) -> ConsentEvent | None:
     """Record "Not now": hide the pop-up for the policy's interval, never past the deadline."""
     _require_consumer(user)
-    policy = _current_policy()
+    consent, current = _lock_consent(user)
+    policy = _published(current)
     now = now or timezone.now()
     if now >= policy.decision_deadline:
         raise ConsentError("The decision deadline has passed; a choice is required.")
-    consent = _lock_consent(user, policy)
     if not needs_choice(consent, policy):
         raise ConsentError("There is no pending choice to defer.")
     if consent.deferred_until is not None and consent.deferred_until > now:
         return None
-    event = _append_event(
+    event = _next_event(
         consent,
         kind=ConsentEvent.Kind.DEFERRED,
         after=consent.state,
@@ -210,7 +227,7 @@ def consent_defer(
         now=now,
     )
     consent.deferred_until = min(now + policy.defer_for, policy.decision_deadline)
-    consent.save()
+    _save(consent, event)
     return event
 
 
@@ -218,12 +235,12 @@ def _record_once_per_policy(
     *, user: User, kind: str, channel: str, meta: RequestMeta, shown_default: bool | None, now
 ) -> ConsentEvent | None:
     _require_consumer(user)
-    policy = _current_policy()
-    consent = _lock_consent(user, policy)
+    consent, current = _lock_consent(user)
+    policy = _published(current)
     seen = ConsentEvent.objects.filter(subject_id=user.subject_id, kind=kind, policy=policy)
     if seen.exists():
         return None
-    event = _append_event(
+    event = _next_event(
         consent,
         kind=kind,
         after=consent.state,
@@ -234,7 +251,7 @@ def _record_once_per_policy(
         shown_default=shown_default,
         now=now or timezone.now(),
     )
-    consent.save()
+    _save(consent, event)
     return event
 
 
@@ -243,7 +260,7 @@ def notice_record_served(
     *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
 ) -> ConsentEvent | None:
     """Record, once per policy version, that the pop-up was shown to the user, and its default."""
-    policy = _current_policy()
+    policy = _published(policy_current())
     shown_default = policy.default_allowed and not meta.gpc
     return _record_once_per_policy(
         user=user,
@@ -288,16 +305,16 @@ def user_change_plan(
     if plan not in User.Plan.values:
         raise ConsentError(f"Unknown plan {plan!r}.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
-    consent = _lock_consent(user)
+    consent, policy = _lock_consent(user)
     if User.objects.values_list("plan", flat=True).get(pk=user.pk) == plan:
         return None
     user.plan = plan
     User.objects.filter(pk=user.pk).update(plan=plan)
-    event = _append_event(
+    event = _next_event(
         consent,
         kind=ConsentEvent.Kind.PLAN_CHANGED,
         after=consent.state,
-        policy=policy_current(),
+        policy=policy,
         channel=channel,
         role=role,
         actor=actor,
@@ -305,7 +322,7 @@ def user_change_plan(
         reason=reason,
         now=now or timezone.now(),
     )
-    consent.save()
+    _save(consent, event)
     return event
 
 
@@ -321,12 +338,12 @@ def account_delete(
 ) -> ConsentEvent:
     """Delete the account; the audit events stay, under the pseudonymous subject id only."""
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
-    consent = _lock_consent(user)
-    event = _append_event(
+    consent, policy = _lock_consent(user)
+    event = _next_event(
         consent,
         kind=ConsentEvent.Kind.ACCOUNT_DELETED,
         after=ConsentState.UNDECIDED,
-        policy=policy_current(),
+        policy=policy,
         channel=channel,
         role=role,
         actor=actor,
@@ -334,6 +351,7 @@ def account_delete(
         reason=reason,
         now=now or timezone.now(),
     )
+    _save(consent, event)
     user.delete()
     return event
 
@@ -360,10 +378,10 @@ def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
     expired = 0
     for user in User.objects.filter(training_consent__in=stale).iterator(chunk_size=500):
         with transaction.atomic():
-            consent = _lock_consent(user)
+            consent, _current = _lock_consent(user)
             if consent.state == ConsentState.UNDECIDED or not needs_choice(consent, policy):
                 continue  # the user chose again meanwhile
-            _append_event(
+            event = _next_event(
                 consent,
                 kind=ConsentEvent.Kind.CHOICE_EXPIRED,
                 after=ConsentState.UNDECIDED,
@@ -373,7 +391,7 @@ def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
                 now=now,
             )
             consent.policy, consent.decided_at = None, None
-            consent.save()
+            _save(consent, event)
             expired += 1
     return expired
 

@@ -3,6 +3,7 @@
 import http.cookiejar
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -72,3 +73,25 @@ def test_the_embedded_default_serves_a_demo_user(embedded_app):
     assert "How can I help you today?" in home.read().decode()
     assert json.loads(health.read()) == {"status": "ok", "database": "ok", "broker": "ok"}
     assert (data_dir / "db.sqlite3").exists()
+
+
+def test_the_embedded_default_saves_a_change_of_the_setting(embedded_app):
+    base, _ = embedded_app
+    cookies = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+
+    def post(path: str, fields: dict[str, str]):
+        csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": csrf}).encode()
+        return browser.open(urllib.request.Request(f"{base}{path}", data=data))
+
+    browser.open(f"{base}/accounts/login/")
+    post("/accounts/login/", {"username": "pro@example.com", "password": "demo-password-123"})
+    page = browser.open(f"{base}/settings/privacy/").read().decode()
+    version = re.search(r'name="policy_version" value="(\d+)"', page)
+    assert version is not None
+    saved = post("/settings/privacy/", {"policy_version": version[1], "allowed": "off"})
+
+    assert "will not be used for training" in saved.read().decode()
+    history = browser.open(f"{base}/settings/privacy/history/?format=json").read()
+    assert json.loads(history)["events"][-1]["after"] == "declined"
