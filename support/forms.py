@@ -2,6 +2,7 @@ from datetime import date
 from typing import Any
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
 from consent.forms import PolicyForm
@@ -19,6 +20,10 @@ class SearchForm(forms.Form):
     after = forms.CharField(max_length=254, required=False, widget=forms.HiddenInput)
 
 
+# Wide enough for any real history, and narrow enough that a day can be added to its end.
+DATE_RANGE = [MinValueValidator(date(2000, 1, 1)), MaxValueValidator(date(9000, 12, 31))]
+
+
 class HistoryFilterForm(forms.Form):
     kind = forms.ChoiceField(
         label=_("Kind"),
@@ -31,10 +36,16 @@ class HistoryFilterForm(forms.Form):
         required=False,
     )
     since = forms.DateField(
-        label=_("From (UTC)"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label=_("From (UTC)"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=DATE_RANGE,
     )
     until = forms.DateField(
-        label=_("To (UTC)"), required=False, widget=forms.DateInput(attrs={"type": "date"})
+        label=_("To (UTC)"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        validators=DATE_RANGE,
     )
     before = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
 

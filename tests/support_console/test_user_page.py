@@ -157,6 +157,8 @@ def test_filters_keep_to_their_keyset_pages(agent_client, policy, consumer):
         {"channel": "telepathy"},
         {"since": "yesterday"},
         {"since": "2025-03-02", "until": "2025-03-01"},
+        {"until": "9999-12-31"},
+        {"since": "0001-01-01"},
         {"before": "abc"},
         {"before": "0"},
     ],
