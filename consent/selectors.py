@@ -164,9 +164,24 @@ def decision_of(subject_id: UUID, number: int) -> ConsentEvent | None:
     )
 
 
-def shown_default(policy: ConsentPolicy | None, *, gpc: bool) -> bool:
-    """Return where the pop-up's toggle starts: the policy's default, Off under a GPC signal."""
-    return policy is not None and policy.default_allowed and not gpc
+def last_decision(user: User) -> bool | None:
+    """Return whether the user's latest decision allowed training; None if they never decided."""
+    after = (
+        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
+        .order_by("-number")
+        .values_list("after", flat=True)
+        .first()
+    )
+    return None if after is None else after == ConsentState.ALLOWED
+
+
+def shown_default(policy: ConsentPolicy | None, *, gpc: bool, last: bool | None) -> bool:
+    """Return where the pop-up's toggle starts: Off under a GPC signal, else where the user's last
+    decision left it (new terms never turn a "no" into a preset "yes"), else the policy's default.
+    """
+    if policy is None or gpc:
+        return False
+    return policy.default_allowed if last is None else last
 
 
 def retention_days_now(consent: TrainingConsent, policy: ConsentPolicy | None) -> int | None:

@@ -23,7 +23,7 @@ from consent.models import (
     TrainingConsent,
 )
 from consent.outbox import outbox_deliveries, schedule_drain
-from consent.selectors import needs_choice, policy_current
+from consent.selectors import last_decision, needs_choice, policy_current, shown_default
 from consent.sql import consent_lock, row_update, rows_insert
 
 Channel = ConsentEvent.Channel
@@ -261,13 +261,13 @@ def notice_record_served(
 ) -> ConsentEvent | None:
     """Record, once per policy version, that the pop-up was shown to the user, and its default."""
     policy = _published(policy_current())
-    shown_default = policy.default_allowed and not meta.gpc
+    default = shown_default(policy, gpc=meta.gpc, last=last_decision(user))
     return _record_once_per_policy(
         user=user,
         kind=ConsentEvent.Kind.NOTICE_SERVED,
         channel=Channel.POPUP,
         meta=meta,
-        shown_default=shown_default,
+        shown_default=default,
         now=now,
     )
 

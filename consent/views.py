@@ -31,6 +31,7 @@ from consent.selectors import (
     consent_for,
     decision_of,
     history_page,
+    last_decision,
     needs_choice,
     policy_current,
     prompt_for,
@@ -95,10 +96,12 @@ def _render_home(
     status: int = 200,
 ) -> HttpResponse:
     gpc = RequestMeta.from_request(request).gpc
+    last = last_decision(request.user) if prompt.show else None
     context = {
         "prompt": prompt,
         "gpc": gpc,
-        "shown_default": shown_default(prompt.policy, gpc=gpc),
+        "last_decision": last,
+        "shown_default": shown_default(prompt.policy, gpc=gpc, last=last),
         "form": form,
         "error": error,
     }
@@ -122,7 +125,9 @@ def popup_decide(request: UserRequest) -> HttpResponse:
                 allowed=form.allowed_value,
                 channel=Channel.POPUP,
                 policy_version=form.cleaned_data["policy_version"],
-                shown_default=shown_default(policy_current(), gpc=meta.gpc),
+                shown_default=shown_default(
+                    policy_current(), gpc=meta.gpc, last=last_decision(user)
+                ),
                 meta=meta,
             )
         except ConsentError:
@@ -226,6 +231,7 @@ def _render_settings(
         "consent": consent,
         "retention_days": retention_days_now(consent, policy),
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
+        "choice_ended": consent.decided_at is None and last_decision(request.user) is not None,
         "gpc": RequestMeta.from_request(request).gpc,
         "form": form,
         "error": error,

@@ -1,4 +1,8 @@
+import re
+
 from django import template
+from django.utils.html import format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import ngettext
 
 from consent.history import actor_label, event_summary
@@ -24,3 +28,10 @@ def summary(event: ConsentEvent) -> str:
 @register.filter
 def acted_by(event: ConsentEvent) -> str:
     return actor_label(event)
+
+
+@register.filter
+def paragraphs(text: str) -> SafeString:
+    """Show text as typed in a textarea: blank lines part paragraphs, single line breaks do not."""
+    parts = [" ".join(part.split()) for part in re.split(r"\n\s*\n", text.strip())]
+    return format_html_join("\n", "<p>{}</p>", ((part,) for part in parts if part))

@@ -290,3 +290,41 @@ def test_a_post_without_the_csrf_token_is_refused(policy, consumer):
 
     assert decide(client, "on").status_code == 403
     assert not events(consumer).exists()
+
+
+def test_the_pop_up_shows_the_text_of_the_terms_in_its_paragraphs(consumer, signed_in):
+    services.policy_publish(
+        title="Terms with two paragraphs",
+        text="We would like to train\non your chats.\n\nYou can say no <b>at any time</b>.",
+        effective_at=timezone.now(),
+        decision_deadline=timezone.now() + timedelta(days=30),
+    )
+
+    page = signed_in.get("/").content.decode()
+
+    assert "<p>We would like to train on your chats.</p>" in page
+    assert "<p>You can say no &lt;b&gt;at any time&lt;/b&gt;.</p>" in page
+    help_page = signed_in.get("/help/privacy/").content.decode()
+    assert "<p>We would like to train on your chats.</p>" in help_page
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_new_terms_start_the_switch_where_the_users_last_choice_left_it(
+    policy, consumer, signed_in, allowed
+):
+    services.consent_change(user=consumer, allowed=allowed, channel=Channel.SETTINGS)
+    services.policy_publish(
+        title="Our terms changed again",
+        text="Please choose again.",
+        effective_at=timezone.now(),
+        decision_deadline=timezone.now() + timedelta(days=30),
+    )
+
+    page = signed_in.get("/").content.decode()
+
+    switch = page[page.index('id="consent-allowed"') :].split(">", 1)[0]
+    assert ("checked" in switch) is allowed
+    assert "as you chose before" in page
+    assert events(consumer, Kind.NOTICE_SERVED).get().shown_default is allowed
+    decide(signed_in, "on" if allowed else "off", version=2)
+    assert events(consumer, Kind.DECISION).order_by("-number").first().shown_default is allowed

@@ -88,3 +88,14 @@ def test_choosing_again_after_expiry_works(policy, consumer):
 
     assert event is not None and event.before == ConsentState.UNDECIDED
     assert is_eligible(consumer, in_force + timedelta(minutes=1))
+
+
+def test_the_settings_page_says_an_expired_choice_ended_with_the_terms(policy, consumer, client):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    new = publish_new_terms()
+    services.consent_expire_for_new_terms(now=new.effective_at + timedelta(minutes=1))
+    client.force_login(consumer)
+
+    page = client.get("/settings/privacy/").content.decode()
+
+    assert "your earlier choice ended when the terms changed" in page
