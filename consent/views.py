@@ -15,6 +15,8 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
@@ -24,6 +26,7 @@ from accounts.models import User
 from consent.forms import ChoiceForm, DeferForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json
 from consent.metadata import RequestMeta
+from consent.models import ConsentPolicy
 from consent.receipts import receipt_for
 from consent.selectors import (
     Prompt,
@@ -120,7 +123,7 @@ def popup_decide(request: UserRequest) -> HttpResponse:
     if form.is_valid():
         meta = RequestMeta.from_request(request)
         try:
-            consent_change(
+            event = consent_change(
                 user=user,
                 allowed=form.allowed_value,
                 channel=Channel.POPUP,
@@ -133,6 +136,8 @@ def popup_decide(request: UserRequest) -> HttpResponse:
         except ConsentError:
             form.add_error(None, _refusal(form))
         else:
+            changed = event is not None
+            messages.success(request, _saved_message(allowed=form.allowed_value, changed=changed))
             return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
 
@@ -152,8 +157,16 @@ def popup_defer(request: UserRequest) -> HttpResponse:
             except ConsentError:
                 form.add_error(None, _("“Not now” is no longer possible: please choose."))
             else:
+                messages.info(request, _deferred_message(policy))
                 return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
+
+
+def _deferred_message(policy: ConsentPolicy) -> str:
+    return _(
+        "Not decided yet: we will ask again later, until %(date)s at the latest. Until you "
+        "choose, your chats and coding sessions are not used for training."
+    ) % {"date": date_format(localtime(policy.decision_deadline), "j F Y")}
 
 
 # Privacy settings

@@ -11,7 +11,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.middleware import HtmxDetails
 
@@ -137,12 +137,14 @@ def user_export(request: AgentRequest, user_id: int, export: str) -> HttpRespons
     )
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @login_required
 @permission_required(SUPPORT_PERMISSION, raise_exception=True)
 def user_change(request: AgentRequest, user_id: int) -> HttpResponse:
     """Record a change the user asked for, through the one writer, with the agent as actor."""
     account = get_object_or_404(User, pk=user_id)
+    if request.method == "GET":  # a reload of the page a refused form left: the form is there
+        return redirect("support:user", account.pk)
     form = SupportChangeForm(request.POST)
     if form.is_valid():
         try:

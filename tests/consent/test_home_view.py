@@ -328,3 +328,19 @@ def test_new_terms_start_the_switch_where_the_users_last_choice_left_it(
     assert events(consumer, Kind.NOTICE_SERVED).get().shown_default is allowed
     decide(signed_in, "on" if allowed else "off", version=2)
     assert events(consumer, Kind.DECISION).order_by("-number").first().shown_default is allowed
+
+
+def test_the_home_page_confirms_a_choice_made_in_the_pop_up(policy, signed_in):
+    response = decide(signed_in, "off", follow=True)
+
+    page = response.content.decode()
+    assert 'id="consent-dialog"' not in page
+    assert "Saved: new and resumed chats and coding sessions will not be used for training." in page
+
+
+def test_the_home_page_says_what_not_now_means_until_when(policy, signed_in):
+    response = signed_in.post("/consent/not-now/", {"policy_version": 1}, follow=True)
+
+    page = response.content.decode()
+    deadline = timezone.localtime(policy.decision_deadline)
+    assert f"we will ask again later, until {deadline:%-d %B %Y} at the latest" in page

@@ -18,6 +18,7 @@ def support_urls(account: User) -> list[tuple[str, str]]:
         ("get", f"/support/users/{account.pk}/audit/"),
         ("get", f"/support/users/{account.pk}/history.csv"),
         ("get", f"/support/users/{account.pk}/history.json"),
+        ("get", f"/support/users/{account.pk}/change/"),
         ("post", f"/support/users/{account.pk}/change/"),
     ]
 

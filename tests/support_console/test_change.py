@@ -159,12 +159,21 @@ def test_the_form_error_page_shows_the_form_again_without_the_history(
     assert "Allowed training" not in page  # no history shown, so no look to record
 
 
-def test_a_change_needs_post_and_a_csrf_token(policy, consumer, support_agent):
+def test_a_change_needs_a_post_with_a_csrf_token(policy, consumer, support_agent):
     client = Client(enforce_csrf_checks=True)
     client.force_login(support_agent)
 
-    assert client.get(url(consumer)).status_code == 405
     assert client.post(url(consumer), opt_out()).status_code == 403
+    assert not ConsentEvent.objects.exists()
+
+
+def test_reloading_a_refused_change_leads_back_to_the_users_page(agent_client, policy, consumer):
+    agent_client.post(url(consumer), opt_out(reason=""))
+
+    response = agent_client.get(url(consumer))
+
+    assert response.status_code == 302
+    assert response["Location"] == f"/support/users/{consumer.pk}/"
     assert not ConsentEvent.objects.exists()
 
 
