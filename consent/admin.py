@@ -291,7 +291,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         "id",
         "sink",
         "subject_id",
-        "version",
+        "event_number",
         "state",
         "attempts",
         "next_attempt_at",
@@ -313,6 +313,23 @@ class DeliveryAdmin(admin.ModelAdmin):
     @admin.display(description=_("last error"))
     def short_error(self, obj: Delivery) -> str:
         return obj.last_error[:80]
+
+    @admin.display(description=_("event number"), ordering="version")
+    def event_number(self, obj: Delivery) -> int:
+        return obj.version
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Change permission is there for the retry actions; a delivery itself is never edited.
+        no_save = {"show_save": False, "show_save_and_continue": False}
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), **no_save}
+        )
 
     @admin.action(description=_("Retry the selected dead deliveries"), permissions=["change"])
     def retry_dead(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:

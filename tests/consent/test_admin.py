@@ -425,6 +425,8 @@ def test_a_superuser_cannot_alter_deliveries_history_by_hand(deliveries, admin_c
     dead.refresh_from_db()
     assert dead.state == "dead"
     assert admin_client.get(f"{DELIVERIES}add/").status_code == 403
+    page = admin_client.get(f"{DELIVERIES}{dead.pk}/change/").content.decode()
+    assert 'name="_save"' not in page and 'name="_continue"' not in page
 
 
 @pytest.mark.slow
