@@ -7,6 +7,7 @@ from uuid import UUID
 
 from django.utils.translation import gettext as _
 
+from accounts.models import User
 from consent.models import ConsentEvent, ConsentState
 
 Kind = ConsentEvent.Kind
@@ -42,6 +43,9 @@ def event_summary(event: ConsentEvent) -> str:
         if event.after == ConsentState.ALLOWED:
             return _("Allowed training on chats and coding sessions")
         return _("Declined training on chats and coding sessions")
+    if event.kind == Kind.PLAN_CHANGED:
+        plan = dict(User.Plan.choices).get(event.plan, event.plan)
+        return _("Plan changed to %(plan)s") % {"plan": plan}
     if event.kind == Kind.NOTICE_SERVED:
         if event.shown_default:
             return _("Shown the notice, with the setting On by default")

@@ -68,6 +68,14 @@ def test_the_history_lists_own_events_newest_first_with_who_and_how(
     assert "Policy version 1" in page
 
 
+def test_a_plan_change_says_which_plan(policy, consumer, signed_in, admin_user):
+    services.user_change_plan(
+        user=consumer, plan="max", channel=Channel.ADMIN, actor=admin_user, reason="Upgrade"
+    )
+
+    assert "Plan changed to Max" in signed_in.get(URL).content.decode()
+
+
 def test_pages_follow_a_keyset_cursor_not_an_offset(policy, consumer, signed_in):
     flip(consumer, 45)
 

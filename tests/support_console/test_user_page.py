@@ -137,7 +137,7 @@ def test_the_history_filters_by_kind_channel_and_dates(
     in_range = agent_client.get(url(consumer), {"since": ten_days_ago, "until": ten_days_ago})
     assert numbers_on(in_range) == [5, 4, 3, 2]
     none = agent_client.get(url(consumer), {"kind": "decision", "channel": "gpc"})
-    assert "No events match." in none.content.decode()
+    assert "No events match these filters." in none.content.decode()
 
 
 def test_filters_keep_to_their_keyset_pages(agent_client, policy, consumer):
