@@ -41,6 +41,14 @@ def signed_in(client, consumer):
     return client
 
 
+def publish_now(*, title: str, text: str):
+    """Publish the next terms, in force at once, with a month to decide."""
+    now = timezone.now()
+    return services.policy_publish(
+        title=title, text=text, effective_at=now, decision_deadline=now + timedelta(days=30)
+    )
+
+
 def decide(client, allowed="on", version=1, **headers):
     form = {"policy_version": version, "allowed": ["off", allowed]}
     return client.post("/consent/decision/", form, **headers)
@@ -204,13 +212,7 @@ def test_commercial_users_never_see_the_pop_up(policy, commercial, client):
 
 def test_a_new_policy_version_asks_again_after_a_decision(policy, consumer, signed_in):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
-    now = timezone.now()
-    services.policy_publish(
-        title="Our terms changed again",
-        text="Please choose again.",
-        effective_at=now,
-        decision_deadline=now + timedelta(days=30),
-    )
+    publish_now(title="Our terms changed again", text="Please choose again.")
 
     page = signed_in.get("/").content.decode()
 
@@ -293,11 +295,9 @@ def test_a_post_without_the_csrf_token_is_refused(policy, consumer):
 
 
 def test_the_pop_up_shows_the_text_of_the_terms_in_its_paragraphs(consumer, signed_in):
-    services.policy_publish(
+    publish_now(
         title="Terms with two paragraphs",
         text="We would like to train\non your chats.\n\nYou can say no <b>at any time</b>.",
-        effective_at=timezone.now(),
-        decision_deadline=timezone.now() + timedelta(days=30),
     )
 
     page = signed_in.get("/").content.decode()
@@ -313,12 +313,7 @@ def test_new_terms_start_the_switch_where_the_users_last_choice_left_it(
     policy, consumer, signed_in, allowed
 ):
     services.consent_change(user=consumer, allowed=allowed, channel=Channel.SETTINGS)
-    services.policy_publish(
-        title="Our terms changed again",
-        text="Please choose again.",
-        effective_at=timezone.now(),
-        decision_deadline=timezone.now() + timedelta(days=30),
-    )
+    publish_now(title="Our terms changed again", text="Please choose again.")
 
     page = signed_in.get("/").content.decode()
 
