@@ -7,6 +7,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import User
+
 # What users were shown is fixed once a policy is published; only its deadline may move, later.
 FIXED_ON_PUBLISH = [
     "version",
@@ -59,8 +61,12 @@ class ConsentPolicy(models.Model):
     effective_at = models.DateTimeField(_("effective from"))
     decision_deadline = models.DateTimeField(_("decision deadline"))
     default_allowed = models.BooleanField(_("toggle on by default"), default=True)
-    retention_days_allowed = models.PositiveIntegerField(_("retention when allowed"), default=1825)
-    retention_days_declined = models.PositiveIntegerField(_("retention when declined"), default=30)
+    retention_days_allowed = models.PositiveIntegerField(
+        _("retention when allowed (days)"), default=1825
+    )
+    retention_days_declined = models.PositiveIntegerField(
+        _("retention when declined (days)"), default=30
+    )
     defer_for = models.DurationField(
         _("'Not now' defers the pop-up for"), help_text=_("For example 1 day.")
     )
@@ -176,7 +182,7 @@ class ConsentEvent(models.Model):
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
     before = models.CharField(_("before"), max_length=16, choices=ConsentState.choices)
     after = models.CharField(_("after"), max_length=16, choices=ConsentState.choices)
-    plan = models.CharField(_("plan at the time"), max_length=16)
+    plan = models.CharField(_("plan at the time"), max_length=16, choices=User.Plan.choices)
     policy = models.ForeignKey(
         ConsentPolicy, on_delete=models.PROTECT, null=True, related_name="events"
     )

@@ -286,6 +286,14 @@ def test_a_superuser_reads_searches_and_filters_the_audit(event, admin_client):
     assert admin_client.get(f"{EVENTS}{event.pk}/change/").status_code == 200
 
 
+def test_the_audit_names_plans_as_people_read_them(event, admin_client):
+    listing = admin_client.get(EVENTS).content.decode()
+    detail = admin_client.get(f"{EVENTS}{event.pk}/change/").content.decode()
+
+    assert 'href="?plan__exact=pro"' in listing and ">Pro</a>" in listing
+    assert "Pro" in detail.split("Plan at the time", 1)[1][:200]
+
+
 def test_the_audit_is_read_only_for_a_superuser(event, admin_client):
     page = admin_client.get(f"{EVENTS}{event.pk}/change/").content.decode()
 
