@@ -142,9 +142,12 @@ class HistoryPage:
     older_than: int | None
 
 
-def history_page(subject_id: UUID, *, older_than: int | None = None, size: int = 20) -> HistoryPage:
-    """Return the newest events numbered below older_than, paginated by keyset on the number."""
-    events = ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+def history_page(
+    subject_id: UUID, *, matching: Q | None = None, older_than: int | None = None, size: int = 20
+) -> HistoryPage:
+    """Return the newest (matching) events numbered below older_than: a keyset on the number."""
+    events = ConsentEvent.objects.filter(matching or Q(), subject_id=subject_id)
+    events = events.select_related("policy")
     if older_than is not None:
         events = events.filter(number__lt=older_than)
     rows = list(events.order_by("-number")[: size + 1])

@@ -15,6 +15,7 @@ from consent.selectors import (
     HistoryPage,
     SinkStatus,
     consent_for,
+    history_page,
     needs_choice,
     policy_current,
     propagation_for,
@@ -103,21 +104,16 @@ def history_filtered(
 ) -> HistoryPage:
     """Return the subject's newest matching events below older_than (a keyset on the number)."""
     filters = filters or HistoryFilter()
-    events = ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+    matching = Q()
     if filters.kind:
-        events = events.filter(kind=filters.kind)
+        matching &= Q(kind=filters.kind)
     if filters.channel:
-        events = events.filter(channel=filters.channel)
+        matching &= Q(channel=filters.channel)
     if filters.since:
-        events = events.filter(created_at__gte=_start_of(filters.since))
+        matching &= Q(created_at__gte=_start_of(filters.since))
     if filters.until:
-        events = events.filter(created_at__lt=_start_of(filters.until + timedelta(days=1)))
-    if older_than is not None:
-        events = events.filter(number__lt=older_than)
-    rows = list(events.order_by("-number")[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    return HistoryPage(rows, older_than=rows[-1].number if more else None)
+        matching &= Q(created_at__lt=_start_of(filters.until + timedelta(days=1)))
+    return history_page(subject_id, matching=matching, older_than=older_than, size=size)
 
 
 @dataclass(frozen=True)
