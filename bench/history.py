@@ -11,47 +11,31 @@ Run it with `bench/history`; docs/performance.md has figures.
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+from bench.stack import (
+    configure,
+    databases_create,
+    free_port,
+    gunicorn_start,
+    policy_ensure,
+    session_for,
+)
+
 DB_NAME = "consent_bench_history"
-ENV = {
-    "DJANGO_SETTINGS_MODULE": "bench.settings",
-    "DATABASE_URL": f"{PG_URL}/{DB_NAME}",
-    "WAREHOUSE_DATABASE_URL": f"{PG_URL}/{DB_NAME}_warehouse",
-    "REDIS_URL": "redis://127.0.0.1:6379/6",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/7",
-    "SECRET_KEY": "bench-only-not-a-secret",
-    "DEBUG": "false",
-    "ALLOWED_HOSTS": "127.0.0.1",
-    "SECURE_SSL_REDIRECT": "false",
-    "SECURE_COOKIES": "false",
-    "LOG_LEVEL": "WARNING",
-}
-os.environ.update(ENV)
-
-import django  # noqa: E402 - the environment above configures it
-
-django.setup()
+configure(DB_NAME, cache_db=6, broker_db=7)
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.contrib.auth.models import Group  # noqa: E402
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
-from django.contrib.sessions.models import Session  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from django.utils.crypto import get_random_string  # noqa: E402
 
 from accounts.models import User  # noqa: E402
-from consent import services  # noqa: E402
 from consent.audit import GENESIS_HASH, audit_first_break, event_hash  # noqa: E402
 from consent.models import (  # noqa: E402
     ConsentEvent,
@@ -61,47 +45,10 @@ from consent.models import (  # noqa: E402
     TrainingConsent,
 )
 from consent.outbox import PROPAGATED_KINDS  # noqa: E402
-from consent.selectors import policy_current  # noqa: E402
 
-BACKEND = "django.contrib.auth.backends.ModelBackend"
 HEAVY = "bench-history-heavy@example.com"
 AGENT = "bench-history-agent@example.com"
 Kind, Channel, Role = ConsentEvent.Kind, ConsentEvent.Channel, ConsentEvent.Role
-
-
-def create_databases() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as admin:
-        for name in (DB_NAME, f"{DB_NAME}_warehouse"):
-            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                admin.execute(f'CREATE DATABASE "{name}"')
-    for database in ("default", "warehouse"):
-        subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "migrate",
-                "--no-input",
-                "-v",
-                "0",
-                "--database",
-                database,
-            ],
-            cwd=ROOT,
-            check=True,
-        )
-
-
-def ensure_policy() -> ConsentPolicy:
-    now = timezone.now()
-    return policy_current() or services.policy_publish(
-        title="Benchmark terms",
-        text="May we train on your chats and coding sessions?",
-        effective_at=now - timedelta(days=400),
-        decision_deadline=now + timedelta(days=3650),
-        now=now - timedelta(days=400),
-    )
 
 
 def seed_users(total: int) -> None:
@@ -218,7 +165,7 @@ def seed_history(user: User, events: list[ConsentEvent], *, now) -> None:
 
 
 def seed(total_users: int, heavy_events: int) -> tuple[User, User]:
-    policy = ensure_policy()
+    policy = policy_ensure(in_force_for=timedelta(days=400))
     seed_users(total_users - 2)
     agent = User.objects.filter(email=AGENT).first() or User.objects.create_user(
         AGENT, "bench-password-123", plan=User.Plan.TEAM
@@ -237,47 +184,15 @@ def seed(total_users: int, heavy_events: int) -> tuple[User, User]:
 
 def sign_in(user: User) -> str:
     """Write a fresh session for the user, as a login would; return its key."""
-    key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
-    data = {
-        "_auth_user_id": str(user.pk),
-        "_auth_user_backend": BACKEND,
-        "_auth_user_hash": user.get_session_auth_hash(),
-    }
-    Session.objects.create(
-        session_key=key,
-        session_data=SessionStore().encode(data),
-        expire_date=timezone.now() + timedelta(days=1),
-    )
-    return key
+    session = session_for(user)
+    session.save()
+    return session.session_key
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(port: int, log: Path) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "gunicorn", "config.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2", "--log-level", "warning",
-            "--access-logfile", str(log),
-            "--access-logformat", "%({x-bench}i)s %(s)s %(D)s",
-        ],
-        cwd=ROOT,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("gunicorn did not answer within 60 s")
+def history_gunicorn_start(port: int, log: Path):
+    """Start gunicorn with 2 workers, logging each request's name, status and duration."""
+    log_format = ["--access-logfile", str(log), "--access-logformat", "%({x-bench}i)s %(s)s %(D)s"]
+    return gunicorn_start(port, ["--workers", "2", *log_format])
 
 
 def fetch(port: int, name: str, path: str, session: str, htmx: bool, expect: str) -> float:
@@ -309,7 +224,7 @@ def main() -> None:
     args = parser.parse_args()
 
     began = time.monotonic()
-    create_databases()
+    databases_create(DB_NAME)
     agent, heavy = seed(args.users, args.events)
     with connection.cursor() as cursor:
         # As autovacuum would after a bulk load: without statistics the planner takes the heavy
@@ -347,7 +262,7 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "access.log"
-        server = start_gunicorn(port, log)
+        server = history_gunicorn_start(port, log)
         client: dict[str, list[float]] = {name: [] for name, *_ in [*pages, audit]}
         try:
             for page in pages:  # warm-up: connections, templates, caches

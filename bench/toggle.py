@@ -11,38 +11,26 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
+from bench.stack import (
+    ROOT,
+    configure,
+    databases_create,
+    free_port,
+    gunicorn_start,
+    policy_ensure,
+    session_for,
+)
+
 DB_NAME = "consent_bench_toggle"
-ENV = {
-    "DJANGO_SETTINGS_MODULE": "bench.settings",
-    "DATABASE_URL": f"{PG_URL}/{DB_NAME}",
-    "WAREHOUSE_DATABASE_URL": f"{PG_URL}/{DB_NAME}_warehouse",
-    "REDIS_URL": "redis://127.0.0.1:6379/10",
-    "CELERY_BROKER_URL": "redis://127.0.0.1:6379/11",
-    "SECRET_KEY": "bench-only-not-a-secret",
-    "DEBUG": "false",
-    "ALLOWED_HOSTS": "127.0.0.1",
-    "SECURE_SSL_REDIRECT": "false",
-    "SECURE_COOKIES": "false",
-    "LOG_LEVEL": "WARNING",
-}
-os.environ.update(ENV)
-
-import django  # noqa: E402 - the environment above configures it
-
-django.setup()
+configure(DB_NAME, cache_db=10, broker_db=11)
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
-from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.contrib.sessions.models import Session  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.middleware.csrf import CSRF_ALLOWED_CHARS  # noqa: E402
@@ -50,46 +38,7 @@ from django.utils import timezone  # noqa: E402
 from django.utils.crypto import get_random_string  # noqa: E402
 
 from accounts.models import User  # noqa: E402
-from consent import services  # noqa: E402
-from consent.models import ConsentEvent, ConsentPolicy, TrainingConsent  # noqa: E402
-from consent.selectors import policy_current  # noqa: E402
-
-BACKEND = "django.contrib.auth.backends.ModelBackend"
-
-
-def create_databases() -> None:
-    import psycopg
-
-    with psycopg.connect(f"{PG_URL}/postgres", autocommit=True) as admin:
-        for name in (DB_NAME, f"{DB_NAME}_warehouse"):
-            if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-                admin.execute(f'CREATE DATABASE "{name}"')
-    for database in ("default", "warehouse"):
-        subprocess.run(
-            [
-                sys.executable,
-                "manage.py",
-                "migrate",
-                "--no-input",
-                "-v",
-                "0",
-                "--database",
-                database,
-            ],
-            cwd=ROOT,
-            check=True,
-        )
-
-
-def ensure_policy() -> ConsentPolicy:
-    now = timezone.now()
-    return policy_current() or services.policy_publish(
-        title="Benchmark terms",
-        text="May we train on your chats and coding sessions?",
-        effective_at=now - timedelta(days=1),
-        decision_deadline=now + timedelta(days=3650),
-        now=now - timedelta(days=1),
-    )
+from consent.models import ConsentEvent, TrainingConsent  # noqa: E402
 
 
 def bench_users(count: int) -> list[User]:
@@ -109,21 +58,10 @@ def bench_users(count: int) -> list[User]:
 def sign_in(users: list[User]) -> list[tuple[str, str]]:
     """Write a fresh session per user, as a login would; return (session key, CSRF token)."""
     Session.objects.filter(expire_date__lt=timezone.now()).delete()
-    expire = timezone.now() + timedelta(days=1)
-    sessions, pairs = [], []
-    for user in users:
-        key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
-        data = {
-            "_auth_user_id": str(user.pk),
-            "_auth_user_backend": BACKEND,
-            "_auth_user_hash": user.get_session_auth_hash(),
-        }
-        sessions.append(
-            Session(session_key=key, session_data=SessionStore().encode(data), expire_date=expire)
-        )
-        pairs.append((key, get_random_string(32, CSRF_ALLOWED_CHARS)))
-    Session.objects.bulk_create(sessions)
-    return pairs
+    sessions = Session.objects.bulk_create([session_for(user) for user in users])
+    return [
+        (session.session_key, get_random_string(32, CSRF_ALLOWED_CHARS)) for session in sessions
+    ]
 
 
 def write_users_file(path: Path, users: list[User], pairs: list[tuple[str, str]]) -> None:
@@ -138,33 +76,6 @@ def write_users_file(path: Path, users: list[User], pairs: list[tuple[str, str]]
         for user, (key, csrf) in zip(users, pairs, strict=True)
     ]
     path.write_text("\n".join(lines) + "\n")
-
-
-def start_gunicorn(port: int, workers: int) -> subprocess.Popen[bytes]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=5):
-                return server
-        except OSError:
-            time.sleep(0.2)
-    server.terminate()
-    raise SystemExit("gunicorn did not answer within 60 s")
 
 
 def run_wrk(
@@ -204,14 +115,6 @@ def run_wrk(
     return result
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def row(name: str, result: dict[str, float]) -> str:
     return (
         f"{name:<14}{result['rps']:>10.1f}{result['p50_us'] / 1000:>10.1f}"
@@ -228,13 +131,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     args = parser.parse_args()
 
-    create_databases()
-    policy = ensure_policy()
+    databases_create(DB_NAME)
+    policy = policy_ensure(in_force_for=timedelta(days=1))
     users = bench_users(args.users)
     pairs = sign_in(users)
     connection.close()
     port = free_port()
-    server = start_gunicorn(port, args.workers)
+    server = gunicorn_start(port, ["--workers", str(args.workers)])
     print(
         f"gunicorn: {args.workers} workers on 127.0.0.1:{port}; PostgreSQL {DB_NAME}; "
         f"{len(users)} signed-in users; wrk: 1 thread, {args.connections} connections; "
