@@ -90,6 +90,9 @@ def test_publishing_a_draft_fixes_its_hash_and_asks_consumers_again(
     response = admin_client.post(f"{POLICIES}{draft.pk}/publish/")
 
     assert "1 consumer user who has chosen under an older version" in confirm.content.decode()
+    assert (
+        f'{POLICIES}{draft.pk}/change/">{draft}</a>\n&rsaquo; Publish' in confirm.content.decode()
+    )
     assert response.status_code == 302
     draft.refresh_from_db()
     assert draft.is_published
@@ -186,7 +189,9 @@ def test_the_deadline_is_extended_with_a_recorded_reason(policy, admin_client, a
     before = policy.decision_deadline
     url = f"{POLICIES}{policy.pk}/extend-deadline/"
 
-    assert admin_client.get(url).status_code == 200
+    form = admin_client.get(url)
+    assert form.status_code == 200
+    assert "&rsaquo; Extend the deadline" in form.content.decode()
     response = admin_client.post(url, extension(policy, reason="Login outage on the 3rd"))
 
     assert response.status_code == 302
