@@ -2,13 +2,19 @@
 
 import csv
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.utils.dates import MONTHS_3
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentState
+from consent.selectors import Propagation
 
 Kind = ConsentEvent.Kind
 Role = ConsentEvent.Role
@@ -31,6 +37,16 @@ EXPORT_FIELDS = (
     "user_agent",
     "hash",
 )
+
+
+def moment(when: datetime, *, seconds: bool = False) -> str:
+    """Say a moment as the date filter's "j M Y, H:i(:s)" would, in the current time zone.
+
+    A history page says 20 to 60 of them: the filter takes ten times as long per moment.
+    """
+    when = localtime(when)
+    clock = f"{when:%H:%M:%S}" if seconds else f"{when:%H:%M}"
+    return f"{when.day} {MONTHS_3[when.month].title()} {when.year}, {clock}"
 
 
 def event_summary(event: ConsentEvent) -> str:
@@ -61,6 +77,85 @@ def actor_label(event: ConsentEvent) -> str:
         Role.ADMIN: _("An admin"),
         Role.SYSTEM: _("The system"),
     }[Role(event.actor_role)]
+
+
+@dataclass(frozen=True)
+class HistoryLine:
+    """One event as the user's own history shows it, its words looked up here, not in the template.
+
+    A page of 20 events would otherwise run about a hundred template tags per request.
+    """
+
+    event: ConsentEvent
+    summary: str
+    time: str
+    facts: list[str]
+    reached: list[str]
+    receipt: bool
+
+
+def history_lines(
+    events: Iterable[ConsentEvent], reached: dict[int, Propagation]
+) -> list[HistoryLine]:
+    return [
+        HistoryLine(
+            event,
+            summary=event_summary(event),
+            time=moment(event.created_at),
+            facts=_facts(event),
+            reached=_reached(reached.get(event.pk)),
+            receipt=event.kind == Kind.DECISION,
+        )
+        for event in events
+    ]
+
+
+def _facts(event: ConsentEvent) -> list[str]:
+    facts = [
+        str(ConsentEvent.Channel(event.channel).label),
+        _("By: %(who)s") % {"who": actor_label(event)},
+    ]
+    if event.policy:
+        facts.append(_("Policy version %(version)s") % {"version": event.policy.version})
+    return facts
+
+
+def _reached(propagation: Propagation | None) -> list[str]:
+    if propagation is None:
+        return []
+    counts = {
+        "applied": propagation.applied,
+        "total": propagation.total,
+        "overtaken": propagation.superseded,
+        "failed": propagation.failed,
+    }
+    said = [
+        ngettext(
+            "Applied to %(applied)d of %(total)d system.",
+            "Applied to %(applied)d of %(total)d systems.",
+            propagation.total,
+        )
+        % counts
+    ]
+    if propagation.superseded:
+        said.append(
+            ngettext(
+                "A later change overtook it in %(overtaken)d system before it was sent.",
+                "A later change overtook it in %(overtaken)d systems before it was sent.",
+                propagation.superseded,
+            )
+            % counts
+        )
+    if propagation.failed:
+        said.append(
+            ngettext(
+                "%(failed)d could not be reached yet.",
+                "%(failed)d could not be reached yet.",
+                propagation.failed,
+            )
+            % counts
+        )
+    return said
 
 
 def export_row(event: ConsentEvent) -> dict[str, Any]:

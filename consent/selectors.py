@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
-from consent.sql import policy_newest_published
+from consent.sql import deliveries_of, events_newest_first, policy_newest_published
 
 
 def policy_current() -> ConsentPolicy | None:
@@ -143,14 +143,17 @@ class HistoryPage:
 
 
 def history_page(
-    subject_id: UUID, *, matching: Q | None = None, older_than: int | None = None, size: int = 20
+    subject_id: UUID,
+    *,
+    where: Sequence[tuple[str, str, object]] = (),
+    older_than: int | None = None,
+    size: int = 20,
 ) -> HistoryPage:
-    """Return the newest (matching) events numbered below older_than: a keyset on the number."""
-    events = ConsentEvent.objects.filter(matching or Q(), subject_id=subject_id)
-    events = events.select_related("policy")
+    """Return the newest events numbered below older_than (a keyset on the number) that match
+    every (field, comparison, value) of where."""
     if older_than is not None:
-        events = events.filter(number__lt=older_than)
-    rows = list(events.order_by("-number")[: size + 1])
+        where = [*where, ("number", "<", older_than)]
+    rows = events_newest_first(subject_id, where=where, limit=size + 1)
     more = len(rows) > size
     rows = rows[:size]
     return HistoryPage(rows, older_than=rows[-1].number if more else None)
@@ -272,10 +275,7 @@ def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:
 def propagation_for(event_ids: Iterable[int]) -> dict[int, list[SinkStatus]]:
     """Return, for each event, its delivery to every sink: applied when, pending, retrying, dead."""
     statuses: dict[int, list[SinkStatus]] = defaultdict(list)
-    rows = Delivery.objects.filter(event_id__in=list(event_ids)).order_by("sink")
-    for event_id, sink, state, applied_at, attempts, error in rows.values_list(
-        "event_id", "sink", "state", "applied_at", "attempts", "last_error"
-    ):
+    for event_id, sink, state, applied_at, attempts, error in deliveries_of(event_ids):
         statuses[event_id].append(SinkStatus(sink, state, applied_at, attempts, error))
     return statuses
 

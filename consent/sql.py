@@ -1,20 +1,21 @@
-"""The reads and writes on the toggle's path, as plain SQL built once from the models.
+"""The reads and writes on the hot paths, as plain SQL built from the models.
 
 Django's ORM compiles every query anew, about 0.8 ms of CPU a statement on the benchmark machine,
 more than the statement costs PostgreSQL. The one writer makes four statements per change of the
-setting (the lock, read with the current policy; the event; its outbox rows; the new state), so
-it makes them here instead. Column lists and value conversions come from the models' fields: the
-SQL follows the models and runs on PostgreSQL and on the SQLite try-out alike.
+setting (the lock, read with the current policy; the event; its outbox rows; the new state), and
+every history page reads a page of events and their deliveries, so they are made here instead.
+Column lists and value conversions come from the models' fields: the SQL follows the models and
+runs on PostgreSQL and on the SQLite try-out alike.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 
 from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
 
-from consent.models import ConsentPolicy, TrainingConsent
+from consent.models import ConsentEvent, ConsentPolicy, Delivery, TrainingConsent
 
 
 def _fields(model: type[Model], names: Sequence[str] = ()) -> list[Field]:
@@ -28,29 +29,45 @@ def _columns(fields: Sequence[Field], table: str = "") -> str:
     return ", ".join(f'{prefix}"{field.column}"' for field in fields)
 
 
+def _field(model: type[Model], name: str) -> Field:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field), name
+    return field
+
+
 def _row_fields(model: type[Model]) -> list[Field]:
     return [model._meta.pk, *_fields(model)]
 
 
 @cache
-def _reader(model: type[Model], vendor: str) -> tuple[list[str], list[tuple[Col, list[Callable]]]]:
-    """Return the row's attribute names, and each column with the ORM's conversions of it."""
-    columns = [field.get_col(model._meta.db_table) for field in _row_fields(model)]
+def _reader(
+    model: type[Model], vendor: str, names: tuple[str, ...] = ()
+) -> tuple[list[str], list[tuple[Col, list[Callable]]]]:
+    """Return the attribute names of a row (whole, or of the named fields), and each column with
+    the ORM's conversions of it."""
+    fields = [_field(model, name) for name in names] if names else _row_fields(model)
+    columns = [field.get_col(model._meta.db_table) for field in fields]
     conversions = [
         (column, connection.ops.get_db_converters(column) + column.get_db_converters(connection))
         for column in columns
     ]
-    return [field.attname for field in _row_fields(model)], conversions
+    return [field.attname for field in fields], conversions
 
 
-def _from_row[M: Model](model: type[M], values: Sequence[object]) -> M:
-    names, conversions = _reader(model, connection.vendor)
+def _converted(model: type[Model], values: Sequence[object], names: tuple[str, ...] = ()) -> list:
     converted = []
-    for value, (column, converters) in zip(values, conversions, strict=True):
+    for value, (column, converters) in zip(
+        values, _reader(model, connection.vendor, names)[1], strict=True
+    ):
         for convert in converters:
             value = convert(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, names, converted)
+    return converted
+
+
+def _from_row[M: Model](model: type[M], values: Sequence[object]) -> M:
+    names = _reader(model, connection.vendor)[0]
+    return model.from_db(connection.alias, names, _converted(model, values))
 
 
 POLICY_NEWEST = (
@@ -126,3 +143,66 @@ def consent_lock(user_id: int) -> tuple[TrainingConsent, ConsentPolicy | None] |
     split = len(_row_fields(TrainingConsent))
     policy = None if row[split] is None else _from_row(ConsentPolicy, row[split:])
     return _from_row(TrainingConsent, row[:split]), policy
+
+
+EVENTS = (
+    f"SELECT {_columns(_row_fields(ConsentEvent), 'e')}, "  # noqa: S608
+    f"{_columns(_row_fields(ConsentPolicy), 'p')} "
+    f"FROM {ConsentEvent._meta.db_table} e "
+    f"LEFT JOIN {ConsentPolicy._meta.db_table} p ON p.id = e.policy_id"
+)
+COMPARISONS = frozenset({"=", "<", ">="})
+
+
+def events_newest_first(
+    subject_id: object, *, where: Sequence[tuple[str, str, object]] = (), limit: int
+) -> list[ConsentEvent]:
+    """Return the subject's newest events matching every (field, comparison, value), policies set.
+
+    The field names come from the code, never from a request: only their values are parameters.
+    """
+    number = _field(ConsentEvent, "number")
+    conditions = ["e.subject_id = %s"]
+    params: list[object] = [_prep(ConsentEvent, "subject_id", subject_id)]
+    for name, comparison, value in where:
+        assert comparison in COMPARISONS, comparison
+        conditions.append(f'e."{_field(ConsentEvent, name).column}" {comparison} %s')
+        params.append(_prep(ConsentEvent, name, value))
+    sql = f'{EVENTS} WHERE {" AND ".join(conditions)} ORDER BY e."{number.column}" DESC LIMIT %s'
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])  # type: ignore[list-item]
+        rows = cursor.fetchall()
+    split = len(_row_fields(ConsentEvent))
+    policies: dict[object, ConsentPolicy] = {}
+    events = []
+    for row in rows:
+        event = _from_row(ConsentEvent, row[:split])
+        if event.policy_id is not None:
+            if event.policy_id not in policies:
+                policies[event.policy_id] = _from_row(ConsentPolicy, row[split:])
+            event.policy = policies[event.policy_id]
+        events.append(event)
+    return events
+
+
+def _prep(model: type[Model], name: str, value: object) -> object:
+    return _field(model, name).get_db_prep_value(value, connection)
+
+
+DELIVERY_STATUS = ("event_id", "sink", "state", "applied_at", "attempts", "last_error")
+
+
+def deliveries_of(event_ids: Iterable[int]) -> list[tuple]:
+    """Return the DELIVERY_STATUS values of every delivery of these events, by event and sink."""
+    event_ids = list(event_ids)
+    if not event_ids:
+        return []
+    fields = [_field(Delivery, name) for name in DELIVERY_STATUS]
+    sql = (
+        f"SELECT {_columns(fields)} FROM {Delivery._meta.db_table} "  # noqa: S608
+        f"WHERE event_id IN ({', '.join(['%s'] * len(event_ids))}) ORDER BY event_id, sink"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, event_ids)
+        rows = cursor.fetchall()
+    return [tuple(_converted(Delivery, row, DELIVERY_STATUS)) for row in rows]

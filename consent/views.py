@@ -24,7 +24,7 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 from consent.forms import ChoiceForm, DeferForm, PolicyForm
-from consent.history import events_oldest_first, history_csv, history_json
+from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
 from consent.models import ConsentPolicy
 from consent.receipts import receipt_for
@@ -283,8 +283,7 @@ def privacy_history(request: UserRequest) -> HttpResponseBase:
     if before is not None and not before.isdigit():
         return HttpResponseBadRequest(_("Unknown page."))
     page = history_page(subject_id, older_than=int(before) if before else None)
-    reached = propagation_summaries(event.pk for event in page.events)
-    rows = [(event, reached.get(event.pk)) for event in page.events]
+    rows = history_lines(page.events, propagation_summaries(event.pk for event in page.events))
     template = "consent/history.html#events" if request.htmx else "consent/history.html"
     return render(request, template, {"page": page, "rows": rows, "before": before})
 

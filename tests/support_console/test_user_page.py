@@ -193,7 +193,7 @@ def test_each_event_says_where_it_has_reached_in_every_sink(
     response = agent_client.get(url(consumer))
 
     rows = {row.event.number: row for row in response.context["rows"]}
-    assert [(s.sink, s.state) for s in rows[2].sinks] == [
+    assert [(s.sink, s.state) for s, _text in rows[2].sinks] == [
         (sink, "applied") for sink in sorted(settings.CONSENT_SINKS)
     ]
     page = response.content.decode()
