@@ -93,6 +93,10 @@ class HistoryLine:
     reached: list[str]
     receipt: bool
 
+    @property
+    def receipt_label(self) -> str:
+        return _("of event %(number)s") % {"number": self.event.number}
+
 
 def history_lines(
     events: Iterable[ConsentEvent], reached: dict[int, Propagation]

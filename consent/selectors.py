@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
-from consent.sql import deliveries_of, events_newest_first, policy_newest_published
+from consent.sql import consent_read, deliveries_of, events_newest_first, policy_newest_published
 
 
 def policy_current() -> ConsentPolicy | None:
@@ -29,6 +29,15 @@ def consent_for(user: User) -> TrainingConsent:
         return TrainingConsent(user=user)
     consent.user = user
     return consent
+
+
+def consent_and_policy(user: User) -> tuple[TrainingConsent, ConsentPolicy | None]:
+    """Return consent_for(user) and policy_current(), read in one query."""
+    consent, decided_under, policy = consent_read(user.pk)
+    if consent is None:
+        return TrainingConsent(user=user), policy
+    consent.user, consent.policy = user, decided_under
+    return consent, policy
 
 
 def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool:
@@ -53,8 +62,7 @@ class Prompt:
 
 def prompt_for(user: User, *, now: datetime | None = None) -> Prompt:
     now = now or timezone.now()
-    policy = policy_current()
-    consent = consent_for(user)
+    consent, policy = consent_and_policy(user)
     if policy is None or not needs_choice(consent, policy):
         return Prompt(policy, show=False, can_defer=False, blocking=False)
     past_deadline = now >= policy.decision_deadline

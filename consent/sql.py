@@ -81,6 +81,15 @@ CONSENT_LOCK = (
     "WHERE c.user_id = %s"
 )
 
+CONSENT_READ = (
+    f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "  # noqa: S608
+    f"{_columns(_row_fields(ConsentPolicy), 'cp')}, {_columns(_row_fields(ConsentPolicy), 'p')} "
+    f"FROM (SELECT 1) one "
+    f"LEFT JOIN {TrainingConsent._meta.db_table} c ON c.user_id = %s "
+    f"LEFT JOIN {ConsentPolicy._meta.db_table} cp ON cp.id = c.policy_id "
+    f"LEFT JOIN ({POLICY_NEWEST}) p ON TRUE"
+)
+
 
 @cache
 def _insert_sql(model: type[Model], rows: int) -> str:
@@ -143,6 +152,27 @@ def consent_lock(user_id: int) -> tuple[TrainingConsent, ConsentPolicy | None] |
     split = len(_row_fields(TrainingConsent))
     policy = None if row[split] is None else _from_row(ConsentPolicy, row[split:])
     return _from_row(TrainingConsent, row[:split]), policy
+
+
+def consent_read(
+    user_id: int,
+) -> tuple[TrainingConsent | None, ConsentPolicy | None, ConsentPolicy | None]:
+    """Return the user's consent row, the policy it was decided under, and the current policy."""
+    with connection.cursor() as cursor:
+        cursor.execute(CONSENT_READ, [user_id])
+        row = cursor.fetchone()
+    consent_end = len(_row_fields(TrainingConsent))
+    policy_end = consent_end + len(_row_fields(ConsentPolicy))
+    consent, decided_under, current = (
+        row[:consent_end],
+        row[consent_end:policy_end],
+        row[policy_end:],
+    )
+    return (
+        None if consent[0] is None else _from_row(TrainingConsent, consent),
+        None if decided_under[0] is None else _from_row(ConsentPolicy, decided_under),
+        None if current[0] is None else _from_row(ConsentPolicy, current),
+    )
 
 
 EVENTS = (

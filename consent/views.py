@@ -31,7 +31,7 @@ from consent.receipts import receipt_for
 from consent.selectors import (
     Prompt,
     consent_after,
-    consent_for,
+    consent_and_policy,
     decision_of,
     history_page,
     last_decision,
@@ -237,8 +237,7 @@ def _render_settings(
     status: int = 200,
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
-    policy = policy_current()
-    consent = consent_for(request.user)
+    consent, policy = consent_and_policy(request.user)
     context: dict[str, Any] = {
         "policy": policy,
         "consent": consent,

@@ -17,10 +17,9 @@ from consent.outbox import PROPAGATED_KINDS
 from consent.selectors import (
     HistoryPage,
     SinkStatus,
-    consent_for,
+    consent_and_policy,
     history_page,
     needs_choice,
-    policy_current,
     propagation_for,
     retention_days_now,
 )
@@ -71,8 +70,7 @@ class UserFacts:
 
 def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
     now = now or timezone.now()
-    policy = policy_current()
-    consent = consent_for(user)
+    consent, policy = consent_and_policy(user)
     return UserFacts(
         consent=consent,
         policy=policy,
@@ -135,6 +133,10 @@ class EventRow:
     note: str
     propagated: bool
     sinks: list[tuple[SinkStatus, str]] = field(default_factory=list)
+
+    @property
+    def reach_label(self) -> str:
+        return _("Where event %(number)s has reached") % {"number": self.event.number}
 
 
 def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
