@@ -2,14 +2,13 @@ from datetime import date
 from typing import Any
 
 from django import forms
-from django.forms.renderers import Jinja2
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.forms.renderers import Jinja2
 from django.utils.translation import gettext_lazy as _
 
 from consent.forms import PolicyForm
 from consent.models import ConsentEvent
 from support.selectors import HistoryFilter
-
 
 # Django's own form templates, rendered by Jinja2: the user's page shows seven fields, which take
 # twice as long through the Django template engine. The admin keeps the default renderer.
