@@ -8,6 +8,7 @@ from django.utils.translation import ngettext
 
 from consent.history import actor_label, event_summary
 from consent.models import ConsentEvent
+from consent.selectors import SinkStatus
 
 register = template.Library()
 
@@ -42,3 +43,16 @@ def paragraphs(text: str) -> SafeString:
 def spans(texts: Iterable[str]) -> SafeString:
     """Show each text in a span of its own, escaped: a history row's facts, without a loop tag."""
     return format_html_join("", "<span>{}</span>", ((text,) for text in texts))
+
+
+@register.filter
+def sink_items(sinks: Iterable[tuple[SinkStatus, str]]) -> SafeString:
+    """Show where a change stands in each sink as list items styled by state, without a loop tag."""
+    return format_html_join(
+        "\n",
+        '<li class="sink sink-{}{}"><span class="sink-name">{}</span> {}</li>',
+        (
+            (status.state, " sink-retrying" if status.retrying else "", status.sink, text)
+            for status, text in sinks
+        ),
+    )
