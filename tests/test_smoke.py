@@ -95,3 +95,6 @@ def test_the_embedded_default_saves_a_change_of_the_setting(embedded_app):
     assert "will not be used for training" in saved.read().decode()
     history = browser.open(f"{base}/settings/privacy/history/?format=json").read()
     assert json.loads(history)["events"][-1]["after"] == "declined"
+    # The history page reads its events and deliveries with consent/sql.py's plain SQL.
+    page = browser.open(f"{base}/settings/privacy/history/").read().decode()
+    assert page.index("Declined training") < page.index("Allowed training")
