@@ -204,6 +204,28 @@ def test_each_event_says_where_it_has_reached_in_every_sink(
     assert "warehouse" in page
 
 
+def test_a_sinks_error_and_a_reason_are_shown_as_text_never_as_markup(
+    agent_client, policy, consumer, support_agent
+):
+    services.consent_change(
+        user=consumer,
+        allowed=False,
+        channel=Channel.SUPPORT,
+        actor=support_agent,
+        reason='<img src=x onerror="alert(1)">',
+        reference="T-1",
+    )
+    Delivery.objects.filter(subject_id=consumer.subject_id).update(
+        state=State.DEAD, attempts=1, last_error="HTTP 400: <script>alert('x')</script>"
+    )
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    assert "<script>" not in page and "<img src=x" not in page
+    assert "HTTP 400: &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+
+
 def test_a_pending_change_and_events_that_send_nothing_are_told_apart(
     agent_client, policy, consumer
 ):
