@@ -153,23 +153,49 @@ def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
         if staff_acts
         else []
     )
-    return [
-        EventRow(
-            event,
-            summary=event_summary(event),
-            time=moment(event.created_at, seconds=True),
-            facts=_facts(
-                event, emails.get(event.actor_subject_id) if event.actor_subject_id else None
-            ),
-            note=_note(event),
-            propagated=event.kind in PROPAGATED_KINDS,
-            sinks=[(status, _sink_text(status)) for status in statuses.get(event.pk, [])],
+    # Most events of a page share their facts (a run of flips in the settings): say each once.
+    facts: dict[tuple, list[str]] = {}
+    sink_texts: dict[tuple, str] = {}
+    rows = []
+    for event in events:
+        email = emails.get(event.actor_subject_id) if event.actor_subject_id else None
+        key = (*(getattr(event, name) for name in FACT_FIELDS), email)
+        if key not in facts:
+            facts[key] = _facts(event, email)
+        sinks = []
+        for status in statuses.get(event.pk, []):
+            said = (status.state, status.applied_at, status.attempts, status.last_error)
+            if said not in sink_texts:
+                sink_texts[said] = _sink_text(status)
+            sinks.append((status, sink_texts[said]))
+        rows.append(
+            EventRow(
+                event,
+                summary=event_summary(event),
+                time=moment(event.created_at, seconds=True),
+                facts=facts[key],
+                note=_note(event),
+                propagated=event.kind in PROPAGATED_KINDS,
+                sinks=sinks,
+            )
         )
-        for event in events
-    ]
+    return rows
+
+
+FACT_FIELDS = (
+    "kind",
+    "channel",
+    "actor_role",
+    "before",
+    "after",
+    "policy_id",
+    "shown_default",
+    "gpc",
+)
 
 
 def _facts(event: ConsentEvent, actor_email: str | None) -> list[str]:
+    """Say what FACT_FIELDS hold, and who acted."""
     who = _("By: %(who)s") % {"who": Role(event.actor_role).label}
     facts = [
         str(Kind(event.kind).label),
