@@ -98,3 +98,23 @@ def test_the_embedded_default_saves_a_change_of_the_setting(embedded_app):
     # The history page reads its events and deliveries with consent/sql.py's plain SQL.
     page = browser.open(f"{base}/settings/privacy/history/").read().decode()
     assert page.index("Declined training") < page.index("Allowed training")
+
+
+def test_the_embedded_default_shows_support_a_users_history(embedded_app):
+    base, _ = embedded_app
+    cookies = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    browser.open(f"{base}/accounts/login/")
+    csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
+    form = {"username": "support@example.com", "password": "demo-password-123"}
+    data = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": csrf}).encode()
+    browser.open(urllib.request.Request(f"{base}/accounts/login/", data=data))
+
+    found = browser.open(f"{base}/support/?q=max%40example.com").read().decode()
+    user_id = re.search(r'href="/support/users/(\d+)/"', found)
+    assert user_id is not None
+    # The page reads through consent/sql.py and renders its forms with Jinja2, on SQLite too.
+    page = browser.open(f"{base}/support/users/{user_id[1]}/").read().decode()
+
+    assert "Declined training on chats and coding sessions" in page
+    assert 'name="reason"' in page and 'name="kind"' in page
