@@ -10,7 +10,7 @@ from accounts.models import User
 
 @cache
 def _permissions_sql() -> str:
-    """Return the query of a user's own and group permissions, as the models name their tables."""
+    """Return the query of a user's own and group permissions, on the models' tables."""
     own = User.user_permissions.through._meta.db_table
     member = User.groups.through._meta.db_table
     granted = Group.permissions.through._meta.db_table
@@ -23,12 +23,11 @@ def _permissions_sql() -> str:
     )
 
 
+# Every page asks for the user's permissions (the header links to the support console for those
+# who may use it), so they are read in one plain query: Django's ModelBackend makes two ORM
+# queries, which took longer to compile than PostgreSQL took to answer them.
 class ModelBackend(backends.ModelBackend):
-    """Django's ModelBackend, reading a user's own and group permissions in one query, not two.
-
-    Every page asks for them (the header links to the support console for those who may use it),
-    so the query is plain SQL: the ORM took longer to compile it than PostgreSQL to answer it.
-    """
+    """Django's ModelBackend, reading a user's own and group permissions in one query."""
 
     def get_all_permissions(self, user_obj, obj=None):
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None:

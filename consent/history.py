@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.db.models import Choices
 from django.utils.dates import MONTHS_3
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
@@ -39,6 +40,14 @@ EXPORT_FIELDS = (
 )
 
 
+def choice_label(choices: type[Choices], value: str) -> str:
+    """Return the label of a stored choice, or the value itself if it is no longer a choice."""
+    try:
+        return str(choices(value).label)
+    except ValueError:
+        return value
+
+
 def moment(when: datetime, *, seconds: bool = False) -> str:
     """Say a moment as the date filter's "j M Y, H:i(:s)" would, in the current time zone.
 
@@ -66,7 +75,7 @@ def event_summary(event: ConsentEvent) -> str:
         if event.shown_default:
             return _("Shown the notice, with the setting On by default")
         return _("Shown the notice, with the setting Off by default")
-    return str(Kind(event.kind).label)
+    return choice_label(Kind, event.kind)
 
 
 def actor_label(event: ConsentEvent) -> str:
@@ -79,12 +88,11 @@ def actor_label(event: ConsentEvent) -> str:
     }[Role(event.actor_role)]
 
 
+# The words of a history row are looked up in Python, not in the template: a page of 20 events
+# would otherwise run about a hundred template tags and choice lookups per request.
 @dataclass(frozen=True)
 class HistoryLine:
-    """One event as the user's own history shows it, its words looked up here, not in the template.
-
-    A page of 20 events would otherwise run about a hundred template tags per request.
-    """
+    """One event as the user's own history shows it."""
 
     event: ConsentEvent
     summary: str
@@ -99,7 +107,7 @@ class HistoryLine:
 
 
 def history_lines(
-    events: Iterable[ConsentEvent], reached: dict[int, Propagation]
+    events: Iterable[ConsentEvent], propagation: dict[int, Propagation]
 ) -> list[HistoryLine]:
     return [
         HistoryLine(
@@ -107,7 +115,7 @@ def history_lines(
             summary=event_summary(event),
             time=moment(event.created_at),
             facts=_facts(event),
-            reached=_reached(reached.get(event.pk)),
+            reached=_reached(propagation.get(event.pk)),
             receipt=event.kind == Kind.DECISION,
         )
         for event in events
@@ -116,7 +124,7 @@ def history_lines(
 
 def _facts(event: ConsentEvent) -> list[str]:
     facts = [
-        str(ConsentEvent.Channel(event.channel).label),
+        choice_label(ConsentEvent.Channel, event.channel),
         _("By: %(who)s") % {"who": actor_label(event)},
     ]
     if event.policy:

@@ -24,11 +24,7 @@ def policy_current() -> ConsentPolicy | None:
 
 def consent_for(user: User) -> TrainingConsent:
     """Return the user's current consent, an unsaved undecided one if nothing was recorded."""
-    consent = TrainingConsent.objects.filter(user=user).select_related("policy").first()
-    if consent is None:
-        return TrainingConsent(user=user)
-    consent.user = user
-    return consent
+    return consent_and_policy(user)[0]
 
 
 def consent_and_policy(user: User) -> tuple[TrainingConsent, ConsentPolicy | None]:
@@ -157,8 +153,7 @@ def history_page(
     older_than: int | None = None,
     size: int = 20,
 ) -> HistoryPage:
-    """Return the newest events numbered below older_than (a keyset on the number) that match
-    every (field, comparison, value) of where."""
+    """Return the newest events below older_than (a keyset) matching every (field, op, value)."""
     if older_than is not None:
         where = [*where, ("number", "<", older_than)]
     rows = events_newest_first(subject_id, where=where, limit=size + 1)

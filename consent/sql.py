@@ -10,6 +10,7 @@ runs on PostgreSQL and on the SQLite try-out alike.
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
+from uuid import UUID
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -43,8 +44,7 @@ def _row_fields(model: type[Model]) -> list[Field]:
 def _reader(
     model: type[Model], vendor: str, names: tuple[str, ...] = ()
 ) -> tuple[list[str], list[tuple[Col, list[Callable]]]]:
-    """Return the attribute names of a row (whole, or of the named fields), and each column with
-    the ORM's conversions of it."""
+    """Return a row's attribute names (all fields, or those named) and each column's converters."""
     fields = [_field(model, name) for name in names] if names else _row_fields(model)
     columns = [field.get_col(model._meta.db_table) for field in fields]
     conversions = [
@@ -185,7 +185,7 @@ COMPARISONS = frozenset({"=", "<", ">="})
 
 
 def events_newest_first(
-    subject_id: object, *, where: Sequence[tuple[str, str, object]] = (), limit: int
+    subject_id: UUID, *, where: Sequence[tuple[str, str, object]] = (), limit: int
 ) -> list[ConsentEvent]:
     """Return the subject's newest events matching every (field, comparison, value), policies set.
 
@@ -195,7 +195,8 @@ def events_newest_first(
     conditions = ["e.subject_id = %s"]
     params: list[object] = [_prep(ConsentEvent, "subject_id", subject_id)]
     for name, comparison, value in where:
-        assert comparison in COMPARISONS, comparison
+        if comparison not in COMPARISONS:
+            raise ValueError(f"Unknown comparison {comparison!r}")
         conditions.append(f'e."{_field(ConsentEvent, name).column}" {comparison} %s')
         params.append(_prep(ConsentEvent, name, value))
     sql = f'{EVENTS} WHERE {" AND ".join(conditions)} ORDER BY e."{number.column}" DESC LIMIT %s'

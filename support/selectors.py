@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import User
-from consent.history import event_summary, moment
+from consent.history import choice_label, event_summary, moment
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
 from consent.outbox import PROPAGATED_KINDS
 from consent.selectors import (
@@ -118,13 +118,10 @@ def history_filtered(
     return history_page(subject_id, where=where, older_than=older_than, size=size)
 
 
+# As for consent.history.HistoryLine, the words are looked up here rather than in the template.
 @dataclass(frozen=True)
 class EventRow:
-    """One event of the history in the words the support page shows, and where it has reached.
-
-    The words are looked up here rather than in the template: a page of 20 events would
-    otherwise run about a hundred template tags and choice lookups per request.
-    """
+    """One event of the history in the words the support page shows, and where it has reached."""
 
     event: ConsentEvent
     summary: str
@@ -137,6 +134,18 @@ class EventRow:
     @property
     def reach_label(self) -> str:
         return _("Where event %(number)s has reached") % {"number": self.event.number}
+
+
+FACT_FIELDS = (
+    "kind",
+    "channel",
+    "actor_role",
+    "before",
+    "after",
+    "policy_id",
+    "shown_default",
+    "gpc",
+)
 
 
 def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
@@ -182,26 +191,14 @@ def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
     return rows
 
 
-FACT_FIELDS = (
-    "kind",
-    "channel",
-    "actor_role",
-    "before",
-    "after",
-    "policy_id",
-    "shown_default",
-    "gpc",
-)
-
-
 def _facts(event: ConsentEvent, actor_email: str | None) -> list[str]:
     """Say what FACT_FIELDS hold, and who acted."""
-    who = _("By: %(who)s") % {"who": Role(event.actor_role).label}
+    who = _("By: %(who)s") % {"who": choice_label(Role, event.actor_role)}
     facts = [
-        str(Kind(event.kind).label),
-        _("Channel: %(channel)s") % {"channel": Channel(event.channel).label},
+        choice_label(Kind, event.kind),
+        _("Channel: %(channel)s") % {"channel": choice_label(Channel, event.channel)},
         f"{who} ({actor_email})" if actor_email else who,
-        f"{ConsentState(event.before).label} → {ConsentState(event.after).label}",
+        f"{choice_label(ConsentState, event.before)} → {choice_label(ConsentState, event.after)}",
     ]
     if event.policy:
         facts.append(_("Policy version %(version)s") % {"version": event.policy.version})
@@ -222,7 +219,9 @@ def _note(event: ConsentEvent) -> str:
 
 
 def _sink_text(status: SinkStatus) -> str:
-    if status.state == Delivery.State.APPLIED and status.applied_at:
+    if status.state == Delivery.State.APPLIED:
+        if status.applied_at is None:
+            return _("applied")
         return _("applied %(when)s") % {"when": moment(status.applied_at, seconds=True)}
     if status.state == Delivery.State.SUPERSEDED:
         return _("skipped: a newer change was applied instead")

@@ -7,8 +7,6 @@ from django.utils.html import format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import ngettext
 
-from consent.history import actor_label, event_summary
-from consent.models import ConsentEvent
 from consent.selectors import SinkStatus
 
 register = template.Library()
@@ -24,16 +22,6 @@ def period(days: int) -> str:
 
 
 @register.filter
-def summary(event: ConsentEvent) -> str:
-    return event_summary(event)
-
-
-@register.filter
-def acted_by(event: ConsentEvent) -> str:
-    return actor_label(event)
-
-
-@register.filter
 def paragraphs(text: str) -> SafeString:
     """Show text as typed in a textarea: blank lines part paragraphs, single line breaks do not."""
     parts = [" ".join(part.split()) for part in re.split(r"\n\s*\n", text.strip())]
@@ -43,7 +31,7 @@ def paragraphs(text: str) -> SafeString:
 @register.filter
 def spans(texts: Iterable[str]) -> SafeString:
     """Show each text in a span of its own, escaped: a history row's facts, without a loop tag."""
-    return mark_safe("".join(f"<span>{escape(text)}</span>" for text in texts))  # noqa: S308
+    return mark_safe(" ".join(f"<span>{escape(text)}</span>" for text in texts))  # noqa: S308
 
 
 @register.filter

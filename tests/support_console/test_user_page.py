@@ -226,6 +226,18 @@ def test_a_sinks_error_and_a_reason_are_shown_as_text_never_as_markup(
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
 
 
+def test_an_event_of_a_kind_since_retired_shows_its_stored_name(agent_client, policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    Delivery.objects.filter(subject_id=consumer.subject_id).update(state=State.APPLIED)
+    with pgtrigger.ignore("consent.ConsentEvent:append_only"):
+        ConsentEvent.objects.filter(subject_id=consumer.subject_id).update(channel="fax")
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    assert "Channel: fax" in page
+    assert "</span> applied</li>" in page  # applied, though no time was recorded
+
+
 def test_a_pending_change_and_events_that_send_nothing_are_told_apart(
     agent_client, policy, consumer
 ):
