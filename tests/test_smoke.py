@@ -52,22 +52,33 @@ def embedded_app(tmp_path):
         server.wait(timeout=10)
 
 
+class Browser:
+    """A cookie-keeping client that posts forms with their CSRF token, as a browser would."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
+
+    def open(self, path: str):
+        return self.opener.open(f"{self.base}{path}")
+
+    def post(self, path: str, fields: dict[str, str]):
+        csrf = next(cookie.value for cookie in self.cookies if cookie.name == "csrftoken")
+        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": csrf}).encode()
+        return self.opener.open(urllib.request.Request(f"{self.base}{path}", data=data))
+
+    def sign_in(self, email: str):
+        self.open("/accounts/login/")
+        return self.post("/accounts/login/", {"username": email, "password": "demo-password-123"})
+
+
 def test_the_embedded_default_serves_a_demo_user(embedded_app):
     base, data_dir = embedded_app
-    cookies = http.cookiejar.CookieJar()
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    browser = Browser(base)
 
-    browser.open(f"{base}/accounts/login/")
-    csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
-    form = urllib.parse.urlencode(
-        {
-            "username": "free@example.com",
-            "password": "demo-password-123",
-            "csrfmiddlewaretoken": csrf,
-        }
-    ).encode()
-    home = browser.open(urllib.request.Request(f"{base}/accounts/login/", data=form))
-    health = browser.open(f"{base}/healthz")
+    home = browser.sign_in("free@example.com")
+    health = browser.open("/healthz")
 
     assert home.geturl() == f"{base}/"
     assert "How can I help you today?" in home.read().decode()
@@ -77,44 +88,32 @@ def test_the_embedded_default_serves_a_demo_user(embedded_app):
 
 def test_the_embedded_default_saves_a_change_of_the_setting(embedded_app):
     base, _ = embedded_app
-    cookies = http.cookiejar.CookieJar()
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    browser = Browser(base)
 
-    def post(path: str, fields: dict[str, str]):
-        csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
-        data = urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": csrf}).encode()
-        return browser.open(urllib.request.Request(f"{base}{path}", data=data))
-
-    browser.open(f"{base}/accounts/login/")
-    post("/accounts/login/", {"username": "pro@example.com", "password": "demo-password-123"})
-    page = browser.open(f"{base}/settings/privacy/").read().decode()
+    browser.sign_in("pro@example.com")
+    page = browser.open("/settings/privacy/").read().decode()
     version = re.search(r'name="policy_version" value="(\d+)"', page)
     assert version is not None
-    saved = post("/settings/privacy/", {"policy_version": version[1], "allowed": "off"})
+    saved = browser.post("/settings/privacy/", {"policy_version": version[1], "allowed": "off"})
 
     assert "will not be used for training" in saved.read().decode()
-    history = browser.open(f"{base}/settings/privacy/history/?format=json").read()
+    history = browser.open("/settings/privacy/history/?format=json").read()
     assert json.loads(history)["events"][-1]["after"] == "declined"
     # The history page reads its events and deliveries with consent/sql.py's plain SQL.
-    page = browser.open(f"{base}/settings/privacy/history/").read().decode()
+    page = browser.open("/settings/privacy/history/").read().decode()
     assert page.index("Declined training") < page.index("Allowed training")
 
 
 def test_the_embedded_default_shows_support_a_users_history(embedded_app):
     base, _ = embedded_app
-    cookies = http.cookiejar.CookieJar()
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
-    browser.open(f"{base}/accounts/login/")
-    csrf = next(cookie.value for cookie in cookies if cookie.name == "csrftoken")
-    form = {"username": "support@example.com", "password": "demo-password-123"}
-    data = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": csrf}).encode()
-    browser.open(urllib.request.Request(f"{base}/accounts/login/", data=data))
+    browser = Browser(base)
+    browser.sign_in("support@example.com")
 
-    found = browser.open(f"{base}/support/?q=max%40example.com").read().decode()
+    found = browser.open("/support/?q=max%40example.com").read().decode()
     user_id = re.search(r'href="/support/users/(\d+)/"', found)
     assert user_id is not None
     # The page reads through consent/sql.py and renders its forms with Jinja2, on SQLite too.
-    page = browser.open(f"{base}/support/users/{user_id[1]}/").read().decode()
+    page = browser.open(f"/support/users/{user_id[1]}/").read().decode()
 
     assert "Declined training on chats and coding sessions" in page
     assert 'name="reason"' in page and 'name="kind"' in page
