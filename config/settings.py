@@ -91,8 +91,10 @@ DATABASES = {
 }
 for _database in DATABASES.values():
     if _database["ENGINE"].endswith("postgresql"):
-        # An unreachable database must fail fast (and be retried), never hang a worker.
-        _database["OPTIONS"] = {"connect_timeout": 5}
+        # An unreachable database must fail fast (and be retried), never hang a worker. Django's
+        # cursors bind parameters on the client and are never prepared; the hot paths' cursors
+        # (consent.sql) bind on the server, and psycopg prepares a statement on its 5th run.
+        _database["OPTIONS"] = {"connect_timeout": 5, "prepare_threshold": 5}
     if _database["ENGINE"].endswith("sqlite3"):
         # Workers and the web process share the files: wait for locks, take them up front.
         _database["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}

@@ -10,13 +10,34 @@ runs on PostgreSQL and on the SQLite try-out alike.
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
+from typing import Any
 from uuid import UUID
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model
 from django.db.models.expressions import Col
 
 from consent.models import ConsentEvent, ConsentPolicy, Delivery, TrainingConsent
+
+
+def _db() -> BaseDatabaseWrapper:
+    """Return the default database's connection itself: each attribute read through the
+    `connection` proxy costs a context-local lookup, dozens of them per statement."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+    """Return a cursor that, on PostgreSQL, binds parameters on the server: psycopg then prepares
+    each statement once it has run a few times on the connection (OPTIONS prepare_threshold)."""
+    if db.vendor != "postgresql":
+        return db.cursor()
+    import psycopg
+
+    db.ensure_connection()
+    cursor: Any = psycopg.Cursor(db.connection)
+    return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
 def _fields(model: type[Model], names: Sequence[str] = ()) -> list[Field]:
@@ -54,20 +75,25 @@ def _reader(
     return [field.attname for field in fields], conversions
 
 
-def _converted(model: type[Model], values: Sequence[object], names: tuple[str, ...] = ()) -> list:
+def _converted(
+    db: BaseDatabaseWrapper,
+    model: type[Model],
+    values: Sequence[object],
+    names: tuple[str, ...] = (),
+) -> list:
     converted = []
     for value, (column, converters) in zip(
-        values, _reader(model, connection.vendor, names)[1], strict=True
+        values, _reader(model, db.vendor, names)[1], strict=True
     ):
         for convert in converters:
-            value = convert(value, column, connection)
+            value = convert(value, column, db)
         converted.append(value)
     return converted
 
 
-def _from_row[M: Model](model: type[M], values: Sequence[object]) -> M:
-    names = _reader(model, connection.vendor)[0]
-    return model.from_db(connection.alias, names, _converted(model, values))
+def _from_row[M: Model](db: BaseDatabaseWrapper, model: type[M], values: Sequence[object]) -> M:
+    names = _reader(model, db.vendor)[0]
+    return model.from_db(db.alias, names, _converted(db, model, values))
 
 
 POLICY_NEWEST = (
@@ -111,54 +137,58 @@ def rows_insert(objects: Sequence[Model]) -> None:
     """Insert new rows of one model in one statement and give each its primary key."""
     if not objects:
         return
-    model, fields = type(objects[0]), _fields(type(objects[0]))
+    db, model, fields = _db(), type(objects[0]), _fields(type(objects[0]))
     params = [
-        field.get_db_prep_save(field.pre_save(obj, add=True), connection)
+        field.get_db_prep_save(field.pre_save(obj, add=True), db)
         for obj in objects
         for field in fields
     ]
-    with connection.cursor() as cursor:
+    with _cursor(db) as cursor:
         cursor.execute(_insert_sql(model, len(objects)), params)
         keys = cursor.fetchall()
     for obj, (key,) in zip(objects, keys, strict=True):
         obj.pk = key
-        obj._state.adding, obj._state.db = False, connection.alias
+        obj._state.adding, obj._state.db = False, db.alias
 
 
 def row_update(obj: Model, names: tuple[str, ...]) -> None:
     """Write the named fields of a saved row (and any auto_now field among them)."""
-    model = type(obj)
-    fields = _fields(model, names)
-    params = [field.get_db_prep_save(field.pre_save(obj, False), connection) for field in fields]
-    with connection.cursor() as cursor:
+    db, model = _db(), type(obj)
+    params = [
+        field.get_db_prep_save(field.pre_save(obj, False), db) for field in _fields(model, names)
+    ]
+    with _cursor(db) as cursor:
         cursor.execute(_update_sql(model, names), [*params, obj.pk])
 
 
 def policy_newest_published() -> ConsentPolicy | None:
-    with connection.cursor() as cursor:
+    db = _db()
+    with _cursor(db) as cursor:
         cursor.execute(POLICY_NEWEST)
         row = cursor.fetchone()
-    return None if row is None else _from_row(ConsentPolicy, row)
+    return None if row is None else _from_row(db, ConsentPolicy, row)
 
 
 def consent_lock(user_id: int) -> tuple[TrainingConsent, ConsentPolicy | None] | None:
     """Return the user's consent row, locked until the transaction ends, and the current policy."""
-    lock = " FOR UPDATE OF c" if connection.features.has_select_for_update_of else ""
-    with connection.cursor() as cursor:
+    db = _db()
+    lock = " FOR UPDATE OF c" if db.features.has_select_for_update_of else ""
+    with _cursor(db) as cursor:
         cursor.execute(CONSENT_LOCK + lock, [user_id])
         row = cursor.fetchone()
     if row is None:
         return None
     split = len(_row_fields(TrainingConsent))
-    policy = None if row[split] is None else _from_row(ConsentPolicy, row[split:])
-    return _from_row(TrainingConsent, row[:split]), policy
+    policy = None if row[split] is None else _from_row(db, ConsentPolicy, row[split:])
+    return _from_row(db, TrainingConsent, row[:split]), policy
 
 
 def consent_read(
     user_id: int,
 ) -> tuple[TrainingConsent | None, ConsentPolicy | None, ConsentPolicy | None]:
     """Return the user's consent row, the policy it was decided under, and the current policy."""
-    with connection.cursor() as cursor:
+    db = _db()
+    with _cursor(db) as cursor:
         cursor.execute(CONSENT_READ, [user_id])
         row = cursor.fetchone()
     consent_end = len(_row_fields(TrainingConsent))
@@ -169,9 +199,9 @@ def consent_read(
         row[policy_end:],
     )
     return (
-        None if consent[0] is None else _from_row(TrainingConsent, consent),
-        None if decided_under[0] is None else _from_row(ConsentPolicy, decided_under),
-        None if current[0] is None else _from_row(ConsentPolicy, current),
+        None if consent[0] is None else _from_row(db, TrainingConsent, consent),
+        None if decided_under[0] is None else _from_row(db, ConsentPolicy, decided_under),
+        None if current[0] is None else _from_row(db, ConsentPolicy, current),
     )
 
 
@@ -191,33 +221,33 @@ def events_newest_first(
 
     The field names come from the code, never from a request: only their values are parameters.
     """
-    number = _field(ConsentEvent, "number")
+    db, number = _db(), _field(ConsentEvent, "number")
     conditions = ["e.subject_id = %s"]
-    params: list[object] = [_prep(ConsentEvent, "subject_id", subject_id)]
+    params: list[object] = [_prep(db, ConsentEvent, "subject_id", subject_id)]
     for name, comparison, value in where:
         if comparison not in COMPARISONS:
             raise ValueError(f"Unknown comparison {comparison!r}")
         conditions.append(f'e."{_field(ConsentEvent, name).column}" {comparison} %s')
-        params.append(_prep(ConsentEvent, name, value))
+        params.append(_prep(db, ConsentEvent, name, value))
     sql = f'{EVENTS} WHERE {" AND ".join(conditions)} ORDER BY e."{number.column}" DESC LIMIT %s'
-    with connection.cursor() as cursor:
+    with _cursor(db) as cursor:
         cursor.execute(sql, [*params, limit])  # type: ignore[list-item]
         rows = cursor.fetchall()
     split = len(_row_fields(ConsentEvent))
     policies: dict[object, ConsentPolicy] = {}
     events = []
     for row in rows:
-        event = _from_row(ConsentEvent, row[:split])
+        event = _from_row(db, ConsentEvent, row[:split])
         if event.policy_id is not None:
             if event.policy_id not in policies:
-                policies[event.policy_id] = _from_row(ConsentPolicy, row[split:])
+                policies[event.policy_id] = _from_row(db, ConsentPolicy, row[split:])
             event.policy = policies[event.policy_id]
         events.append(event)
     return events
 
 
-def _prep(model: type[Model], name: str, value: object) -> object:
-    return _field(model, name).get_db_prep_value(value, connection)
+def _prep(db: BaseDatabaseWrapper, model: type[Model], name: str, value: object) -> object:
+    return _field(model, name).get_db_prep_value(value, db)
 
 
 DELIVERY_STATUS = ("event_id", "sink", "state", "applied_at", "attempts", "last_error")
@@ -233,7 +263,8 @@ def deliveries_of(event_ids: Iterable[int]) -> list[tuple]:
         f"SELECT {_columns(fields)} FROM {Delivery._meta.db_table} "  # noqa: S608
         f"WHERE event_id IN ({', '.join(['%s'] * len(event_ids))}) ORDER BY event_id, sink"
     )
-    with connection.cursor() as cursor:
+    db = _db()
+    with _cursor(db) as cursor:
         cursor.execute(sql, event_ids)
         rows = cursor.fetchall()
-    return [tuple(_converted(Delivery, row, DELIVERY_STATUS)) for row in rows]
+    return [tuple(_converted(db, Delivery, row, DELIVERY_STATUS)) for row in rows]

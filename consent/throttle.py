@@ -13,14 +13,20 @@ def toggle_throttled(user: User) -> bool:
     limit, period = settings.CONSENT_TOGGLE_RATE
     window = int(time.time() // period)
     key = f"consent:toggle:{user.subject_id}:{window}"
-    if cache.add(key, 1, timeout=period):
-        return limit < 1
-    try:
+    try:  # one round trip but for the first attempt in a window
         count = cache.incr(key)
-    except ValueError:  # the window's key expired between add() and incr()
-        cache.set(key, 1, timeout=period)
-        count = 1
+    except ValueError:
+        count = 1 if cache.add(key, 1, timeout=period) else _incr_or_start(key, period)
     return count > limit
+
+
+def _incr_or_start(key: str, period: int) -> int:
+    """Count on a key another request has just added, or start again if it has just expired."""
+    try:
+        return cache.incr(key)
+    except ValueError:
+        cache.set(key, 1, timeout=period)
+        return 1
 
 
 def toggle_retry_after() -> int:
