@@ -26,10 +26,11 @@ from accounts.models import User
 from consent.forms import ChoiceForm, DeferForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
-from consent.models import ConsentPolicy
+from consent.models import ConsentPolicy, TrainingConsent
 from consent.receipts import receipt_for
 from consent.selectors import (
     Prompt,
+    Propagation,
     consent_after,
     consent_and_policy,
     decision_of,
@@ -53,6 +54,7 @@ from consent.services import (
     notice_record_served,
 )
 from consent.throttle import toggle_retry_after, toggle_throttled
+from consent.wording import choice_sentence, kept_sentence, reach_sentence
 
 
 class UserRequest(HttpRequest):
@@ -204,10 +206,9 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     # The switch already shows the new value: only the facts below it change.
     consent = consent_after(event, user)
     context = {
+        **_facts(consent, event.policy, propagation_just_committed()),
         "consent": consent,
-        "retention_days": retention_days_now(consent, event.policy),
         "saved": saved,
-        "propagation": propagation_just_committed(),
     }
     return render(request, "consent/privacy.html#choice", context)
 
@@ -216,8 +217,29 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
 @login_required
 def privacy_propagation(request: UserRequest) -> HttpResponse:
     """Answer htmx's poll of how far the latest change has reached."""
-    context = {"propagation": propagation_of_latest_change(request.user)}
+    propagation = propagation_of_latest_change(request.user)
+    context = {
+        "propagation": propagation,
+        "reach_sentence": reach_sentence(propagation) if propagation else "",
+    }
     return render(request, "consent/privacy.html#propagation", context)
+
+
+def _facts(
+    consent: TrainingConsent,
+    policy: ConsentPolicy | None,
+    propagation: Propagation | None,
+    *,
+    choice_ended: bool = False,
+) -> dict[str, Any]:
+    """Return the sentences under the switch, and what the template decides on."""
+    retention_days = retention_days_now(consent, policy)
+    return {
+        "choice_sentence": choice_sentence(consent, choice_ended=choice_ended),
+        "kept_sentence": "" if retention_days is None else kept_sentence(consent, retention_days),
+        "propagation": propagation,
+        "reach_sentence": reach_sentence(propagation) if propagation else "",
+    }
 
 
 def _saved_message(*, allowed: bool, changed: bool) -> str:
@@ -238,17 +260,21 @@ def _render_settings(
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
+    choice_ended = consent.decided_at is None and last_decision(request.user) is not None
     context: dict[str, Any] = {
+        **_facts(
+            consent,
+            policy,
+            propagation_of_latest_change(request.user),
+            choice_ended=choice_ended,
+        ),
         "policy": policy,
         "consent": consent,
-        "retention_days": retention_days_now(consent, policy),
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
-        "choice_ended": consent.decided_at is None and last_decision(request.user) is not None,
         "gpc": RequestMeta.from_request(request).gpc,
         "form": form,
         "error": error,
         "saved": saved,
-        "propagation": propagation_of_latest_change(request.user),
     }
     if not request.htmx:
         return render(request, "consent/privacy.html", context, status=status)
