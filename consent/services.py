@@ -24,7 +24,7 @@ from consent.models import (
 )
 from consent.outbox import outbox_deliveries, schedule_drain
 from consent.selectors import last_decision, needs_choice, policy_current, shown_default
-from consent.sql import consent_lock, row_update, rows_insert
+from consent.sql import change_save, consent_lock
 
 Channel = ConsentEvent.Channel
 Role = ConsentEvent.Role
@@ -143,10 +143,8 @@ def _next_event(
 
 def _save(consent: TrainingConsent, event: ConsentEvent) -> None:
     """Write the event, its deliveries and the consent row's new state; drain after commit."""
-    rows_insert([event])
     deliveries = outbox_deliveries(event)
-    rows_insert(deliveries)
-    row_update(consent, CONSENT_FIELDS)
+    change_save(event, deliveries, consent, CONSENT_FIELDS)
     if deliveries:
         transaction.on_commit(schedule_drain)
 

@@ -1,13 +1,15 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
 from consent import services
 from consent.audit import audit_first_break
 from consent.metadata import RequestMeta
-from consent.models import ConsentEvent, ConsentState, TrainingConsent
+from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
 from consent.selectors import consent_for, prompt_for
 from consent.services import Channel, ConsentError
 
@@ -345,3 +347,29 @@ def test_policies_are_numbered_and_hashed(policy):
             effective_at=timezone.now(),
             decision_deadline=timezone.now() - timedelta(days=1),
         )
+
+
+def test_a_change_writes_its_event_deliveries_and_state_in_one_statement(
+    policy, consumer, settings
+):
+    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}}
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    with CaptureQueriesContext(connection) as queries:
+        event = services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+
+    statements = [
+        q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]
+    ]  # the test's transaction
+    assert len(statements) == 2  # the lock, then one write
+    assert event is not None
+    stored = ConsentEvent.objects.get(pk=event.pk)
+    assert (stored.number, stored.after, stored.hash) == (2, "declined", event.hash)
+    deliveries = Delivery.objects.filter(event=stored).order_by("sink")
+    assert [(d.sink, d.version, d.state) for d in deliveries] == [
+        ("redis", 2, "pending"),
+        ("warehouse", 2, "pending"),
+    ]
+    consent = TrainingConsent.objects.get(user=consumer)
+    assert (consent.state, consent.version, consent.head_hash) == ("declined", 2, event.hash)
+    assert audit_first_break(subject_id=consumer.subject_id) is None
