@@ -41,11 +41,12 @@ def test_incr_takes_one_round_trip(redis, monkeypatch):
     cache.incr("hits")  # the script is loaded once per client
     sent = []
     send = Connection.send_packed_command
-    monkeypatch.setattr(
-        Connection,
-        "send_packed_command",
-        lambda conn, *args, **kw: sent.append(args) or send(conn, *args, **kw),
-    )
+
+    def counted(conn, *args, **kwargs):
+        sent.append(args)
+        return send(conn, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counted)
 
     assert cache.incr("hits") == 3
     assert len(sent) == 1
