@@ -8,6 +8,7 @@ records nothing, sends nothing and returns None.
 
 import hashlib
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -23,8 +24,14 @@ from consent.models import (
     TrainingConsent,
 )
 from consent.outbox import outbox_deliveries, schedule_drain
-from consent.selectors import last_decision, needs_choice, policy_current, shown_default
-from consent.sql import change_save, consent_lock
+from consent.selectors import (
+    consent_and_policy,
+    last_decision,
+    needs_choice,
+    policy_current,
+    shown_default,
+)
+from consent.sql import change_save, change_save_if_current, consent_lock, writes_if_current
 
 Channel = ConsentEvent.Channel
 Role = ConsentEvent.Role
@@ -149,7 +156,6 @@ def _save(consent: TrainingConsent, event: ConsentEvent) -> None:
         transaction.on_commit(schedule_drain)
 
 
-@transaction.atomic
 def consent_change(
     *,
     user: User,
@@ -163,23 +169,81 @@ def consent_change(
     meta: RequestMeta = NO_META,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
-    """Record the user's choice, from the pop-up, settings, support, admin or the API."""
+    """Record the user's choice, from the pop-up, settings, support, admin or the API.
+
+    The change is made from an unlocked read and written only if nobody changed the consent row
+    meanwhile: one read and one write, no transaction to open and commit. If somebody did (or the
+    row does not exist yet), it is made again under the row's lock.
+    """
     if not isinstance(allowed, bool):
         raise ConsentError("The choice must be allowed or declined.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference=reference)
     _require_consumer(user)
     if channel == Channel.POPUP and not isinstance(shown_default, bool):
         raise ConsentError("A pop-up decision records the default that was shown.")
-    consent, current = _lock_consent(user)
+    decide = partial(
+        _decision,
+        allowed=allowed,
+        channel=channel,
+        role=role,
+        actor=actor,
+        policy_version=policy_version,
+        shown_default=shown_default,
+        reason=reason,
+        reference=reference,
+        meta=meta,
+        now=now,
+    )
+    if writes_if_current():
+        consent, current = consent_and_policy(user)
+        if consent.pk is not None:
+            read_version = consent.version
+            event = decide(consent, current)
+            if event is None:
+                return None
+            deliveries = outbox_deliveries(event)
+            if change_save_if_current(
+                event, deliveries, consent, CONSENT_FIELDS, read_version=read_version
+            ):
+                if deliveries:
+                    transaction.on_commit(schedule_drain)
+                return event
+    with transaction.atomic():
+        consent, current = _lock_consent(user)
+        event = decide(consent, current)
+        if event is not None:
+            _save(consent, event)
+        return event
+
+
+def _decision(
+    consent: TrainingConsent,
+    current: ConsentPolicy | None,
+    *,
+    allowed: bool,
+    channel: str,
+    role: str,
+    actor: User | None,
+    policy_version: int | None,
+    shown_default: bool | None,
+    reason: str,
+    reference: str,
+    meta: RequestMeta,
+    now: datetime | None,
+) -> ConsentEvent | None:
+    """Return the decision event the choice makes of this consent, applied to it, or None.
+
+    Its time is taken after the read it is made from, so times follow the numbers of a history.
+    """
     policy = _published(current)
     if policy_version is not None and policy_version != policy.version:
         raise ConsentError(
             f"Policy version {policy_version} is not the current one ({policy.version})."
         )
-    now = now or timezone.now()
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
     if consent.state == after and not needs_choice(consent, policy):
         return None
+    now = now or timezone.now()
     event = _next_event(
         consent,
         kind=ConsentEvent.Kind.DECISION,
@@ -195,7 +259,6 @@ def consent_change(
         now=now,
     )
     consent.policy, consent.decided_at, consent.deferred_until = policy, now, None
-    _save(consent, event)
     return event
 
 

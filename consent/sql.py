@@ -230,6 +230,77 @@ def change_save(
     _saved(db, deliveries, keys[1:])
 
 
+@cache
+def _change_if_current_sql(deliveries: int, names: tuple[str, ...]) -> str:
+    """Return one PostgreSQL statement that updates the consent row's named fields only if its
+    version is still the one read, and only then inserts the event and its deliveries; it returns
+    the event's key and then the deliveries', or no row at all."""
+    db, pk = _db(), _columns([TrainingConsent._meta.pk])
+    key, delivery_key = _columns([ConsentEvent._meta.pk]), _columns([Delivery._meta.pk])
+    version = _columns([_field(TrainingConsent, "version")])
+    assignments = ", ".join(f'"{field.column}" = %s' for field in _fields(TrainingConsent, names))
+    event_fields, delivery_fields = _fields(ConsentEvent), _fields(Delivery)
+
+    def values(fields: list[Field], source: str) -> str:
+        # Selected values take no type from the column they go to: each says its own.
+        typed = (
+            f"{source}.{key}" if field.name == "event" else f"CAST(%s AS {field.cast_db_type(db)})"
+            for field in fields
+        )
+        return f"SELECT {', '.join(typed)} FROM {source}"
+
+    parts = [
+        f"consent AS (UPDATE {TrainingConsent._meta.db_table} SET {assignments} "
+        f"WHERE {pk} = %s AND {version} = %s RETURNING {pk})",
+        f"event AS (INSERT INTO {ConsentEvent._meta.db_table} ({_columns(event_fields)}) "
+        f"{values(event_fields, 'consent')} RETURNING {key})",
+    ]
+    returned = f"SELECT {key} FROM event"
+    if deliveries:
+        rows = " UNION ALL ".join([values(delivery_fields, "event")] * deliveries)
+        parts.append(
+            f"deliveries AS (INSERT INTO {Delivery._meta.db_table} ({_columns(delivery_fields)}) "
+            f"{rows} RETURNING {delivery_key})"
+        )
+        returned += f" UNION ALL SELECT {delivery_key} FROM deliveries"
+    return f"WITH {', '.join(parts)} {returned}"
+
+
+def writes_if_current() -> bool:
+    """Tell whether change_save_if_current can be used: it needs PostgreSQL."""
+    return _db().vendor == "postgresql"
+
+
+def change_save_if_current(
+    event: ConsentEvent,
+    deliveries: Sequence[Delivery],
+    consent: TrainingConsent,
+    names: tuple[str, ...],
+    *,
+    read_version: int,
+) -> bool:
+    """Write a change as change_save does, in one statement, but only if the consent row is still
+    at the version it was read at, without a lock; tell whether it was written."""
+    db = _db()
+    delivery_fields = [field for field in _fields(Delivery) if field.name != "event"]
+    params = [
+        *_update_params(db, consent, names),
+        read_version,
+        *_insert_params(db, [event], _fields(ConsentEvent)),
+        *_insert_params(db, deliveries, delivery_fields),
+    ]
+    with _cursor(db) as cursor:
+        cursor.execute(_change_if_current_sql(len(deliveries), names), params)
+        keys = [key for (key,) in cursor.fetchall()]
+    if not keys:
+        return False
+    _saved(db, [event], keys[:1])
+    for delivery in deliveries:
+        delivery.event = event
+    _saved(db, deliveries, keys[1:])
+    return True
+
+
 def policy_newest_published() -> ConsentPolicy | None:
     db = _db()
     with _cursor(db) as cursor:

@@ -67,6 +67,9 @@ def test_many_concurrent_changes_number_without_gaps_and_chain(policy, consumer)
     assert len(events) >= 2
     assert all(later.before == earlier.after for earlier, later in itertools.pairwise(events))
     assert all(e.before != e.after for e in events)
+    assert all(
+        earlier.created_at <= later.created_at for earlier, later in itertools.pairwise(events)
+    )
     consent = TrainingConsent.objects.get(user=consumer)
     assert (consent.version, consent.state) == (events[-1].number, events[-1].after)
     assert audit_first_break() is None

@@ -10,8 +10,10 @@ from consent import services
 from consent.audit import audit_first_break
 from consent.metadata import RequestMeta
 from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
-from consent.selectors import consent_for, prompt_for
+from consent.outbox import outbox_deliveries
+from consent.selectors import consent_and_policy, consent_for, prompt_for
 from consent.services import Channel, ConsentError
+from consent.sql import change_save_if_current
 
 pytestmark = pytest.mark.django_db
 
@@ -349,7 +351,7 @@ def test_policies_are_numbered_and_hashed(policy):
         )
 
 
-def test_a_change_writes_its_event_deliveries_and_state_in_one_statement(
+def test_a_change_is_one_read_and_one_write_of_event_deliveries_and_state(
     policy, consumer, settings
 ):
     settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}}
@@ -373,3 +375,40 @@ def test_a_change_writes_its_event_deliveries_and_state_in_one_statement(
     consent = TrainingConsent.objects.get(user=consumer)
     assert (consent.state, consent.version, consent.head_hash) == ("declined", 2, event.hash)
     assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settings):
+    settings.CONSENT_SINKS = {"warehouse": {}}
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    consent, current = consent_and_policy(consumer)
+    read_version = consent.version
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    event = services._decision(
+        consent,
+        current,
+        allowed=False,
+        channel=Channel.SETTINGS,
+        role=ConsentEvent.Role.USER,
+        actor=None,
+        policy_version=None,
+        shown_default=None,
+        reason="",
+        reference="",
+        meta=RequestMeta(),
+        now=None,
+    )
+    assert event is not None
+
+    written = change_save_if_current(
+        event,
+        outbox_deliveries(event),
+        consent,
+        services.CONSENT_FIELDS,
+        read_version=read_version,
+    )
+
+    assert written is False
+    assert event.pk is None
+    assert [(e.number, e.after) for e in events_of(consumer)] == [(1, "allowed"), (2, "declined")]
+    assert Delivery.objects.count() == 2
+    assert TrainingConsent.objects.get(user=consumer).version == 2
