@@ -338,11 +338,15 @@ def consent_read(
         row[consent_end:policy_end],
         row[policy_end:],
     )
-    return (
-        None if consent[0] is None else _from_row(db, TrainingConsent, consent),
-        None if decided_under[0] is None else _from_row(db, ConsentPolicy, decided_under),
-        None if current[0] is None else _from_row(db, ConsentPolicy, current),
-    )
+    policy = None if current[0] is None else _from_row(db, ConsentPolicy, current)
+    if decided_under[0] is None:
+        earlier = None
+    elif decided_under[0] == current[0]:  # most often: one object for both
+        earlier = policy
+    else:
+        earlier = _from_row(db, ConsentPolicy, decided_under)
+    consent_row = None if consent[0] is None else _from_row(db, TrainingConsent, consent)
+    return consent_row, earlier, policy
 
 
 EVENTS = (
