@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -208,9 +209,12 @@ CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
 CONSENT_DRAIN_DEBOUNCE = 10  # seconds a queued drain stands for every later commit
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
 CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
-# At most this many changes of the setting per user in this many seconds ("10/60").
+# At most this many changes of the setting per user in this many seconds ("10/60"), counted in
+# the user's own history of decisions.
 _toggle_limit, _toggle_period = os.environ.get("CONSENT_TOGGLE_RATE", "10/60").split("/")
 CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
+if min(CONSENT_TOGGLE_RATE) < 1:
+    raise ImproperlyConfigured("CONSENT_TOGGLE_RATE needs at least 1 change in at least 1 second.")
 
 LOGGING = {
     "version": 1,

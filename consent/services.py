@@ -7,6 +7,7 @@ records nothing, sends nothing and returns None.
 """
 
 import hashlib
+import math
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -25,13 +26,20 @@ from consent.models import (
 )
 from consent.outbox import outbox_deliveries, schedule_drain
 from consent.selectors import (
-    consent_and_policy,
     last_decision,
     needs_choice,
     policy_current,
     shown_default,
 )
-from consent.sql import change_save, change_save_if_current, consent_lock, writes_if_current
+from consent.sql import (
+    change_save,
+    change_save_if_current,
+    consent_lock,
+    consent_read,
+    consent_read_with_decision,
+    decision_nth_latest,
+    writes_if_current,
+)
 
 Channel = ConsentEvent.Channel
 Role = ConsentEvent.Role
@@ -59,6 +67,14 @@ CONSENT_FIELDS = (
 
 class ConsentError(Exception):
     """A consent change that cannot be made; nothing was written."""
+
+
+class ConsentThrottled(ConsentError):
+    """The user changed the setting as often as the rate allows; they may again in retry_after s."""
+
+    def __init__(self, *, retry_after: int) -> None:
+        super().__init__(f"Too many changes: try again in {retry_after} s.")
+        self.retry_after = retry_after
 
 
 def _check_actor(*, user: User, actor: User | None, channel: str, reason: str, reference: str):
@@ -167,6 +183,7 @@ def consent_change(
     reason: str = "",
     reference: str = "",
     meta: RequestMeta = NO_META,
+    rate: tuple[int, int] | None = None,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
     """Record the user's choice, from the pop-up, settings, support, admin or the API.
@@ -174,6 +191,10 @@ def consent_change(
     The change is made from an unlocked read and written only if nobody changed the consent row
     meanwhile: one read and one write, no transaction to open and commit. If somebody did (or the
     row does not exist yet), it is made again under the row's lock.
+
+    With a rate of (limit, seconds), a user who made that many decisions in the last that many
+    seconds is refused with ConsentThrottled: the read that makes the change also finds the time
+    of the limit-th latest decision in the user's history.
     """
     if not isinstance(allowed, bool):
         raise ConsentError("The choice must be allowed or declined.")
@@ -195,8 +216,9 @@ def consent_change(
         now=now,
     )
     if writes_if_current():
-        consent, current = consent_and_policy(user)
-        if consent.pk is not None:
+        consent, current, limit_reached_at = _read(user, rate)
+        if consent is not None:
+            _check_rate(rate, limit_reached_at)
             read_version = consent.version
             event = decide(consent, current)
             if event is None:
@@ -210,10 +232,36 @@ def consent_change(
                 return event
     with transaction.atomic():
         consent, current = _lock_consent(user)
+        if rate is not None:
+            _check_rate(rate, decision_nth_latest(user.subject_id, rate[0] - 1))
         event = decide(consent, current)
         if event is not None:
             _save(consent, event)
         return event
+
+
+def _read(
+    user: User, rate: tuple[int, int] | None
+) -> tuple[TrainingConsent | None, ConsentPolicy | None, datetime | None]:
+    """Read the consent, the current policy and, under a rate, when the limit was last reached."""
+    if rate is None:
+        consent, decided_under, current = consent_read(user.pk)
+        limit_reached_at = None
+    else:
+        consent, decided_under, current, limit_reached_at = consent_read_with_decision(
+            user.pk, user.subject_id, rate[0] - 1
+        )
+    if consent is not None:
+        consent.user, consent.policy = user, decided_under
+    return consent, current, limit_reached_at
+
+
+def _check_rate(rate: tuple[int, int] | None, limit_reached_at: datetime | None) -> None:
+    if rate is None or limit_reached_at is None:
+        return
+    wait = limit_reached_at + timedelta(seconds=rate[1]) - timezone.now()
+    if wait > timedelta(0):
+        raise ConsentThrottled(retry_after=math.ceil(wait.total_seconds()))
 
 
 def _decision(

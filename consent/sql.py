@@ -9,6 +9,7 @@ runs on PostgreSQL and on the SQLite try-out alike.
 """
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from functools import cache
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,8 @@ from django.db.models import Field, Model
 from django.db.models.expressions import Col
 
 from consent.models import ConsentEvent, ConsentPolicy, Delivery, TrainingConsent
+
+DECISION = ConsentEvent.Kind.DECISION.value
 
 
 def _db() -> BaseDatabaseWrapper:
@@ -107,13 +110,27 @@ CONSENT_LOCK = (
     "WHERE c.user_id = %s"
 )
 
-CONSENT_READ = (
-    f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "
-    f"{_columns(_row_fields(ConsentPolicy), 'cp')}, {_columns(_row_fields(ConsentPolicy), 'p')} "
+CONSENT_READ_FROM = (
     f"FROM (SELECT 1) one "
     f"LEFT JOIN {TrainingConsent._meta.db_table} c ON c.user_id = %s "
     f"LEFT JOIN {ConsentPolicy._meta.db_table} cp ON cp.id = c.policy_id "
     f"LEFT JOIN ({POLICY_NEWEST}) p ON TRUE"
+)
+CONSENT_READ = (
+    f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "
+    f"{_columns(_row_fields(ConsentPolicy), 'cp')}, {_columns(_row_fields(ConsentPolicy), 'p')} "
+    f"{CONSENT_READ_FROM}"
+)
+# The time of a subject's n-th latest decision (n counted from 0): found from the end of the
+# subject's numbered history, by its unique index.
+DECISION_NTH_LATEST = (
+    f"SELECT created_at FROM {ConsentEvent._meta.db_table} "
+    "WHERE subject_id = %s AND kind = %s ORDER BY number DESC OFFSET %s LIMIT 1"
+)
+CONSENT_READ_WITH_DECISION = (
+    f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "
+    f"{_columns(_row_fields(ConsentPolicy), 'cp')}, {_columns(_row_fields(ConsentPolicy), 'p')}, "
+    f"({DECISION_NTH_LATEST}) {CONSENT_READ_FROM}"
 )
 
 
@@ -331,6 +348,35 @@ def consent_read(
     with _cursor(db) as cursor:
         cursor.execute(CONSENT_READ, [user_id])
         row = cursor.fetchone()
+    return _consent_and_policies(db, row)
+
+
+def consent_read_with_decision(
+    user_id: int, subject_id: UUID, nth_latest: int
+) -> tuple[TrainingConsent | None, ConsentPolicy | None, ConsentPolicy | None, datetime | None]:
+    """Return what consent_read does and the time of the n-th latest decision (0 the latest)."""
+    db = _db()
+    params: list[Any] = [_prep(db, ConsentEvent, "subject_id", subject_id), DECISION, nth_latest]
+    with _cursor(db) as cursor:
+        cursor.execute(CONSENT_READ_WITH_DECISION, [*params, user_id])
+        row = cursor.fetchone()
+    decided_at = _converted(db, ConsentEvent, row[-1:], ("created_at",))[0]
+    return *_consent_and_policies(db, row[:-1]), decided_at
+
+
+def decision_nth_latest(subject_id: UUID, nth_latest: int) -> datetime | None:
+    """Return the time of the subject's n-th latest decision (0 the latest), if there is one."""
+    db = _db()
+    params: list[Any] = [_prep(db, ConsentEvent, "subject_id", subject_id), DECISION, nth_latest]
+    with _cursor(db) as cursor:
+        cursor.execute(DECISION_NTH_LATEST, params)
+        row = cursor.fetchone()
+    return None if row is None else _converted(db, ConsentEvent, row, ("created_at",))[0]
+
+
+def _consent_and_policies(
+    db: BaseDatabaseWrapper, row: Sequence[object]
+) -> tuple[TrainingConsent | None, ConsentPolicy | None, ConsentPolicy | None]:
     consent_end = len(_row_fields(TrainingConsent))
     policy_end = consent_end + len(_row_fields(ConsentPolicy))
     consent, decided_under, current = (

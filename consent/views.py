@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import (
@@ -48,12 +49,12 @@ from consent.selectors import (
 from consent.services import (
     Channel,
     ConsentError,
+    ConsentThrottled,
     consent_change,
     consent_defer,
     gpc_record_signal,
     notice_record_served,
 )
-from consent.throttle import toggle_retry_after, toggle_throttled
 from consent.wording import choice_sentence, kept_sentence, reach_sentence
 
 
@@ -68,6 +69,11 @@ def _refusal(form: PolicyForm) -> str:
     if policy is not None and policy.version != form.cleaned_data["policy_version"]:
         return _("The terms changed since this page was loaded. Read them again and choose.")
     return _("Your choice was not saved. Reload the page and try again.")
+
+
+def _retry_after(response: HttpResponse, throttled: ConsentThrottled) -> HttpResponse:
+    response["Retry-After"] = str(throttled.retry_after)
+    return response
 
 
 def _too_many() -> str:
@@ -117,10 +123,6 @@ def _render_home(
 @login_required
 def popup_decide(request: UserRequest) -> HttpResponse:
     user = request.user
-    if toggle_throttled(user):
-        response = _render_home(request, prompt_for(user), error=_too_many(), status=429)
-        response["Retry-After"] = str(toggle_retry_after())
-        return response
     form = ChoiceForm(request.POST)
     if form.is_valid():
         meta = RequestMeta.from_request(request)
@@ -134,7 +136,11 @@ def popup_decide(request: UserRequest) -> HttpResponse:
                     policy_current(), gpc=meta.gpc, last=last_decision(user)
                 ),
                 meta=meta,
+                rate=settings.CONSENT_TOGGLE_RATE,
             )
+        except ConsentThrottled as throttled:
+            response = _render_home(request, prompt_for(user), error=_too_many(), status=429)
+            return _retry_after(response, throttled)
         except ConsentError:
             form.add_error(None, _refusal(form))
         else:
@@ -180,10 +186,6 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     if request.method == "GET":
         return _render_settings(request)
     user = request.user
-    if toggle_throttled(user):
-        response = _render_settings(request, error=_too_many(), status=429)
-        response["Retry-After"] = str(toggle_retry_after())
-        return response
     form = ChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)
@@ -194,7 +196,11 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
             channel=Channel.SETTINGS,
             policy_version=form.cleaned_data["policy_version"],
             meta=RequestMeta.from_request(request),
+            rate=settings.CONSENT_TOGGLE_RATE,
         )
+    except ConsentThrottled as throttled:
+        response = _render_settings(request, error=_too_many(), status=429)
+        return _retry_after(response, throttled)
     except ConsentError:
         return _render_settings(request, error=_refusal(form), status=400)
     saved = _saved_message(allowed=form.allowed_value, changed=event is not None)

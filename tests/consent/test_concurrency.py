@@ -83,3 +83,26 @@ def test_concurrent_first_touches_create_one_state_row(policy, consumer):
 
     assert TrainingConsent.objects.filter(user=consumer).count() == 1
     assert ConsentEvent.objects.filter(subject_id=consumer.subject_id).count() == 1
+
+
+def test_two_tabs_at_once_cannot_pass_the_rate(policy, consumer):
+    services.notice_record_served(user=consumer)  # the state row exists: both may go unlocked
+    refused = []
+
+    def change(allowed: bool) -> None:
+        try:
+            services.consent_change(
+                user=User.objects.get(pk=consumer.pk),
+                allowed=allowed,
+                channel=Channel.SETTINGS,
+                rate=(1, 60),
+            )
+        except services.ConsentThrottled:
+            refused.append(allowed)
+
+    run_in_threads(change, [True, False])
+
+    decisions = ConsentEvent.objects.filter(subject_id=consumer.subject_id, kind="decision")
+    assert decisions.count() == 1
+    assert len(refused) == 1
+    assert TrainingConsent.objects.get(user=consumer).state == decisions.get().after

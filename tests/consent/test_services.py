@@ -412,3 +412,45 @@ def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settin
     assert [(e.number, e.after) for e in events_of(consumer)] == [(1, "allowed"), (2, "declined")]
     assert Delivery.objects.count() == 2
     assert TrainingConsent.objects.get(user=consumer).version == 2
+
+
+def test_the_rate_counts_the_decisions_of_the_last_period(policy, consumer):
+    now = timezone.now()
+    for minutes, allowed in [(5, True), (3, False), (0.5, True)]:
+        services.consent_change(
+            user=consumer,
+            allowed=allowed,
+            channel=Channel.SETTINGS,
+            now=now - timedelta(minutes=minutes),
+        )
+    services.notice_record_served(user=consumer)  # not a decision: not counted
+
+    # Two decisions in the last 4 minutes, one in the last minute.
+    with pytest.raises(services.ConsentThrottled) as refused:
+        services.consent_change(
+            user=consumer, allowed=False, channel=Channel.SETTINGS, rate=(2, 240)
+        )
+    assert 55 <= refused.value.retry_after <= 60  # until the one of 3 minutes ago is 4 old
+    assert services.consent_change(
+        user=consumer, allowed=False, channel=Channel.SETTINGS, rate=(2, 60)
+    )
+    assert [e.after for e in events_of(consumer) if e.kind == "decision"] == [
+        "allowed",
+        "declined",
+        "allowed",
+        "declined",
+    ]
+
+
+def test_support_and_admin_changes_are_not_rate_limited(policy, consumer, support_agent):
+    for allowed in (True, False, True):
+        services.consent_change(
+            user=consumer,
+            allowed=allowed,
+            channel=Channel.SUPPORT,
+            actor=support_agent,
+            reason="Asked by phone",
+            reference="T-1",
+        )
+
+    assert consent_for(consumer).version == 3
