@@ -207,6 +207,7 @@ CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", 
 CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "600"))
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
 CONSENT_DRAIN_DEBOUNCE = 10  # seconds a queued drain stands for every later commit
+CONSENT_DRAIN_BATCH = 0.25  # seconds a busy process's drain waits to carry its next commits
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
 CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
 # At most this many changes of the setting per user in this many seconds ("10/60"), counted in

@@ -84,16 +84,51 @@ def schedule_drain(sink: str | None = None, *, force: bool = False) -> None:
 
     A request queues at most one task, whatever the number of sinks: the worker fans it out.
     """
-    from consent.tasks import deliver
-
     key = _drain_key(sink)
     if not force and not cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE):
         return
-    try:
-        deliver.delay(sink)
-    except Exception:  # the broker is down: the change is safe in the outbox
+    if not _queue_drain(sink):
         cache.delete(key)
+
+
+# A process that commits changes often queues its drain a little later and lets that one task
+# carry everything it commits meanwhile: the task cannot start before its countdown ends, so it
+# finds those changes. Until then the process asks neither Redis nor the broker.
+BUSY_SECONDS = 1.0  # a drain asked for less than this long ago: the process is busy
+CLOCK_MARGIN = 0.05  # seconds by which a worker's clock may run ahead of this one's
+_drain_asked_at = float("-inf")  # time.monotonic() of the process's last request for a drain
+_drain_covers_until = float("-inf")  # its queued drain starts after this monotonic moment
+
+
+def schedule_drain_after_commit() -> None:
+    """Have the change this process just committed drained, most often without a round trip.
+
+    Quiet, a drain of every sink is queued at once, unless one is queued already. Busy, one is
+    queued CONSENT_DRAIN_BATCH seconds ahead, once per such period; changes committed before it
+    starts need nothing more.
+    """
+    global _drain_asked_at, _drain_covers_until
+    now = time.monotonic()
+    if now < _drain_covers_until:
+        return
+    busy, _drain_asked_at = now - _drain_asked_at < BUSY_SECONDS, now
+    if not busy:
+        schedule_drain()
+        return
+    countdown = settings.CONSENT_DRAIN_BATCH
+    if _queue_drain(None, countdown=countdown):
+        _drain_covers_until = now + countdown - CLOCK_MARGIN
+
+
+def _queue_drain(sink: str | None, *, countdown: float = 0) -> bool:
+    from consent.tasks import deliver
+
+    try:
+        deliver.apply_async((sink,), countdown=countdown)
+    except Exception:  # the broker is down: the change is safe in the outbox
         logger.warning("Could not queue a drain of %s; the sweeper will retry.", sink or "sinks")
+        return False
+    return True
 
 
 def drain_started(sink: str | None) -> None:

@@ -24,7 +24,7 @@ from consent.models import (
     PolicyEvent,
     TrainingConsent,
 )
-from consent.outbox import outbox_deliveries, schedule_drain
+from consent.outbox import outbox_deliveries, schedule_drain_after_commit
 from consent.selectors import (
     last_decision,
     needs_choice,
@@ -169,7 +169,7 @@ def _save(consent: TrainingConsent, event: ConsentEvent) -> None:
     deliveries = outbox_deliveries(event)
     change_save(event, deliveries, consent, CONSENT_FIELDS)
     if deliveries:
-        transaction.on_commit(schedule_drain)
+        transaction.on_commit(schedule_drain_after_commit)
 
 
 def consent_change(
@@ -228,7 +228,7 @@ def consent_change(
                 event, deliveries, consent, CONSENT_FIELDS, read_version=read_version
             ):
                 if deliveries:
-                    transaction.on_commit(schedule_drain)
+                    transaction.on_commit(schedule_drain_after_commit)
                 return event
     with transaction.atomic():
         consent, current = _lock_consent(user)

@@ -243,3 +243,16 @@ def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
     assert not EligibilityRecord.objects.filter(pk=stray.pk).exists()
     assert sink_named("redis").client.hget(sink_named("redis").key(removed.subject_id), "allowed")
     stack.wait_converged()
+
+
+def test_a_burst_from_one_process_is_drained_without_the_sweeper(policy, stack):
+    # No beat, so no sweeper: only the drains the commits queue can bring the sinks up to date.
+    # Made one after another, most of these changes queue nothing and ride a drain queued ahead.
+    stack.start_worker()
+    users = UserFactory.create_batch(10)
+    for seed in range(50):  # for about 1.5 s, longer than a drain waits to carry them
+        make_changes(users, 1, seed=seed)
+        time.sleep(0.03)
+    stack.wait_converged(timeout=20)
+
+    assert_nothing_dead()
