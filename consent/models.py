@@ -207,7 +207,15 @@ class ConsentEvent(models.Model):
             models.UniqueConstraint(fields=["subject_id", "number"], name="one_number_per_subject"),
             models.CheckConstraint(condition=models.Q(number__gte=1), name="numbers_start_at_1"),
         ]
-        indexes = [models.Index(fields=["kind", "created_at"], name="event_kind_time")]
+        indexes = [
+            models.Index(fields=["kind", "created_at"], name="event_kind_time"),
+            # A subject's latest decisions, for the toggle's rate limit.
+            models.Index(
+                fields=["subject_id", "number"],
+                condition=models.Q(kind="decision"),
+                name="decisions_by_subject",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.subject_id} #{self.number} {self.kind}"

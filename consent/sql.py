@@ -22,8 +22,6 @@ from django.db.models.expressions import Col
 
 from consent.models import ConsentEvent, ConsentPolicy, Delivery, TrainingConsent
 
-DECISION = ConsentEvent.Kind.DECISION.value
-
 
 def _db() -> BaseDatabaseWrapper:
     """Return the default database's connection itself: each attribute read through the
@@ -121,11 +119,13 @@ CONSENT_READ = (
     f"{_columns(_row_fields(ConsentPolicy), 'cp')}, {_columns(_row_fields(ConsentPolicy), 'p')} "
     f"{CONSENT_READ_FROM}"
 )
-# The time of a subject's n-th latest decision (n counted from 0): found from the end of the
-# subject's numbered history, by its unique index.
+# The time of a subject's n-th latest decision (n counted from 0), read backwards along the
+# decisions_by_subject index. The kind is written out, not a parameter, so that a prepared plan
+# can use that partial index.
 DECISION_NTH_LATEST = (
     f"SELECT created_at FROM {ConsentEvent._meta.db_table} "
-    "WHERE subject_id = %s AND kind = %s ORDER BY number DESC OFFSET %s LIMIT 1"
+    f"WHERE subject_id = %s AND kind = '{ConsentEvent.Kind.DECISION.value}' "
+    "ORDER BY number DESC OFFSET %s LIMIT 1"
 )
 CONSENT_READ_WITH_DECISION = (
     f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "
@@ -356,7 +356,7 @@ def consent_read_with_decision(
 ) -> tuple[TrainingConsent | None, ConsentPolicy | None, ConsentPolicy | None, datetime | None]:
     """Return what consent_read does and the time of the n-th latest decision (0 the latest)."""
     db = _db()
-    params: list[Any] = [_prep(db, ConsentEvent, "subject_id", subject_id), DECISION, nth_latest]
+    params: list[Any] = [_prep(db, ConsentEvent, "subject_id", subject_id), nth_latest]
     with _cursor(db) as cursor:
         cursor.execute(CONSENT_READ_WITH_DECISION, [*params, user_id])
         row = cursor.fetchone()
@@ -367,7 +367,7 @@ def consent_read_with_decision(
 def decision_nth_latest(subject_id: UUID, nth_latest: int) -> datetime | None:
     """Return the time of the subject's n-th latest decision (0 the latest), if there is one."""
     db = _db()
-    params: list[Any] = [_prep(db, ConsentEvent, "subject_id", subject_id), DECISION, nth_latest]
+    params: list[Any] = [_prep(db, ConsentEvent, "subject_id", subject_id), nth_latest]
     with _cursor(db) as cursor:
         cursor.execute(DECISION_NTH_LATEST, params)
         row = cursor.fetchone()
