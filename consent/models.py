@@ -209,11 +209,11 @@ class ConsentEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["kind", "created_at"], name="event_kind_time"),
-            # A subject's latest decisions, for the toggle's rate limit.
+            # The latest decisions subjects made themselves, for the toggle's rate limit.
             models.Index(
                 fields=["subject_id", "number"],
-                condition=models.Q(kind="decision"),
-                name="decisions_by_subject",
+                condition=models.Q(kind="decision", actor_role="user"),
+                name="own_decisions",
             ),
         ]
 

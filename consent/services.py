@@ -2,8 +2,9 @@
 
 Each function runs in one transaction: it locks the user's TrainingConsent row, appends the next
 ConsentEvent of the user's hash chain, writes one outbox Delivery per configured sink (for events
-that change what sinks hold), and updates the current state. A call that would change nothing
-records nothing, sends nothing and returns None.
+that change what sinks hold), and updates the current state. consent_change first tries one
+statement, written only if the row's version is unchanged since it was read (see its docstring).
+A call that would change nothing records nothing, sends nothing and returns None.
 """
 
 import hashlib
@@ -33,12 +34,11 @@ from consent.selectors import (
 )
 from consent.sql import (
     change_save,
-    change_save_if_current,
     consent_lock,
     consent_read,
     consent_read_with_decision,
     decision_nth_latest,
-    writes_if_current,
+    guarded_writes,
 )
 
 Channel = ConsentEvent.Channel
@@ -70,7 +70,7 @@ class ConsentError(Exception):
 
 
 class ConsentThrottled(ConsentError):
-    """The user changed the setting as often as the rate allows; they may again in retry_after s."""
+    """The setting changed as often as the rate allows; retry_after says when it may again."""
 
     def __init__(self, *, retry_after: int) -> None:
         super().__init__(f"Too many changes: try again in {retry_after} s.")
@@ -164,12 +164,20 @@ def _next_event(
     return event
 
 
-def _save(consent: TrainingConsent, event: ConsentEvent) -> None:
-    """Write the event, its deliveries and the consent row's new state; drain after commit."""
+def _save(consent: TrainingConsent, event: ConsentEvent) -> bool:
+    """Write the event, its deliveries and the row's new state, if the row is still at the
+    version the event follows; drain after commit. Tell whether it was written."""
     deliveries = outbox_deliveries(event)
-    change_save(event, deliveries, consent, CONSENT_FIELDS)
+    if not change_save(event, deliveries, consent, CONSENT_FIELDS, read_version=event.number - 1):
+        return False
     if deliveries:
         transaction.on_commit(schedule_drain_after_commit)
+    return True
+
+
+def _save_locked(consent: TrainingConsent, event: ConsentEvent) -> None:
+    if not _save(consent, event):
+        raise ConsentError("The consent row changed under its lock; nothing was written.")
 
 
 def consent_change(
@@ -188,13 +196,11 @@ def consent_change(
 ) -> ConsentEvent | None:
     """Record the user's choice, from the pop-up, settings, support, admin or the API.
 
-    The change is made from an unlocked read and written only if nobody changed the consent row
-    meanwhile: one read and one write, no transaction to open and commit. If somebody did (or the
-    row does not exist yet), it is made again under the row's lock.
-
-    With a rate of (limit, seconds), a user who made that many decisions in the last that many
-    seconds is refused with ConsentThrottled: the read that makes the change also finds the time
-    of the limit-th latest decision in the user's history.
+    The change is made from an unlocked read and written in one statement only if the consent
+    row's version is still the one read: the statement is the transaction, and the row is locked
+    only while it runs. If the row moved meanwhile (or does not exist yet), the change is made
+    again under the row's lock. With a rate of (limit, seconds), a change is refused with
+    ConsentThrottled when the user made that many decisions themselves in that many seconds.
     """
     if not isinstance(allowed, bool):
         raise ConsentError("The choice must be allowed or declined.")
@@ -215,51 +221,47 @@ def consent_change(
         meta=meta,
         now=now,
     )
-    if writes_if_current():
-        consent, current, limit_reached_at = _read(user, rate)
+    if guarded_writes():
+        consent, current, nth_latest_at = _read(user, rate)
         if consent is not None:
-            _check_rate(rate, limit_reached_at)
-            read_version = consent.version
             event = decide(consent, current)
             if event is None:
                 return None
-            deliveries = outbox_deliveries(event)
-            if change_save_if_current(
-                event, deliveries, consent, CONSENT_FIELDS, read_version=read_version
-            ):
-                if deliveries:
-                    transaction.on_commit(schedule_drain_after_commit)
+            _check_rate(rate, nth_latest_at)
+            if _save(consent, event):
                 return event
     with transaction.atomic():
         consent, current = _lock_consent(user)
-        if rate is not None:
-            _check_rate(rate, decision_nth_latest(user.subject_id, rate[0] - 1))
         event = decide(consent, current)
         if event is not None:
-            _save(consent, event)
+            if rate is not None:
+                _check_rate(rate, decision_nth_latest(user.subject_id, rate[0] - 1))
+            _save_locked(consent, event)
         return event
 
 
 def _read(
     user: User, rate: tuple[int, int] | None
 ) -> tuple[TrainingConsent | None, ConsentPolicy | None, datetime | None]:
-    """Read the consent, the current policy and, under a rate, when the limit was last reached."""
+    """Read the consent, the current policy and, under a rate of (limit, seconds), the time of the
+    user's limit-th latest decision."""
     if rate is None:
         consent, decided_under, current = consent_read(user.pk)
-        limit_reached_at = None
+        nth_latest_at = None
     else:
-        consent, decided_under, current, limit_reached_at = consent_read_with_decision(
+        consent, decided_under, current, nth_latest_at = consent_read_with_decision(
             user.pk, user.subject_id, rate[0] - 1
         )
     if consent is not None:
         consent.user, consent.policy = user, decided_under
-    return consent, current, limit_reached_at
+    return consent, current, nth_latest_at
 
 
-def _check_rate(rate: tuple[int, int] | None, limit_reached_at: datetime | None) -> None:
-    if rate is None or limit_reached_at is None:
+def _check_rate(rate: tuple[int, int] | None, nth_latest_at: datetime | None) -> None:
+    """Refuse a change while the user's limit-th latest decision is younger than the period."""
+    if rate is None or nth_latest_at is None:
         return
-    wait = limit_reached_at + timedelta(seconds=rate[1]) - timezone.now()
+    wait = nth_latest_at + timedelta(seconds=rate[1]) - timezone.now()
     if wait > timedelta(0):
         raise ConsentThrottled(retry_after=math.ceil(wait.total_seconds()))
 
@@ -336,7 +338,7 @@ def consent_defer(
         now=now,
     )
     consent.deferred_until = min(now + policy.defer_for, policy.decision_deadline)
-    _save(consent, event)
+    _save_locked(consent, event)
     return event
 
 
@@ -360,7 +362,7 @@ def _record_once_per_policy(
         shown_default=shown_default,
         now=now or timezone.now(),
     )
-    _save(consent, event)
+    _save_locked(consent, event)
     return event
 
 
@@ -431,7 +433,7 @@ def user_change_plan(
         reason=reason,
         now=now or timezone.now(),
     )
-    _save(consent, event)
+    _save_locked(consent, event)
     return event
 
 
@@ -460,7 +462,7 @@ def account_delete(
         reason=reason,
         now=now or timezone.now(),
     )
-    _save(consent, event)
+    _save_locked(consent, event)
     user.delete()
     return event
 
@@ -500,7 +502,7 @@ def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
                 now=now,
             )
             consent.policy, consent.decided_at = None, None
-            _save(consent, event)
+            _save_locked(consent, event)
             expired += 1
     return expired
 

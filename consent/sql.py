@@ -1,9 +1,9 @@
 """The reads and writes on the hot paths, as plain SQL built from the models.
 
 Django's ORM compiles every query anew, about 0.8 ms of CPU a statement on the benchmark machine,
-more than the statement costs PostgreSQL. The one writer makes four statements per change of the
-setting (the lock, read with the current policy; the event; its outbox rows; the new state), and
-every history page reads a page of events and their deliveries, so they are made here instead.
+more than the statement costs PostgreSQL. A change of the setting is two statements (the read of
+the consent with its policies, or the lock; then the event, its outbox rows and the new state in
+one), and every history page reads a page of events and their deliveries, so they are made here.
 Column lists and value conversions come from the models' fields: the SQL follows the models and
 runs on PostgreSQL and on the SQLite try-out alike.
 """
@@ -17,7 +17,7 @@ from uuid import UUID
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import Field, Model
+from django.db.models import CharField, Field, Model, TextField
 from django.db.models.expressions import Col
 
 from consent.models import ConsentEvent, ConsentPolicy, Delivery, TrainingConsent
@@ -36,7 +36,9 @@ def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
         return db.cursor()
     import psycopg
 
+    db.close_if_health_check_failed()
     db.ensure_connection()
+    db.validate_thread_sharing()
     cursor: Any = psycopg.Cursor(db.connection)
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
@@ -119,13 +121,14 @@ CONSENT_READ = (
     f"{_columns(_row_fields(ConsentPolicy), 'cp')}, {_columns(_row_fields(ConsentPolicy), 'p')} "
     f"{CONSENT_READ_FROM}"
 )
-# The time of a subject's n-th latest decision (n counted from 0), read backwards along the
-# decisions_by_subject index. The kind is written out, not a parameter, so that a prepared plan
-# can use that partial index.
+# The time of the n-th latest decision a subject made themselves (n counted from 0), read backwards
+# along the own_decisions index. Kind and role are written out, not parameters, so that a
+# prepared plan can use that partial index.
 DECISION_NTH_LATEST = (
     f"SELECT created_at FROM {ConsentEvent._meta.db_table} "
     f"WHERE subject_id = %s AND kind = '{ConsentEvent.Kind.DECISION.value}' "
-    "ORDER BY number DESC OFFSET %s LIMIT 1"
+    f"AND actor_role = '{ConsentEvent.Role.USER.value}' "
+    "ORDER BY number DESC LIMIT 1 OFFSET %s"
 )
 CONSENT_READ_WITH_DECISION = (
     f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "
@@ -188,67 +191,19 @@ def row_update(obj: Model, names: tuple[str, ...]) -> None:
         cursor.execute(_update_sql(type(obj), names), _update_params(db, obj, names))
 
 
+def _cast_type(db: BaseDatabaseWrapper, field: Field) -> str:
+    # Text for a text column of any length: a cast to varchar(n) would cut a longer value short
+    # without an error, where the column itself refuses it.
+    if isinstance(field, CharField | TextField):
+        return "text"
+    cast = field.cast_db_type(db)
+    if cast is None:
+        raise ValueError(f"No database type for {field}")
+    return cast
+
+
 @cache
 def _change_sql(deliveries: int, names: tuple[str, ...]) -> str:
-    """Return one PostgreSQL statement that inserts an event and its deliveries, pointing at it,
-    updates the consent row's named fields, and returns the event's key and then the deliveries'."""
-    key = _columns([ConsentEvent._meta.pk])
-    event_fields, delivery_fields = _fields(ConsentEvent), _fields(Delivery)
-    event_row = f"({', '.join(['%s'] * len(event_fields))})"
-    delivery_row = ", ".join(
-        f"(SELECT {key} FROM event)" if field.name == "event" else "%s" for field in delivery_fields
-    )
-    parts = [
-        f"event AS (INSERT INTO {ConsentEvent._meta.db_table} ({_columns(event_fields)}) "
-        f"VALUES {event_row} RETURNING {key})",
-        f"consent AS ({_update_sql(TrainingConsent, names)})",
-    ]
-    returned = f"SELECT {key} FROM event"
-    if deliveries:
-        parts.append(
-            f"deliveries AS (INSERT INTO {Delivery._meta.db_table} ({_columns(delivery_fields)}) "
-            f"VALUES {', '.join([f'({delivery_row})'] * deliveries)} "
-            f"RETURNING {_columns([Delivery._meta.pk])})"
-        )
-        returned += f" UNION ALL SELECT {_columns([Delivery._meta.pk])} FROM deliveries"
-    return f"WITH {', '.join(parts)} {returned}"
-
-
-def change_save(
-    event: ConsentEvent,
-    deliveries: Sequence[Delivery],
-    consent: TrainingConsent,
-    names: tuple[str, ...],
-) -> None:
-    """Insert a change's event and its outbox deliveries and write the consent row's named fields.
-
-    On PostgreSQL one statement does it all; elsewhere three do.
-    """
-    db = _db()
-    if db.vendor != "postgresql":
-        rows_insert([event])
-        for delivery in deliveries:
-            delivery.event = event
-        rows_insert(deliveries)
-        row_update(consent, names)
-        return
-    delivery_fields = [field for field in _fields(Delivery) if field.name != "event"]
-    params = [
-        *_insert_params(db, [event], _fields(ConsentEvent)),
-        *_update_params(db, consent, names),
-        *_insert_params(db, deliveries, delivery_fields),
-    ]
-    with _cursor(db) as cursor:
-        cursor.execute(_change_sql(len(deliveries), names), params)
-        keys = [key for (key,) in cursor.fetchall()]
-    _saved(db, [event], keys[:1])
-    for delivery in deliveries:
-        delivery.event = event
-    _saved(db, deliveries, keys[1:])
-
-
-@cache
-def _change_if_current_sql(deliveries: int, names: tuple[str, ...]) -> str:
     """Return one PostgreSQL statement that updates the consent row's named fields only if its
     version is still the one read, and only then inserts the event and its deliveries; it returns
     the event's key and then the deliveries', or no row at all."""
@@ -261,7 +216,7 @@ def _change_if_current_sql(deliveries: int, names: tuple[str, ...]) -> str:
     def values(fields: list[Field], source: str) -> str:
         # Selected values take no type from the column they go to: each says its own.
         typed = (
-            f"{source}.{key}" if field.name == "event" else f"CAST(%s AS {field.cast_db_type(db)})"
+            f"{source}.{key}" if field.name == "event" else f"CAST(%s AS {_cast_type(db, field)})"
             for field in fields
         )
         return f"SELECT {', '.join(typed)} FROM {source}"
@@ -283,12 +238,12 @@ def _change_if_current_sql(deliveries: int, names: tuple[str, ...]) -> str:
     return f"WITH {', '.join(parts)} {returned}"
 
 
-def writes_if_current() -> bool:
-    """Tell whether change_save_if_current can be used: it needs PostgreSQL."""
+def guarded_writes() -> bool:
+    """Tell whether change_save can be used without the consent row's lock: on PostgreSQL."""
     return _db().vendor == "postgresql"
 
 
-def change_save_if_current(
+def change_save(
     event: ConsentEvent,
     deliveries: Sequence[Delivery],
     consent: TrainingConsent,
@@ -296,9 +251,20 @@ def change_save_if_current(
     *,
     read_version: int,
 ) -> bool:
-    """Write a change as change_save does, in one statement, but only if the consent row is still
-    at the version it was read at, without a lock; tell whether it was written."""
+    """Insert a change's event and outbox deliveries and write the consent row's named fields,
+    if the row is still at the version it was read at; tell whether the change was written.
+
+    On PostgreSQL one statement does it all, and needs no lock. Elsewhere three do, and the
+    caller must hold the row's lock.
+    """
     db = _db()
+    if db.vendor != "postgresql":
+        rows_insert([event])
+        for delivery in deliveries:
+            delivery.event = event
+        rows_insert(deliveries)
+        row_update(consent, names)
+        return True
     delivery_fields = [field for field in _fields(Delivery) if field.name != "event"]
     params = [
         *_update_params(db, consent, names),
@@ -307,7 +273,7 @@ def change_save_if_current(
         *_insert_params(db, deliveries, delivery_fields),
     ]
     with _cursor(db) as cursor:
-        cursor.execute(_change_if_current_sql(len(deliveries), names), params)
+        cursor.execute(_change_sql(len(deliveries), names), params)
         keys = [key for (key,) in cursor.fetchall()]
     if not keys:
         return False

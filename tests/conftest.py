@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import outbox, services
 from consent.models import ConsentPolicy
 from support.services import support_group_ensure
 from tests.factories import UserFactory
@@ -103,3 +103,11 @@ def webhook() -> Iterator["WebhookReceiver"]:
     receiver = WebhookReceiver().start(free_port())
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_drain_queued_ahead(monkeypatch):
+    """A drain one test queued ahead must not stand for the next test's commits: its broker and
+    workers are gone."""
+    monkeypatch.setattr(outbox, "_drain_asked_at", float("-inf"))
+    monkeypatch.setattr(outbox, "_drain_covers_until", float("-inf"))

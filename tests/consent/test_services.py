@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -13,7 +13,7 @@ from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
 from consent.outbox import outbox_deliveries
 from consent.selectors import consent_and_policy, consent_for, prompt_for
 from consent.services import Channel, ConsentError
-from consent.sql import change_save_if_current
+from consent.sql import change_save
 
 pytestmark = pytest.mark.django_db
 
@@ -399,7 +399,7 @@ def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settin
     )
     assert event is not None
 
-    written = change_save_if_current(
+    written = change_save(
         event,
         outbox_deliveries(event),
         consent,
@@ -442,8 +442,8 @@ def test_the_rate_counts_the_decisions_of_the_last_period(policy, consumer):
     ]
 
 
-def test_support_and_admin_changes_are_not_rate_limited(policy, consumer, support_agent):
-    for allowed in (True, False, True):
+def test_only_the_users_own_decisions_count_against_the_rate(policy, consumer, support_agent):
+    for allowed in (True, False):
         services.consent_change(
             user=consumer,
             allowed=allowed,
@@ -451,6 +451,40 @@ def test_support_and_admin_changes_are_not_rate_limited(policy, consumer, suppor
             actor=support_agent,
             reason="Asked by phone",
             reference="T-1",
+            rate=(1, 60),
         )
 
+    # Support's two changes use up nothing of the user's allowance of one a minute.
+    assert services.consent_change(
+        user=consumer, allowed=True, channel=Channel.SETTINGS, rate=(1, 60)
+    )
+    with pytest.raises(services.ConsentThrottled):
+        services.consent_change(
+            user=consumer, allowed=False, channel=Channel.SETTINGS, rate=(1, 60)
+        )
     assert consent_for(consumer).version == 3
+
+
+def test_saving_the_same_value_at_the_limit_is_no_change_not_a_refusal(policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, rate=(1, 60))
+
+    again = services.consent_change(
+        user=consumer, allowed=True, channel=Channel.SETTINGS, rate=(1, 60)
+    )
+
+    assert again is None
+
+
+def test_a_long_value_is_refused_not_cut(policy, consumer, support_agent):
+    # The reference column holds 100 characters; the hash would be of all 101.
+    with pytest.raises(DataError):
+        services.consent_change(
+            user=consumer,
+            allowed=True,
+            channel=Channel.SUPPORT,
+            actor=support_agent,
+            reason="Asked by phone",
+            reference="T" * 101,
+        )
+
+    assert not events_of(consumer)
