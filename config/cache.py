@@ -2,7 +2,7 @@
 
 Django's client builds a new redis.Redis for every cache operation, and redis-py's constructor
 copies its table of response callbacks each time: about 0.3 ms of CPU per operation, more than
-the round trip to Redis. A change of the setting makes one cache call (the drain debounce).
+the round trip to Redis. A quiet process's change of the setting makes one (the drain debounce).
 """
 
 from django.core.cache.backends import redis

@@ -226,7 +226,7 @@ def privacy_propagation(request: UserRequest) -> HttpResponse:
     propagation = propagation_of_latest_change(request.user)
     context = {
         "propagation": propagation,
-        "reach_sentence": reach_sentence(propagation) if propagation else "",
+        "reach_sentence": reach_sentence(propagation),
     }
     return render(request, "consent/privacy.html#propagation", context)
 
@@ -244,7 +244,7 @@ def _facts(
         "choice_sentence": choice_sentence(consent, choice_ended=choice_ended),
         "kept_sentence": "" if retention_days is None else kept_sentence(consent, retention_days),
         "propagation": propagation,
-        "reach_sentence": reach_sentence(propagation) if propagation else "",
+        "reach_sentence": reach_sentence(propagation),
     }
 
 

@@ -53,8 +53,10 @@ def kept_sentence(consent: TrainingConsent, retention_days: int) -> str:
     }
 
 
-def reach_sentence(propagation: Propagation) -> str:
+def reach_sentence(propagation: Propagation | None) -> str:
     """Say how many of the systems that act on the choice have applied it, and any that failed."""
+    if propagation is None:  # no recent change, or no system to reach
+        return ""
     applied = ngettext(
         "Applied to %(applied)d of %(total)d system that acts on this choice.",
         "Applied to %(applied)d of %(total)d systems that act on this choice.",

@@ -56,3 +56,7 @@ def test_month_names_follow_the_language():
 )
 def test_reach_says_applied_and_failed(propagation, sentence):
     assert sentence in reach_sentence(propagation)
+
+
+def test_no_change_to_reach_says_nothing():
+    assert reach_sentence(None) == ""
