@@ -38,6 +38,7 @@ from django.utils import timezone  # noqa: E402
 from django.utils.crypto import get_random_string  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from consent import services  # noqa: E402
 from consent.models import ConsentEvent, TrainingConsent  # noqa: E402
 
 
@@ -53,6 +54,15 @@ def bench_users(count: int) -> list[User]:
         ]
     )
     return list(User.objects.filter(email__in=emails).order_by("pk"))
+
+
+def popup_shown(users: list[User]) -> None:
+    """Record the pop-up's notice for each user without a consent row, as showing it on the
+    product home does: a user reaches the settings page with a row to change, not none."""
+    with_row = set(TrainingConsent.objects.filter(user__in=users).values_list("user_id", flat=True))
+    for user in users:
+        if user.pk not in with_row:
+            services.notice_record_served(user=user)
 
 
 def sign_in(users: list[User]) -> list[tuple[str, str]]:
@@ -134,6 +144,7 @@ def main() -> None:
     databases_create(DB_NAME)
     policy = policy_ensure(in_force_for=timedelta(days=1))
     users = bench_users(args.users)
+    popup_shown(users)
     pairs = sign_in(users)
     connection.close()
     port = free_port()
