@@ -197,7 +197,7 @@ class ConsentEvent(models.Model):
     user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("at"))
     prev_hash = models.CharField(_("hash of the previous event"), max_length=64)
-    hash = models.CharField(_("hash"), max_length=64, unique=True)
+    hash = models.CharField(_("hash"), max_length=64)
 
     class Meta:
         verbose_name = _("consent event")
@@ -205,6 +205,9 @@ class ConsentEvent(models.Model):
         permissions = [("view_consent_history", _("Can view users' consent history"))]
         constraints = [
             models.UniqueConstraint(fields=["subject_id", "number"], name="one_number_per_subject"),
+            # A constraint rather than unique=True, which on PostgreSQL adds a second index for
+            # LIKE queries: nothing searches hashes by prefix, and every change would write it.
+            models.UniqueConstraint(fields=["hash"], name="one_event_per_hash"),
             models.CheckConstraint(condition=models.Q(number__gte=1), name="numbers_start_at_1"),
         ]
         indexes = [
@@ -234,7 +237,10 @@ class Delivery(models.Model):
         SUPERSEDED = "superseded", _("Superseded by a newer change")
         DEAD = "dead", _("Dead (gave up)")
 
-    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="deliveries")
+    # No index of its own: one_delivery_per_event_and_sink starts with the event.
+    event = models.ForeignKey(
+        ConsentEvent, on_delete=models.PROTECT, related_name="deliveries", db_index=False
+    )
     sink = models.CharField(_("sink"), max_length=64)
     subject_id = models.UUIDField(_("subject id"))
     version = models.PositiveIntegerField(_("version"))
