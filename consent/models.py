@@ -197,8 +197,9 @@ class ConsentEvent(models.Model):
     user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("at"))
     prev_hash = models.CharField(_("hash of the previous event"), max_length=64)
-    # Not indexed: nothing looks an event up by its hash, and two events cannot share one, as it
-    # covers their subject and number (one_number_per_subject).
+    # Not indexed: the app never looks an event up by its hash (the admin's case-insensitive
+    # search could not use an index), and two events cannot share one, as it covers their
+    # subject and number (one_number_per_subject).
     hash = models.CharField(_("hash"), max_length=64)
 
     class Meta:
