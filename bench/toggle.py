@@ -38,6 +38,7 @@ from django.utils import timezone  # noqa: E402
 from django.utils.crypto import get_random_string  # noqa: E402
 
 from accounts.models import User  # noqa: E402
+from config.celery import app as celery_app  # noqa: E402
 from consent import services  # noqa: E402
 from consent.models import ConsentEvent, TrainingConsent  # noqa: E402
 
@@ -142,6 +143,7 @@ def main() -> None:
     args = parser.parse_args()
 
     databases_create(DB_NAME)
+    celery_app.control.purge()  # no worker runs here: forget the drains earlier runs queued
     policy = policy_ensure(in_force_for=timedelta(days=1))
     users = bench_users(args.users)
     popup_shown(users)
