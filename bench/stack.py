@@ -95,14 +95,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_start(port: int, options: list[str]) -> subprocess.Popen[bytes]:
-    """Start the app under gunicorn and return once it answers /healthz."""
+def gunicorn_start(
+    port: int, options: list[str], *, checkout: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """Start the app (this checkout's, or another's) under gunicorn; return once it answers."""
     server = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "config.wsgi:application",
             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *options,
         ],
-        cwd=ROOT,
+        cwd=checkout,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

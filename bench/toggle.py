@@ -27,6 +27,7 @@ from bench.stack import (
 )
 
 DB_NAME = "consent_bench_toggle"
+TARGETS = {"bare": "/bench/bare/", "toggle": "/settings/privacy/"}
 configure(DB_NAME, cache_db=10, broker_db=11)
 
 from django.conf import settings  # noqa: E402
@@ -40,7 +41,7 @@ from django.utils.crypto import get_random_string  # noqa: E402
 from accounts.models import User  # noqa: E402
 from config.celery import app as celery_app  # noqa: E402
 from consent import services  # noqa: E402
-from consent.models import ConsentEvent, TrainingConsent  # noqa: E402
+from consent.models import ConsentEvent, ConsentPolicy, TrainingConsent  # noqa: E402
 
 
 def bench_users(count: int) -> list[User]:
@@ -73,6 +74,18 @@ def sign_in(users: list[User]) -> list[tuple[str, str]]:
     return [
         (session.session_key, get_random_string(32, CSRF_ALLOWED_CHARS)) for session in sessions
     ]
+
+
+def prepare(count: int) -> tuple[ConsentPolicy, list[User], list[tuple[str, str]]]:
+    """Make the database, a policy and the users ready; return them and the users' sessions."""
+    databases_create(DB_NAME)
+    celery_app.control.purge()  # no worker runs here: forget the drains earlier runs queued
+    policy = policy_ensure(in_force_for=timedelta(days=1))
+    users = bench_users(count)
+    popup_shown(users)
+    pairs = sign_in(users)
+    connection.close()
+    return policy, users, pairs
 
 
 def write_users_file(path: Path, users: list[User], pairs: list[tuple[str, str]]) -> None:
@@ -142,13 +155,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
     args = parser.parse_args()
 
-    databases_create(DB_NAME)
-    celery_app.control.purge()  # no worker runs here: forget the drains earlier runs queued
-    policy = policy_ensure(in_force_for=timedelta(days=1))
-    users = bench_users(args.users)
-    popup_shown(users)
-    pairs = sign_in(users)
-    connection.close()
+    policy, users, pairs = prepare(args.users)
     port = free_port()
     server = gunicorn_start(port, ["--workers", str(args.workers)])
     print(
@@ -161,16 +168,15 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             users_file = Path(tmp) / "users.txt"
-            targets = {"bare": "/bench/bare/", "toggle": "/settings/privacy/"}
             before = ConsentEvent.objects.filter(kind="decision").count()
-            schedule = [(mode, 2, False) for mode in targets]  # warm-up
-            schedule += [(mode, args.seconds, True) for _ in range(args.rounds) for mode in targets]
+            schedule = [(mode, 2, False) for mode in TARGETS]  # warm-up
+            schedule += [(mode, args.seconds, True) for _ in range(args.rounds) for mode in TARGETS]
             for mode, seconds, counted in schedule:
                 write_users_file(users_file, users, pairs)
                 result = run_wrk(
                     port=port,
                     mode=mode,
-                    path=targets[mode],
+                    path=TARGETS[mode],
                     version=policy.version,
                     users_file=users_file,
                     seconds=seconds,
