@@ -197,9 +197,9 @@ class ConsentEvent(models.Model):
     user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("at"))
     prev_hash = models.CharField(_("hash of the previous event"), max_length=64)
-    # Not indexed: the app never looks an event up by its hash (the admin's case-insensitive
-    # search could not use an index), and two events cannot share one, as it covers their
-    # subject and number (one_number_per_subject).
+    # Not indexed: the app never looks an event up by its hash (the admin's search by hash reads
+    # the table: an index would cost every change), and two events cannot share one, as it covers
+    # their subject and number (one_number_per_subject).
     hash = models.CharField(_("hash"), max_length=64)
 
     class Meta:
@@ -217,6 +217,16 @@ class ConsentEvent(models.Model):
                 fields=["subject_id", "number"],
                 condition=models.Q(kind="decision", actor_role="user"),
                 name="own_decisions",
+            ),
+            # The admin's search: what staff did, and support's ticket references. Partial, so
+            # that a user's own change writes neither.
+            models.Index(
+                fields=["actor_subject_id"],
+                condition=models.Q(actor_subject_id__isnull=False),
+                name="event_actor",
+            ),
+            models.Index(
+                fields=["reference"], condition=~models.Q(reference=""), name="event_reference"
             ),
         ]
 

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.db.utils import ProgrammingError
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from consent import services
@@ -289,6 +290,44 @@ def test_a_superuser_reads_searches_and_filters_the_audit(event, admin_client):
     assert listing.status_code == 200
     assert str(event.subject_id) in listing.content.decode()
     assert admin_client.get(f"{EVENTS}{event.pk}/change/").status_code == 200
+
+
+def searched(admin_client, term: str) -> set[int]:
+    listing = admin_client.get(EVENTS, {"q": term})
+    assert listing.status_code == 200
+    return {event.pk for event in listing.context["cl"].result_list}
+
+
+def test_the_audit_search_finds_a_user_their_staff_acts_a_ticket_and_a_hash(
+    policy, consumer, support_agent, admin_client
+):
+    own = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    other = UserFactory()
+    acted = services.consent_change(
+        user=other,
+        allowed=False,
+        channel=Channel.SUPPORT,
+        actor=support_agent,
+        reason="asked by phone",
+        reference="T-42",
+    )
+    assert own is not None and acted is not None
+
+    assert searched(admin_client, str(consumer.subject_id)) == {own.pk}
+    assert searched(admin_client, f"  {str(other.subject_id).upper()} ") == {acted.pk}
+    assert searched(admin_client, str(support_agent.subject_id)) == {acted.pk}
+    assert searched(admin_client, "T-42") == {acted.pk}
+    assert searched(admin_client, own.hash.upper()) == {own.pk}
+    assert searched(admin_client, "T-4") == set()
+    assert searched(admin_client, "' OR 1=1 --") == set()
+
+
+def test_the_audit_search_matches_exactly_so_an_index_can_answer(event, admin_client):
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(EVENTS, {"q": str(event.subject_id)})
+
+    searches = [q["sql"] for q in queries if 'FROM "consent_consentevent"' in q["sql"]]
+    assert searches and not any("UPPER(" in sql for sql in searches)
 
 
 def test_the_audit_names_plans_as_people_read_them(event, admin_client):
