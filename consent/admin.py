@@ -1,6 +1,6 @@
 import re
-import uuid
 from typing import Any
+from uuid import UUID
 
 from django import forms
 from django.conf import settings
@@ -260,7 +260,7 @@ class ConsentEventAdmin(ReadOnlyAdmin):
         "reference",
     ]
     list_filter = ["kind", "channel", "actor_role", "plan"]
-    search_fields = ["subject_id", "actor_subject_id", "reference", "hash"]  # see below
+    search_fields = ["subject_id", "actor_subject_id", "reference", "hash"]  # get_search_results
     search_help_text = _(
         "A subject id (the events of that user, and those they made as staff), a ticket "
         "reference, or an event's hash; exactly."
@@ -277,14 +277,13 @@ class ConsentEventAdmin(ReadOnlyAdmin):
         if not term:
             return queryset, False
         try:
-            subject = uuid.UUID(term)
+            subject = UUID(term)
+            match = Q(subject_id=subject) | Q(actor_subject_id=subject)
         except ValueError:
-            pass
-        else:
-            return queryset.filter(Q(subject_id=subject) | Q(actor_subject_id=subject)), False
-        if HASH.fullmatch(term):  # this one reads the table: hashes have no index
-            return queryset.filter(Q(hash=term.lower()) | Q(reference=term)), False
-        return queryset.filter(reference=term), False
+            match = Q(reference=term)
+            if HASH.fullmatch(term):  # this one reads the table: hashes have no index
+                match |= Q(hash=term.lower())
+        return queryset.filter(match), False
 
 
 # Deliveries to downstream stores: watch them, retry them, reconcile a sink.
