@@ -1,35 +1,44 @@
--- wrk script: every request comes from the next signed-in bench user, round robin.
--- Arguments after the URL: mode ("toggle" or "bare"), path, policy version, users file.
--- The users file has one "session-key csrf-token first-value" line per user; in toggle mode each
--- user's value flips on every request, so every POST is a real change, never a no-op.
+-- wrk script: every request comes from the next signed-in bench user of its thread, round robin.
+-- Arguments after the URL: mode ("toggle" or "bare"), path, policy version, users file, threads.
+-- The users file has one "session-key csrf-token first-value seen" line per user; in toggle mode
+-- each user's value flips on every request, so every POST is a real change, never a no-op, and
+-- sends back what the user's last response showed of the setting ("seen"), as the page does.
+-- Run with as many threads as connections: a thread then has one request out at a time, so each
+-- response belongs to the user of the request before it. Thread n takes users n, n + threads, ...
 
 local threads = {}
 
 function setup(thread)
+  thread:set("id", #threads)
   table.insert(threads, thread)
 end
 
 function init(args)
   mode, path, version = args[1], args[2], args[3]
-  users, turn, not_200 = {}, 0, 0
+  users, turn, current, not_200 = {}, 0, nil, 0
+  local index = 0
   for line in io.lines(args[4]) do
-    local session, csrf, value = line:match("(%S+) (%S+) (%S+)")
-    table.insert(users, { cookie = "sessionid=" .. session .. "; csrftoken=" .. csrf,
-                          csrf = csrf, value = value })
+    local session, csrf, value, seen = line:match("(%S+) (%S+) (%S+) (%S*)")
+    if index % tonumber(args[5]) == id then
+      table.insert(users, { cookie = "sessionid=" .. session .. "; csrftoken=" .. csrf,
+                            csrf = csrf, value = value, seen = seen })
+    end
+    index = index + 1
   end
 end
 
 function request()
   turn = turn % #users + 1
-  local user = users[turn]
+  current = users[turn]
   if mode == "bare" then
-    return wrk.format("GET", path, { Cookie = user.cookie })
+    return wrk.format("GET", path, { Cookie = current.cookie })
   end
-  local body = "policy_version=" .. version .. "&allowed=off&allowed=" .. user.value
-  user.value = (user.value == "on") and "off" or "on"
+  local body = "policy_version=" .. version .. "&allowed=off&allowed=" .. current.value ..
+               "&seen=" .. current.seen
+  current.value = (current.value == "on") and "off" or "on"
   return wrk.format("POST", path, {
-    Cookie = user.cookie,
-    ["X-CSRFToken"] = user.csrf,
+    Cookie = current.cookie,
+    ["X-CSRFToken"] = current.csrf,
     ["HX-Request"] = "true",
     ["Content-Type"] = "application/x-www-form-urlencoded",
   }, body)
@@ -37,6 +46,9 @@ end
 
 function response(status, headers, body)
   if status ~= 200 then not_200 = not_200 + 1 end
+  if mode == "toggle" and body then
+    current.seen = body:match('name="seen" value="([^"]*)"') or ""
+  end
 end
 
 function done(summary, latency, requests)

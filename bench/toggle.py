@@ -42,6 +42,7 @@ from accounts.models import User  # noqa: E402
 from config.celery import app as celery_app  # noqa: E402
 from consent import services  # noqa: E402
 from consent.models import ConsentEvent, ConsentPolicy, TrainingConsent  # noqa: E402
+from consent.services import Seen  # noqa: E402
 
 
 def bench_users(count: int) -> list[User]:
@@ -89,16 +90,17 @@ def prepare(count: int) -> tuple[ConsentPolicy, list[User], list[tuple[str, str]
 
 
 def write_users_file(path: Path, users: list[User], pairs: list[tuple[str, str]]) -> None:
-    """Give each user the value that changes their current state, so no POST is a no-op."""
-    allowed = set(
-        TrainingConsent.objects.filter(user__in=users, state="allowed").values_list(
-            "user_id", flat=True
-        )
-    )
-    lines = [
-        f"{key} {csrf} {'off' if user.pk in allowed else 'on'}"
-        for user, (key, csrf) in zip(users, pairs, strict=True)
-    ]
+    """Give each user the value that changes their current state, so no POST is a no-op, and
+    what their settings page shows of it, which the page sends with a change."""
+    consents = {
+        consent.user_id: consent for consent in TrainingConsent.objects.filter(user__in=users)
+    }
+    lines = []
+    for user, (key, csrf) in zip(users, pairs, strict=True):
+        consent = consents.get(user.pk)
+        value = "off" if consent is not None and consent.allowed else "on"
+        seen = Seen.of(consent) if consent is not None else None
+        lines.append(f"{key} {csrf} {value} {seen or ''}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -115,7 +117,7 @@ def run_wrk(
     output = subprocess.run(
         [
             "wrk",
-            "-t1",
+            f"-t{connections}",
             f"-c{connections}",
             f"-d{seconds}s",
             "--timeout",
@@ -128,6 +130,7 @@ def run_wrk(
             path,
             str(version),
             str(users_file),
+            str(connections),
         ],
         capture_output=True,
         text=True,
@@ -160,7 +163,7 @@ def main() -> None:
     server = gunicorn_start(port, ["--workers", str(args.workers)])
     print(
         f"gunicorn: {args.workers} workers on 127.0.0.1:{port}; PostgreSQL {DB_NAME}; "
-        f"{len(users)} signed-in users; wrk: 1 thread, {args.connections} connections; "
+        f"{len(users)} signed-in users; wrk: {args.connections} connections, a thread each; "
         f"toggle limit {settings.CONSENT_TOGGLE_RATE[0]} per {settings.CONSENT_TOGGLE_RATE[1]} s "
         f"per user; {os.cpu_count()} CPUs shared with everything else on this machine."
     )

@@ -3,6 +3,8 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from consent.services import Seen
+
 ON_OFF = [("on", _("On")), ("off", _("Off"))]
 
 
@@ -36,6 +38,17 @@ class ChoiceForm(PolicyForm):
     """
 
     allowed = forms.ChoiceField(choices=ON_OFF)
+    seen = forms.CharField(label=_("Page"), required=False, max_length=100, strip=False)
+
+    def clean_seen(self) -> Seen | None:
+        """Return what the page showed of the setting; a page that showed none sends nothing."""
+        text = self.cleaned_data["seen"]
+        if not text:
+            return None
+        seen = Seen.parse(text)
+        if seen is None:
+            raise forms.ValidationError(_("This page is out of date. Reload it and try again."))
+        return seen
 
     @property
     def allowed_value(self) -> bool:

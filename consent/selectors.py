@@ -208,6 +208,7 @@ def consent_after(event: ConsentEvent, user: User) -> TrainingConsent:
         state=event.after,
         policy=event.policy,
         version=event.number,
+        head_hash=event.hash,
         decided_at=event.created_at,
     )
 

@@ -9,6 +9,9 @@ A call that would change nothing records nothing, sends nothing and returns None
 
 import hashlib
 import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -63,6 +66,41 @@ CONSENT_FIELDS = (
     "deferred_until",
     "updated_at",
 )
+
+
+@dataclass(frozen=True)
+class Seen:
+    """The consent a page showed, sent back with a change made on it: its version, state and
+    head. A change is made from it without reading the row, written only if it still holds."""
+
+    version: int
+    state: str
+    head_hash: str
+
+    FORMAT = re.compile(r"([1-9][0-9]{0,9})\.(allowed|declined|undecided)\.([0-9a-f]{64})")
+
+    def __str__(self) -> str:
+        return f"{self.version}.{self.state}.{self.head_hash}"
+
+    @classmethod
+    def of(cls, consent: TrainingConsent) -> "Seen | None":
+        if not consent.version:
+            return None
+        return cls(consent.version, consent.state, consent.head_hash)
+
+    @classmethod
+    def parse(cls, text: str) -> "Seen | None":
+        """Return the claim the text states, or None if it states none."""
+        match = cls.FORMAT.fullmatch(text)
+        if match is None:
+            return None
+        return cls(int(match[1]), match[2], match[3])
+
+
+# The published policies this process has read, by version. What a policy's publication fixed
+# never changes again (database triggers refuse it); its deadline may still move later, so
+# nothing on the claimed path reads that.
+_published_by_version: dict[int, ConsentPolicy] = {}
 
 
 class ConsentError(Exception):
@@ -164,11 +202,24 @@ def _next_event(
     return event
 
 
-def _save(consent: TrainingConsent, event: ConsentEvent) -> bool:
+def _save(
+    consent: TrainingConsent,
+    event: ConsentEvent,
+    *,
+    claimed_rate: tuple[int, datetime] | None = None,
+) -> bool:
     """Write the event, its deliveries and the row's new state, if the row is still at the
-    version the event follows; drain after commit. Tell whether it was written."""
+    version the event follows (and what a claimed change assumed holds, see change_save); drain
+    after commit. Tell whether it was written."""
     deliveries = outbox_deliveries(event)
-    if not change_save(event, deliveries, consent, CONSENT_FIELDS, read_version=event.number - 1):
+    if not change_save(
+        event,
+        deliveries,
+        consent,
+        CONSENT_FIELDS,
+        read_version=event.number - 1,
+        claimed_rate=claimed_rate,
+    ):
         return False
     if deliveries:
         transaction.on_commit(schedule_drain_after_commit)
@@ -192,6 +243,7 @@ def consent_change(
     reference: str = "",
     meta: RequestMeta = NO_META,
     rate: tuple[int, int] | None = None,
+    seen: Seen | None = None,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
     """Record the user's choice, from the pop-up, settings, support, admin or the API.
@@ -201,6 +253,11 @@ def consent_change(
     only while it runs. If the row moved meanwhile (or does not exist yet), the change is made
     again under the row's lock. With a rate of (limit, seconds), a change is refused with
     ConsentThrottled when the user made that many decisions themselves in that many seconds.
+
+    A page that sends what it showed (seen) and the policy version it showed, for a change of
+    the state, spares the read: the change is made from them and written only if the row, the
+    newest policy and the rate still agree. Whatever does not (a stale or a forged claim) is
+    made again from a read, as above, so a claim never puts a wrong link in the chain.
     """
     if not isinstance(allowed, bool):
         raise ConsentError("The choice must be allowed or declined.")
@@ -222,6 +279,9 @@ def consent_change(
         now=now,
     )
     if guarded_writes():
+        event = _claimed_change(user, allowed, seen, policy_version, rate, decide)
+        if event is not None:
+            return event
         consent, current, nth_latest_at = _read(user, rate)
         if consent is not None:
             event = decide(consent, current)
@@ -240,6 +300,32 @@ def consent_change(
         return event
 
 
+def _claimed_change(
+    user: User,
+    allowed: bool,
+    seen: Seen | None,
+    policy_version: int | None,
+    rate: tuple[int, int] | None,
+    decide: Callable[[TrainingConsent, ConsentPolicy], ConsentEvent | None],
+) -> ConsentEvent | None:
+    """Make and write the change from what the page claimed, if it claimed enough to make it;
+    return None if it was not written."""
+    shown = None if policy_version is None else _published_by_version.get(policy_version)
+    chosen = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
+    # Choosing the state a claim names may be a no-op or a confirmation under new terms: only
+    # the row and its policy tell, so that is left to a read.
+    if seen is None or shown is None or rate is None or seen.state == chosen:
+        return None
+    consent = TrainingConsent(
+        user=user, state=seen.state, version=seen.version, head_hash=seen.head_hash
+    )
+    event = decide(consent, shown)
+    assert event is not None  # a change of state is never a no-op
+    limit, seconds = rate
+    decided_by = event.created_at - timedelta(seconds=seconds)
+    return event if _save(consent, event, claimed_rate=(limit - 1, decided_by)) else None
+
+
 def _read(
     user: User, rate: tuple[int, int] | None
 ) -> tuple[TrainingConsent | None, ConsentPolicy | None, datetime | None]:
@@ -254,6 +340,8 @@ def _read(
         )
     if consent is not None:
         consent.user, consent.policy = user, decided_under
+    if current is not None:
+        _published_by_version[current.version] = current
     return consent, current, nth_latest_at
 
 

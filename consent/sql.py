@@ -99,10 +99,12 @@ def _from_row[M: Model](db: BaseDatabaseWrapper, model: type[M], values: Sequenc
     return model.from_db(db.alias, names, _converted(db, model, values))
 
 
-POLICY_NEWEST = (
-    f"SELECT {_columns(_row_fields(ConsentPolicy))} FROM {ConsentPolicy._meta.db_table} "
+NEWEST_PUBLISHED = (
+    f"FROM {ConsentPolicy._meta.db_table} "
     "WHERE published_at IS NOT NULL ORDER BY version DESC LIMIT 1"
 )
+POLICY_NEWEST = f"SELECT {_columns(_row_fields(ConsentPolicy))} {NEWEST_PUBLISHED}"
+POLICY_NEWEST_ID = f"SELECT {_columns([ConsentPolicy._meta.pk])} {NEWEST_PUBLISHED}"
 CONSENT_LOCK = (
     f"SELECT {_columns(_row_fields(TrainingConsent), 'c')}, "
     f"{_columns(_row_fields(ConsentPolicy), 'p')} "
@@ -161,9 +163,15 @@ def _insert_params(db: BaseDatabaseWrapper, objects: Sequence[Model], fields: li
     ]
 
 
+def _assignment_params(db: BaseDatabaseWrapper, obj: Model, names: tuple[str, ...]) -> list:
+    return [
+        field.get_db_prep_save(field.pre_save(obj, False), db)
+        for field in _fields(type(obj), names)
+    ]
+
+
 def _update_params(db: BaseDatabaseWrapper, obj: Model, names: tuple[str, ...]) -> list:
-    fields = _fields(type(obj), names)
-    return [*(field.get_db_prep_save(field.pre_save(obj, False), db) for field in fields), obj.pk]
+    return [*_assignment_params(db, obj, names), obj.pk]
 
 
 def _saved(db: BaseDatabaseWrapper, objects: Sequence[Model], keys: Sequence[object]) -> None:
@@ -203,15 +211,25 @@ def _cast_type(db: BaseDatabaseWrapper, field: Field) -> str:
 
 
 @cache
-def _change_sql(deliveries: int, names: tuple[str, ...]) -> str:
-    """Return one PostgreSQL statement that updates the consent row's named fields only if its
-    version is still the one read, and only then inserts the event and its deliveries; it returns
-    the event's key and then the deliveries', or no row at all."""
-    db, pk = _db(), _columns([TrainingConsent._meta.pk])
+def _change_sql(deliveries: int, names: tuple[str, ...], claimed: bool) -> str:
+    """Return one PostgreSQL statement that updates the user's consent row's named fields only if
+    its version is still the one read (and, for a change made from claims, only if the rest of
+    what the change assumed holds), and only then inserts the event and its deliveries; it
+    returns the event's key and then the deliveries', or no row at all."""
+    db = _db()
     key, delivery_key = _columns([ConsentEvent._meta.pk]), _columns([Delivery._meta.pk])
-    version = _columns([_field(TrainingConsent, "version")])
+    user, version, state, head_hash = (
+        _columns([_field(TrainingConsent, name)])
+        for name in ("user", "version", "state", "head_hash")
+    )
     assignments = ", ".join(f'"{field.column}" = %s' for field in _fields(TrainingConsent, names))
     event_fields, delivery_fields = _fields(ConsentEvent), _fields(Delivery)
+    guard = f"{user} = %s AND {version} = %s"
+    if claimed:
+        guard += (
+            f" AND {state} = %s AND {head_hash} = %s AND ({POLICY_NEWEST_ID}) = %s"
+            f" AND COALESCE(({DECISION_NTH_LATEST}), '-infinity') <= CAST(%s AS timestamptz)"
+        )
 
     def values(fields: list[Field], source: str) -> str:
         # Selected values take no type from the column they go to: each says its own.
@@ -223,7 +241,7 @@ def _change_sql(deliveries: int, names: tuple[str, ...]) -> str:
 
     parts = [
         f"consent AS (UPDATE {TrainingConsent._meta.db_table} SET {assignments} "
-        f"WHERE {pk} = %s AND {version} = %s RETURNING {pk})",
+        f"WHERE {guard} RETURNING {user})",
         f"event AS (INSERT INTO {ConsentEvent._meta.db_table} ({_columns(event_fields)}) "
         f"{values(event_fields, 'consent')} RETURNING {key})",
     ]
@@ -250,15 +268,22 @@ def change_save(
     names: tuple[str, ...],
     *,
     read_version: int,
+    claimed_rate: tuple[int, datetime] | None = None,
 ) -> bool:
     """Insert a change's event and outbox deliveries and write the consent row's named fields,
     if the row is still at the version it was read at; tell whether the change was written.
 
+    A change made from what a page claimed, not from a read, gives claimed_rate, (n, t): it is
+    written only if, besides, the row's state and head are the ones the event follows, the
+    event's policy is the newest published one, and the subject's n-th latest decision of their
+    own (n counted from 0) is from t or before.
+
     On PostgreSQL one statement does it all, and needs no lock. Elsewhere three do, and the
-    caller must hold the row's lock.
+    caller must hold the row's lock (and cannot give claimed_rate).
     """
     db = _db()
     if db.vendor != "postgresql":
+        assert claimed_rate is None, "claims are checked only on PostgreSQL"
         rows_insert([event])
         for delivery in deliveries:
             delivery.event = event
@@ -266,14 +291,20 @@ def change_save(
         row_update(consent, names)
         return True
     delivery_fields = [field for field in _fields(Delivery) if field.name != "event"]
+    guard: list[Any] = [consent.user_id, read_version]
+    if claimed_rate is not None:
+        nth_latest, not_after = claimed_rate
+        subject_id = _prep(db, ConsentEvent, "subject_id", event.subject_id)
+        guard += [event.before, event.prev_hash, event.policy_id, subject_id, nth_latest]
+        guard.append(_prep(db, ConsentEvent, "created_at", not_after))
     params = [
-        *_update_params(db, consent, names),
-        read_version,
+        *_assignment_params(db, consent, names),
+        *guard,
         *_insert_params(db, [event], _fields(ConsentEvent)),
         *_insert_params(db, deliveries, delivery_fields),
     ]
     with _cursor(db) as cursor:
-        cursor.execute(_change_sql(len(deliveries), names), params)
+        cursor.execute(_change_sql(len(deliveries), names, claimed_rate is not None), params)
         keys = [key for (key,) in cursor.fetchall()]
     if not keys:
         return False

@@ -50,6 +50,7 @@ from consent.services import (
     Channel,
     ConsentError,
     ConsentThrottled,
+    Seen,
     consent_change,
     consent_defer,
     gpc_record_signal,
@@ -197,6 +198,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
             policy_version=form.cleaned_data["policy_version"],
             meta=RequestMeta.from_request(request),
             rate=settings.CONSENT_TOGGLE_RATE,
+            seen=form.cleaned_data["seen"],
         )
     except ConsentThrottled as throttled:
         response = _render_settings(request, error=_too_many(), status=429)
@@ -214,6 +216,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     context = {
         **_facts(consent, event.policy, propagation_just_committed()),
         "consent": consent,
+        "seen": Seen.of(consent),
         "saved": saved,
     }
     return render(request, "consent/privacy.html#choice", context)
@@ -276,6 +279,7 @@ def _render_settings(
         ),
         "policy": policy,
         "consent": consent,
+        "seen": Seen.of(consent),
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
         "gpc": RequestMeta.from_request(request).gpc,
         "form": form,

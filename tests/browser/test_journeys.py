@@ -59,11 +59,19 @@ def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, ope
     assert consent_for(consumer).state == ConsentState.ALLOWED
 
     expect(switch).to_be_focused()  # the swap keeps the focus on the switch
-    page.keyboard.press("Space")
+    with page.expect_request("**/settings/privacy/") as second:
+        page.keyboard.press("Space")
     expect(page.get_by_role("status")).to_contain_text("will not be used for training")
     expect(switch).not_to_be_checked()
     assert consent_for(consumer).state == ConsentState.DECLINED
     assert decisions(consumer).count() == 2
+    # The second change sent what the first one's answer showed, so it was made without a read.
+    first = decisions(consumer).earliest("number")
+    assert f"seen={first.number}.allowed.{first.hash}" in (second.value.post_data or "")
+    consent = consent_for(consumer)
+    expect(page.locator("input[name=seen]")).to_have_value(
+        f"{consent.version}.declined.{consent.head_hash}"
+    )
 
 
 def test_the_toggle_saves_without_javascript(policy, consumer, open_page):
@@ -77,6 +85,14 @@ def test_the_toggle_saves_without_javascript(policy, consumer, open_page):
     expect(page.get_by_role("status")).to_contain_text("Saved: new and resumed chats")
     expect(page.get_by_role("switch")).to_be_checked()
     assert consent_for(consumer).state == ConsentState.ALLOWED
+
+    page.get_by_role("switch").uncheck()  # the reloaded page sends what it shows with this one
+    with page.expect_request("**/settings/privacy/") as second:
+        page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text("will not be used for training")
+    assert consent_for(consumer).state == ConsentState.DECLINED
+    first = decisions(consumer).earliest("number")
+    assert f"seen={first.number}.allowed.{first.hash}" in (second.value.post_data or "")
 
 
 def test_the_pop_up_works_without_javascript(policy, consumer, open_page):

@@ -414,6 +414,151 @@ def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settin
     assert TrainingConsent.objects.get(user=consumer).version == 2
 
 
+RATE = (10, 60)
+
+
+def settings_change(user: User, *, allowed: bool, seen=None, **kwargs):
+    """Change the setting as the settings page does: its policy version, the rate, its claim."""
+    return services.consent_change(
+        user=user,
+        allowed=allowed,
+        channel=Channel.SETTINGS,
+        policy_version=1,
+        rate=RATE,
+        seen=seen,
+        **kwargs,
+    )
+
+
+def statements_of(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+
+
+def test_a_change_made_from_what_the_page_showed_is_one_statement(policy, consumer, settings):
+    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}}
+    first = settings_change(consumer, allowed=True)
+    assert first is not None
+    seen = services.Seen.of(consent_for(consumer))
+    assert seen == services.Seen(1, "allowed", first.hash)
+
+    with CaptureQueriesContext(connection) as queries:
+        event = settings_change(consumer, allowed=False, seen=seen)
+
+    assert len(statements_of(queries)) == 1  # no read: only the guarded write
+    assert event is not None
+    stored = ConsentEvent.objects.get(pk=event.pk)
+    assert (stored.number, stored.before, stored.after) == (2, "allowed", "declined")
+    assert (stored.prev_hash, stored.policy_id, stored.hash) == (first.hash, policy.pk, event.hash)
+    assert Delivery.objects.filter(event=stored).count() == 2
+    consent = TrainingConsent.objects.get(user=consumer)
+    assert (consent.state, consent.version, consent.head_hash) == ("declined", 2, event.hash)
+    assert (consent.policy_id, consent.decided_at) == (policy.pk, event.created_at)
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+def test_a_stale_claim_is_not_written_and_the_change_is_made_from_a_read(policy, consumer):
+    settings_change(consumer, allowed=True)
+    stale = services.Seen.of(consent_for(consumer))
+    settings_change(consumer, allowed=False)  # in another tab
+    settings_change(consumer, allowed=True)
+
+    with CaptureQueriesContext(connection) as queries:
+        event = settings_change(consumer, allowed=False, seen=stale)
+
+    assert len(statements_of(queries)) == 3  # the claimed write, the read, the write
+    assert event is not None
+    assert [(e.number, e.before, e.after) for e in events_of(consumer)][-1] == (
+        4,
+        "allowed",
+        "declined",
+    )
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda seen: services.Seen(seen.version, seen.state, "f" * 64),
+        lambda seen: services.Seen(seen.version + 1, seen.state, seen.head_hash),
+        lambda seen: services.Seen(seen.version - 1, seen.state, seen.head_hash),
+        lambda seen: services.Seen(seen.version, "undecided", seen.head_hash),
+    ],
+    ids=["head", "version-ahead", "version-behind", "state"],
+)
+def test_a_forged_claim_puts_no_wrong_link_in_the_chain(policy, consumer, forge):
+    settings_change(consumer, allowed=True)
+    settings_change(consumer, allowed=False)
+    forged = forge(services.Seen.of(consent_for(consumer)))
+
+    event = settings_change(consumer, allowed=True, seen=forged)
+
+    assert event is not None
+    assert (event.number, event.before, event.after) == (3, "declined", "allowed")
+    assert consent_for(consumer).head_hash == event.hash
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+def test_a_claim_of_the_wrong_state_cannot_turn_a_change_into_a_no_op(policy, consumer):
+    settings_change(consumer, allowed=True)
+    real = services.Seen.of(consent_for(consumer))
+
+    # The claim says "allowed": choosing "allowed" is left to a read, which finds a change.
+    settings_change(consumer, allowed=False)
+    event = settings_change(consumer, allowed=True, seen=real)
+
+    assert event is not None and event.after == "allowed"
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+
+
+def test_a_claimed_change_over_the_rate_is_refused_and_writes_nothing(policy, consumer):
+    for allowed in (True, False):
+        services.consent_change(
+            user=consumer, allowed=allowed, channel=Channel.SETTINGS, rate=(2, 60)
+        )
+    seen = services.Seen.of(consent_for(consumer))
+    services._published_by_version[1] = policy  # as a read in this process would have left it
+
+    with pytest.raises(services.ConsentThrottled) as refused:
+        services.consent_change(
+            user=consumer,
+            allowed=True,
+            channel=Channel.SETTINGS,
+            policy_version=1,
+            rate=(2, 60),
+            seen=seen,
+        )
+
+    assert 0 < refused.value.retry_after <= 60
+    assert len(events_of(consumer)) == 2
+    assert consent_for(consumer).version == 2
+
+
+def test_a_claimed_change_under_replaced_terms_is_refused_and_writes_nothing(policy, consumer):
+    settings_change(consumer, allowed=True)
+    seen = services.Seen.of(consent_for(consumer))
+    now = timezone.now()
+    services.policy_publish(
+        title="Newer terms",
+        text="Again?",
+        effective_at=now,
+        decision_deadline=now + timedelta(days=30),
+    )
+
+    with pytest.raises(ConsentError, match="not the current one"):
+        settings_change(consumer, allowed=False, seen=seen)
+
+    assert len(events_of(consumer)) == 1
+    assert consent_for(consumer).state == ConsentState.ALLOWED
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "1.allowed", "0.allowed." + "a" * 64, "1.maybe." + "a" * 64, "1.allowed." + "A" * 64],
+)
+def test_a_claim_is_only_read_from_its_exact_form(text):
+    assert services.Seen.parse(text) is None
+
+
 def test_the_rate_counts_the_decisions_of_the_last_period(policy, consumer):
     now = timezone.now()
     for minutes, allowed in [(5, True), (3, False), (0.5, True)]:

@@ -1,13 +1,17 @@
 """The privacy settings page: the toggle with and without JavaScript, and what it refuses."""
 
+import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
 from consent import services
+from consent.audit import audit_first_break
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState
 from consent.selectors import consent_for
 from consent.services import Channel
@@ -21,12 +25,20 @@ def decisions(user):
     return ConsentEvent.objects.filter(subject_id=user.subject_id, kind="decision")
 
 
-def toggle(client, allowed="on", version=1, **headers):
-    return client.post(URL, {"policy_version": version, "allowed": ["off", allowed]}, **headers)
+def toggle(client, allowed="on", version=1, seen=None, **headers):
+    form = {"policy_version": version, "allowed": ["off", allowed]}
+    if seen is not None:
+        form["seen"] = seen
+    return client.post(URL, form, **headers)
 
 
-def htmx(client, allowed="on", version=1):
-    return toggle(client, allowed, version, HTTP_HX_REQUEST="true")
+def htmx(client, allowed="on", version=1, seen=None):
+    return toggle(client, allowed, version, seen, HTTP_HX_REQUEST="true")
+
+
+def seen_in(response) -> str:
+    """Return what the page says it shows of the setting, which it sends with the next change."""
+    return re.findall(r'name="seen" value="([^"]*)"', response.content.decode())[0]
 
 
 @pytest.fixture
@@ -90,6 +102,44 @@ def test_an_htmx_post_returns_only_the_facts_below_the_switch(policy, consumer, 
     assert consent_for(consumer).state == ConsentState.DECLINED
 
 
+def test_each_change_renews_what_the_page_shows_and_the_next_is_made_from_it(
+    policy, consumer, signed_in
+):
+    assert seen_in(signed_in.get(URL)) == ""  # nothing to show before a first change
+    first = htmx(signed_in, "on", seen="")
+    assert seen_in(first) == str(services.Seen.of(consent_for(consumer)))
+
+    with CaptureQueriesContext(connection) as queries:
+        second = htmx(signed_in, "off", seen=seen_in(first))
+
+    assert second.status_code == 200
+    assert "Declined," in second.content.decode()
+    statements = [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 3  # the session, the user and the change: no read of the setting
+    consent = consent_for(consumer)
+    assert seen_in(second) == f"2.declined.{consent.head_hash}"
+    assert htmx(signed_in, "on", seen=seen_in(second)).status_code == 200
+    assert [e.after for e in decisions(consumer).order_by("number")] == [
+        "allowed",
+        "declined",
+        "allowed",
+    ]
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+def test_a_change_sent_from_an_outdated_page_is_still_saved(policy, consumer, signed_in):
+    outdated = seen_in(htmx(signed_in, "on"))
+    htmx(signed_in, "off")  # in another tab, twice
+    htmx(signed_in, "on")
+
+    response = htmx(signed_in, "off", seen=outdated)
+
+    assert response.status_code == 200
+    assert consent_for(consumer).state == ConsentState.DECLINED
+    assert seen_in(response) == f"4.declined.{consent_for(consumer).head_hash}"
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
 def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(policy, signed_in):
     response = signed_in.post(
         URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true"
@@ -150,6 +200,7 @@ def test_commercial_users_cannot_post_a_change(policy, commercial, client):
         {"policy_version": 1, "allowed": "true"},
         {"allowed": "on"},
         {"policy_version": 9, "allowed": "on"},
+        {"policy_version": 1, "allowed": "on", "seen": "1.allowed.not-a-hash"},
         {"policy_version": 1, "allowed": "on", "user_id": 1},
         {
             "policy_version": 1,
@@ -157,7 +208,7 @@ def test_commercial_users_cannot_post_a_change(policy, commercial, client):
             "subject_id": "00000000-0000-0000-0000-000000000000",
         },
     ],
-    ids=["missing", "yes", "true", "no-version", "stale", "user-id", "subject-id"],
+    ids=["missing", "yes", "true", "no-version", "stale", "seen", "user-id", "subject-id"],
 )
 @pytest.mark.parametrize("with_htmx", [False, True], ids=["plain", "htmx"])
 def test_forged_posts_get_a_400_with_an_error_and_change_nothing(
