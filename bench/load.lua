@@ -18,7 +18,7 @@ function init(args)
   users, turn, current, not_200 = {}, 0, nil, 0
   local index = 0
   for line in io.lines(args[4]) do
-    local session, csrf, value, seen = line:match("(%S+) (%S+) (%S+) (%S*)")
+    local session, csrf, value, seen = line:match("(%S+) (%S+) (%S+) ?(%S*)")
     if index % tonumber(args[5]) == id then
       table.insert(users, { cookie = "sessionid=" .. session .. "; csrftoken=" .. csrf,
                             csrf = csrf, value = value, seen = seen })
@@ -33,8 +33,8 @@ function request()
   if mode == "bare" then
     return wrk.format("GET", path, { Cookie = current.cookie })
   end
-  local body = "policy_version=" .. version .. "&allowed=off&allowed=" .. current.value ..
-               "&seen=" .. current.seen
+  local body = "policy_version=" .. version .. "&allowed=off&allowed=" .. current.value
+  if current.seen ~= "" then body = body .. "&seen=" .. current.seen end
   current.value = (current.value == "on") and "off" or "on"
   return wrk.format("POST", path, {
     Cookie = current.cookie,
