@@ -25,6 +25,7 @@ function init(args)
     end
     index = index + 1
   end
+  assert(#users > 0, "fewer users than connections")
 end
 
 function request()

@@ -38,10 +38,19 @@ class ChoiceForm(PolicyForm):
     """
 
     allowed = forms.ChoiceField(choices=ON_OFF)
+
+    @property
+    def allowed_value(self) -> bool:
+        return self.cleaned_data["allowed"] == "on"
+
+
+class SettingsChoiceForm(ChoiceForm):
+    """The settings page's toggle, with what the page showed of the setting when it was sent."""
+
     seen = forms.CharField(label=_("Page"), required=False, max_length=100, strip=False)
 
     def clean_seen(self) -> Seen | None:
-        """Return what the page showed of the setting; a page that showed none sends nothing."""
+        """Return what the page showed; before a first change it showed nothing to send."""
         text = self.cleaned_data["seen"]
         if not text:
             return None
@@ -49,10 +58,6 @@ class ChoiceForm(PolicyForm):
         if seen is None:
             raise forms.ValidationError(_("This page is out of date. Reload it and try again."))
         return seen
-
-    @property
-    def allowed_value(self) -> bool:
-        return self.cleaned_data["allowed"] == "on"
 
 
 class DeferForm(PolicyForm):

@@ -3,7 +3,8 @@
 Each function runs in one transaction: it locks the user's TrainingConsent row, appends the next
 ConsentEvent of the user's hash chain, writes one outbox Delivery per configured sink (for events
 that change what sinks hold), and updates the current state. consent_change first tries one
-statement, written only if the row's version is unchanged since it was read (see its docstring).
+statement without the lock, written only if the row is still as the change was made from it: as
+the settings page said it showed it, or else as it was read (see its docstring).
 A call that would change nothing records nothing, sends nothing and returns None.
 """
 
@@ -77,7 +78,8 @@ class Seen:
     state: str
     head_hash: str
 
-    FORMAT = re.compile(r"([1-9][0-9]{0,9})\.(allowed|declined|undecided)\.([0-9a-f]{64})")
+    # At most nine digits: the number of the event that follows must fit PostgreSQL's integer.
+    FORMAT = re.compile(r"([1-9][0-9]{0,8})\.(allowed|declined|undecided)\.([0-9a-f]{64})")
 
     def __str__(self) -> str:
         return f"{self.version}.{self.state}.{self.head_hash}"
@@ -206,24 +208,25 @@ def _save(
     consent: TrainingConsent,
     event: ConsentEvent,
     *,
-    claimed_rate: tuple[int, datetime] | None = None,
+    claimed: bool = False,
+    nth_decision_by: tuple[int, datetime] | None = None,
 ) -> bool:
     """Write the event, its deliveries and the row's new state, if the row is still at the
-    version the event follows (and what a claimed change assumed holds, see change_save); drain
-    after commit. Tell whether it was written."""
+    version the event follows (and the other conditions of change_save hold); drain after
+    commit. Tell whether it was written."""
     deliveries = outbox_deliveries(event)
-    if not change_save(
+    written = change_save(
         event,
         deliveries,
         consent,
         CONSENT_FIELDS,
         read_version=event.number - 1,
-        claimed_rate=claimed_rate,
-    ):
-        return False
-    if deliveries:
+        claimed=claimed,
+        nth_decision_by=nth_decision_by,
+    )
+    if written and deliveries:
         transaction.on_commit(schedule_drain_after_commit)
-    return True
+    return written
 
 
 def _save_locked(consent: TrainingConsent, event: ConsentEvent) -> None:
@@ -257,7 +260,9 @@ def consent_change(
     A page that sends what it showed (seen) and the policy version it showed, for a change of
     the state, spares the read: the change is made from them and written only if the row, the
     newest policy and the rate still agree. Whatever does not (a stale or a forged claim) is
-    made again from a read, as above, so a claim never puts a wrong link in the chain.
+    made again from a read, as above, so a claim never puts a wrong link in the chain. The
+    event's policy is then this process's copy of it, whose decision deadline may be older
+    than the database's.
     """
     if not isinstance(allowed, bool):
         raise ConsentError("The choice must be allowed or declined.")
@@ -308,22 +313,25 @@ def _claimed_change(
     rate: tuple[int, int] | None,
     decide: Callable[[TrainingConsent, ConsentPolicy], ConsentEvent | None],
 ) -> ConsentEvent | None:
-    """Make and write the change from what the page claimed, if it claimed enough to make it;
+    """Make and write the change from what the page showed, if it said enough to make it from;
     return None if it was not written."""
     shown = None if policy_version is None else _published_by_version.get(policy_version)
     chosen = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
-    # Choosing the state a claim names may be a no-op or a confirmation under new terms: only
-    # the row and its policy tell, so that is left to a read.
-    if seen is None or shown is None or rate is None or seen.state == chosen:
+    # Choosing the state the page showed may be no change or a confirmation under new terms:
+    # only the row and the policy it was chosen under tell, so that is left to a read.
+    if seen is None or shown is None or seen.state == chosen:
         return None
     consent = TrainingConsent(
         user=user, state=seen.state, version=seen.version, head_hash=seen.head_hash
     )
     event = decide(consent, shown)
     assert event is not None  # a change of state is never a no-op
-    limit, seconds = rate
-    decided_by = event.created_at - timedelta(seconds=seconds)
-    return event if _save(consent, event, claimed_rate=(limit - 1, decided_by)) else None
+    nth_decision_by = None
+    if rate is not None:
+        limit, seconds = rate
+        nth_decision_by = (limit - 1, event.created_at - timedelta(seconds=seconds))
+    written = _save(consent, event, claimed=True, nth_decision_by=nth_decision_by)
+    return event if written else None
 
 
 def _read(

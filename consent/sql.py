@@ -211,11 +211,11 @@ def _cast_type(db: BaseDatabaseWrapper, field: Field) -> str:
 
 
 @cache
-def _change_sql(deliveries: int, names: tuple[str, ...], claimed: bool) -> str:
+def _change_sql(deliveries: int, names: tuple[str, ...], claimed: bool, rated: bool) -> str:
     """Return one PostgreSQL statement that updates the user's consent row's named fields only if
-    its version is still the one read (and, for a change made from claims, only if the rest of
-    what the change assumed holds), and only then inserts the event and its deliveries; it
-    returns the event's key and then the deliveries', or no row at all."""
+    its version is still the one read (and, if claimed and rated, the rest of change_save's
+    conditions hold), and only then inserts the event and its deliveries; it returns the event's
+    key and then the deliveries', or no row at all."""
     db = _db()
     key, delivery_key = _columns([ConsentEvent._meta.pk]), _columns([Delivery._meta.pk])
     user, version, state, head_hash = (
@@ -226,10 +226,11 @@ def _change_sql(deliveries: int, names: tuple[str, ...], claimed: bool) -> str:
     event_fields, delivery_fields = _fields(ConsentEvent), _fields(Delivery)
     guard = f"{user} = %s AND {version} = %s"
     if claimed:
-        guard += (
-            f" AND {state} = %s AND {head_hash} = %s AND ({POLICY_NEWEST_ID}) = %s"
-            f" AND COALESCE(({DECISION_NTH_LATEST}), '-infinity') <= CAST(%s AS timestamptz)"
-        )
+        # The state as well as the head whose hash covers it: the event takes its "before" from
+        # the claim, and a claim is held to everything the event takes from it.
+        guard += f" AND {state} = %s AND {head_hash} = %s AND ({POLICY_NEWEST_ID}) = %s"
+    if rated:
+        guard += f" AND COALESCE(({DECISION_NTH_LATEST}), '-infinity') <= CAST(%s AS timestamptz)"
 
     def values(fields: list[Field], source: str) -> str:
         # Selected values take no type from the column they go to: each says its own.
@@ -268,22 +269,24 @@ def change_save(
     names: tuple[str, ...],
     *,
     read_version: int,
-    claimed_rate: tuple[int, datetime] | None = None,
+    claimed: bool = False,
+    nth_decision_by: tuple[int, datetime] | None = None,
 ) -> bool:
     """Insert a change's event and outbox deliveries and write the consent row's named fields,
     if the row is still at the version it was read at; tell whether the change was written.
 
-    A change made from what a page claimed, not from a read, gives claimed_rate, (n, t): it is
-    written only if, besides, the row's state and head are the ones the event follows, the
-    event's policy is the newest published one, and the subject's n-th latest decision of their
-    own (n counted from 0) is from t or before.
+    A change made without reading the row (claimed) is written only if, besides, the row's state
+    and head are the ones the event follows and the event's policy is the newest published one.
+    With nth_decision_by, (n, t), it is written only if the subject's n-th latest decision of
+    their own (n counted from 0) is from t or before.
 
     On PostgreSQL one statement does it all, and needs no lock. Elsewhere three do, and the
-    caller must hold the row's lock (and cannot give claimed_rate).
+    caller must hold the row's lock (and cannot ask for the other conditions).
     """
     db = _db()
     if db.vendor != "postgresql":
-        assert claimed_rate is None, "claims are checked only on PostgreSQL"
+        if claimed or nth_decision_by is not None:
+            raise ValueError("These conditions are checked only on PostgreSQL.")
         rows_insert([event])
         for delivery in deliveries:
             delivery.event = event
@@ -292,11 +295,12 @@ def change_save(
         return True
     delivery_fields = [field for field in _fields(Delivery) if field.name != "event"]
     guard: list[Any] = [consent.user_id, read_version]
-    if claimed_rate is not None:
-        nth_latest, not_after = claimed_rate
-        subject_id = _prep(db, ConsentEvent, "subject_id", event.subject_id)
-        guard += [event.before, event.prev_hash, event.policy_id, subject_id, nth_latest]
-        guard.append(_prep(db, ConsentEvent, "created_at", not_after))
+    if claimed:
+        guard += [event.before, event.prev_hash, event.policy_id]
+    if nth_decision_by is not None:
+        nth_latest, by = nth_decision_by
+        guard += [_prep(db, ConsentEvent, "subject_id", event.subject_id), nth_latest]
+        guard.append(_prep(db, ConsentEvent, "created_at", by))
     params = [
         *_assignment_params(db, consent, names),
         *guard,
@@ -304,7 +308,8 @@ def change_save(
         *_insert_params(db, deliveries, delivery_fields),
     ]
     with _cursor(db) as cursor:
-        cursor.execute(_change_sql(len(deliveries), names, claimed_rate is not None), params)
+        sql = _change_sql(len(deliveries), names, claimed, nth_decision_by is not None)
+        cursor.execute(sql, params)
         keys = [key for (key,) in cursor.fetchall()]
     if not keys:
         return False

@@ -24,7 +24,7 @@ from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from consent.forms import ChoiceForm, DeferForm, PolicyForm
+from consent.forms import ChoiceForm, DeferForm, PolicyForm, SettingsChoiceForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
 from consent.models import ConsentPolicy, TrainingConsent
@@ -187,7 +187,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     if request.method == "GET":
         return _render_settings(request)
     user = request.user
-    form = ChoiceForm(request.POST)
+    form = SettingsChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)
     try:
@@ -262,7 +262,7 @@ def _saved_message(*, allowed: bool, changed: bool) -> str:
 def _render_settings(
     request: UserRequest,
     *,
-    form: ChoiceForm | None = None,
+    form: SettingsChoiceForm | None = None,
     error: str | None = None,
     saved: str = "",
     status: int = 200,

@@ -111,3 +111,9 @@ def no_drain_queued_ahead(monkeypatch):
     workers are gone."""
     monkeypatch.setattr(outbox, "_drain_asked_at", float("-inf"))
     monkeypatch.setattr(outbox, "_drain_covers_until", float("-inf"))
+
+
+@pytest.fixture(autouse=True)
+def no_policies_kept(monkeypatch):
+    """The policies one test's reads kept must not stand for the next test's: they are gone."""
+    monkeypatch.setattr(services, "_published_by_version", {})

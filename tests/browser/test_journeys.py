@@ -65,7 +65,7 @@ def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, ope
     expect(switch).not_to_be_checked()
     assert consent_for(consumer).state == ConsentState.DECLINED
     assert decisions(consumer).count() == 2
-    # The second change sent what the first one's answer showed, so it was made without a read.
+    # The second change sent what the first one's answer showed (see the settings view's tests).
     first = decisions(consumer).earliest("number")
     assert f"seen={first.number}.allowed.{first.hash}" in (second.value.post_data or "")
     consent = consent_for(consumer)

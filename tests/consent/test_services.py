@@ -490,8 +490,10 @@ def test_a_forged_claim_puts_no_wrong_link_in_the_chain(policy, consumer, forge)
     settings_change(consumer, allowed=False)
     forged = forge(services.Seen.of(consent_for(consumer)))
 
-    event = settings_change(consumer, allowed=True, seen=forged)
+    with CaptureQueriesContext(connection) as queries:
+        event = settings_change(consumer, allowed=True, seen=forged)
 
+    assert len(statements_of(queries)) == 3  # the claimed write found no row; read; write
     assert event is not None
     assert (event.number, event.before, event.after) == (3, "declined", "allowed")
     assert consent_for(consumer).head_hash == event.hash
@@ -516,7 +518,6 @@ def test_a_claimed_change_over_the_rate_is_refused_and_writes_nothing(policy, co
             user=consumer, allowed=allowed, channel=Channel.SETTINGS, rate=(2, 60)
         )
     seen = services.Seen.of(consent_for(consumer))
-    services._published_by_version[1] = policy  # as a read in this process would have left it
 
     with pytest.raises(services.ConsentThrottled) as refused:
         services.consent_change(
@@ -531,6 +532,55 @@ def test_a_claimed_change_over_the_rate_is_refused_and_writes_nothing(policy, co
     assert 0 < refused.value.retry_after <= 60
     assert len(events_of(consumer)) == 2
     assert consent_for(consumer).version == 2
+
+
+def test_a_claimed_change_counts_only_the_decisions_of_the_period(policy, consumer):
+    now = timezone.now()
+    for minutes, allowed in [(5, True), (3, False)]:
+        settings_change(consumer, allowed=allowed, now=now - timedelta(minutes=minutes))
+    seen = services.Seen.of(consent_for(consumer))
+
+    with CaptureQueriesContext(connection) as queries:
+        event = services.consent_change(
+            user=consumer,
+            allowed=True,
+            channel=Channel.SETTINGS,
+            policy_version=1,
+            rate=(2, 120),
+            seen=seen,
+        )
+
+    assert len(statements_of(queries)) == 1
+    assert event is not None and event.number == 3
+
+
+def test_a_change_without_a_rate_is_made_from_a_claim_too(policy, consumer):
+    settings_change(consumer, allowed=True)
+    seen = services.Seen.of(consent_for(consumer))
+
+    with CaptureQueriesContext(connection) as queries:
+        event = services.consent_change(
+            user=consumer, allowed=False, channel=Channel.API, policy_version=1, seen=seen
+        )
+
+    assert len(statements_of(queries)) == 1
+    assert event is not None and (event.number, event.channel) == (2, "api")
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+def test_another_users_claim_changes_only_the_users_own_row(policy, consumer):
+    other = User.objects.create_user("other@example.com", "x-long-password-1", plan="pro")
+    settings_change(other, allowed=True)
+    settings_change(consumer, allowed=True)
+    copied = services.Seen.of(consent_for(other))
+
+    event = settings_change(consumer, allowed=False, seen=copied)
+
+    assert event is not None and event.subject_id == consumer.subject_id
+    assert event.prev_hash == events_of(consumer)[0].hash
+    assert consent_for(other).state == ConsentState.ALLOWED
+    assert len(events_of(other)) == 1
+    assert audit_first_break() is None
 
 
 def test_a_claimed_change_under_replaced_terms_is_refused_and_writes_nothing(policy, consumer):
@@ -553,7 +603,14 @@ def test_a_claimed_change_under_replaced_terms_is_refused_and_writes_nothing(pol
 
 @pytest.mark.parametrize(
     "text",
-    ["", "1.allowed", "0.allowed." + "a" * 64, "1.maybe." + "a" * 64, "1.allowed." + "A" * 64],
+    [
+        "",
+        "1.allowed",
+        "0.allowed." + "a" * 64,
+        "1.maybe." + "a" * 64,
+        "1.allowed." + "A" * 64,
+        "2147483647.allowed." + "a" * 64,  # its next event's number would not fit
+    ],
 )
 def test_a_claim_is_only_read_from_its_exact_form(text):
     assert services.Seen.parse(text) is None

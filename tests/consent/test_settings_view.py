@@ -201,6 +201,7 @@ def test_commercial_users_cannot_post_a_change(policy, commercial, client):
         {"allowed": "on"},
         {"policy_version": 9, "allowed": "on"},
         {"policy_version": 1, "allowed": "on", "seen": "1.allowed.not-a-hash"},
+        {"policy_version": 1, "allowed": "on", "seen": "2147483647.declined." + "a" * 64},
         {"policy_version": 1, "allowed": "on", "user_id": 1},
         {
             "policy_version": 1,
@@ -208,7 +209,17 @@ def test_commercial_users_cannot_post_a_change(policy, commercial, client):
             "subject_id": "00000000-0000-0000-0000-000000000000",
         },
     ],
-    ids=["missing", "yes", "true", "no-version", "stale", "seen", "user-id", "subject-id"],
+    ids=[
+        "missing",
+        "yes",
+        "true",
+        "no-version",
+        "stale",
+        "seen",
+        "seen-range",
+        "user-id",
+        "subject-id",
+    ],
 )
 @pytest.mark.parametrize("with_htmx", [False, True], ids=["plain", "htmx"])
 def test_forged_posts_get_a_400_with_an_error_and_change_nothing(
