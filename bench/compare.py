@@ -2,7 +2,8 @@
 
 On a shared machine a single bench/toggle run moves by a few points from one run to the next;
 rounds of both checkouts alternated, in a random order, see the same machine. Both checkouts'
-gunicorns serve the same database (consent_bench_toggle), so they must have the same migrations.
+gunicorns serve the same database (consent_bench_toggle), so they must have the same migrations,
+and both are driven by this checkout's bench/load.lua, so both must accept what it posts.
 Run it with `uv run python -m bench.compare OTHER_CHECKOUT` (this checkout is "a").
 """
 
