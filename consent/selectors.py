@@ -14,7 +14,13 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
-from consent.sql import consent_read, deliveries_of, events_newest_first, policy_newest_published
+from consent.sql import (
+    consent_read,
+    deliveries_of,
+    delivery_sinks,
+    events_newest_first,
+    policy_newest_published,
+)
 
 
 def policy_current() -> ConsentPolicy | None:
@@ -296,6 +302,11 @@ class SinkOverview:
 
     def oldest_pending_age(self, now: datetime) -> timedelta | None:
         return now - self.oldest_pending_at if self.oldest_pending_at else None
+
+
+def sinks_with_deliveries() -> list[str]:
+    """Return the names of the sinks that have deliveries, in order, one index probe each."""
+    return delivery_sinks()
 
 
 def sink_overview() -> list[SinkOverview]:

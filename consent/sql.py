@@ -442,6 +442,22 @@ def _prep(db: BaseDatabaseWrapper, model: type[Model], name: str, value: object)
     return _field(model, name).get_db_prep_value(value, db)
 
 
+# One index probe per sink, along delivery_sink_subject (a loose index scan): SELECT DISTINCT
+# reads every delivery, and PostgreSQL before 18 cannot skip through an index by itself.
+DELIVERY_SINKS = (
+    f"WITH RECURSIVE sinks (sink) AS (SELECT MIN(sink) FROM {Delivery._meta.db_table} "
+    f"UNION ALL SELECT (SELECT MIN(sink) FROM {Delivery._meta.db_table} WHERE sink > sinks.sink) "
+    "FROM sinks WHERE sinks.sink IS NOT NULL) SELECT sink FROM sinks WHERE sink IS NOT NULL"
+)
+
+
+def delivery_sinks() -> list[str]:
+    """Return the names of the sinks that have deliveries, in order."""
+    with _cursor(_db()) as cursor:
+        cursor.execute(DELIVERY_SINKS)
+        return [sink for (sink,) in cursor.fetchall()]
+
+
 DELIVERY_STATUS = ("event_id", "sink", "state", "applied_at", "attempts", "last_error")
 
 

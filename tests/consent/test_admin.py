@@ -397,6 +397,35 @@ def test_deliveries_filter_by_sink_state_and_failing(deliveries, admin_client):
     assert ids_on(admin_client.get(DELIVERIES, {"sink__exact": "elsewhere"})) == set()
 
 
+def test_deliveries_are_found_by_subject_in_every_sink_that_has_them(deliveries, admin_client):
+    retired = deliveries["dead"]
+    Delivery.objects.filter(pk=retired.pk).update(sink="retired")  # no longer configured
+    subject = str(retired.subject_id)
+
+    with CaptureQueriesContext(connection) as queries:
+        found = ids_on(admin_client.get(DELIVERIES, {"q": f" {subject.upper()} "}))
+
+    searches = [q["sql"] for q in queries if 'FROM "consent_delivery"' in q["sql"]]
+    assert searches and not any("UPPER(" in sql or "DISTINCT" in sql for sql in searches)
+    assert found == {retired.pk}
+    assert ids_on(admin_client.get(DELIVERIES, {"q": str(deliveries["pending"].subject_id)})) == {
+        deliveries["pending"].pk
+    }
+    assert ids_on(admin_client.get(DELIVERIES, {"q": "warehouse"})) == set()
+    assert ids_on(admin_client.get(DELIVERIES, {"q": subject[:8]})) == set()
+
+
+def test_the_sink_filter_offers_every_sink_that_has_deliveries(deliveries, admin_client):
+    Delivery.objects.filter(pk=deliveries["dead"].pk).update(sink="retired")
+
+    page = admin_client.get(DELIVERIES).content.decode()
+
+    assert '?sink=retired"' in page and '?sink=warehouse"' in page
+    assert ids_on(admin_client.get(DELIVERIES, {"sink__exact": "retired"})) == {
+        deliveries["dead"].pk
+    }
+
+
 def test_the_overview_counts_pending_failing_dead_and_the_oldest_age(deliveries, admin_client):
     response = admin_client.get(DELIVERIES)
 
