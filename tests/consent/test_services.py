@@ -417,14 +417,14 @@ def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settin
 RATE = (10, 60)
 
 
-def settings_change(user: User, *, allowed: bool, seen=None, **kwargs):
+def settings_change(user: User, *, allowed: bool, seen=None, rate=RATE, **kwargs):
     """Change the setting as the settings page does: its policy version, the rate, its claim."""
     return services.consent_change(
         user=user,
         allowed=allowed,
         channel=Channel.SETTINGS,
         policy_version=1,
-        rate=RATE,
+        rate=rate,
         seen=seen,
         **kwargs,
     )
@@ -520,14 +520,7 @@ def test_a_claimed_change_over_the_rate_is_refused_and_writes_nothing(policy, co
     seen = services.Seen.of(consent_for(consumer))
 
     with pytest.raises(services.ConsentThrottled) as refused:
-        services.consent_change(
-            user=consumer,
-            allowed=True,
-            channel=Channel.SETTINGS,
-            policy_version=1,
-            rate=(2, 60),
-            seen=seen,
-        )
+        settings_change(consumer, allowed=True, seen=seen, rate=(2, 60))
 
     assert 0 < refused.value.retry_after <= 60
     assert len(events_of(consumer)) == 2
@@ -541,14 +534,7 @@ def test_a_claimed_change_counts_only_the_decisions_of_the_period(policy, consum
     seen = services.Seen.of(consent_for(consumer))
 
     with CaptureQueriesContext(connection) as queries:
-        event = services.consent_change(
-            user=consumer,
-            allowed=True,
-            channel=Channel.SETTINGS,
-            policy_version=1,
-            rate=(2, 120),
-            seen=seen,
-        )
+        event = settings_change(consumer, allowed=True, seen=seen, rate=(2, 120))
 
     assert len(statements_of(queries)) == 1
     assert event is not None and event.number == 3
