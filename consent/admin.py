@@ -333,7 +333,8 @@ class DeliveryAdmin(admin.ModelAdmin):
         "short_error",
     ]
     list_filter = [("sink", SinkFilter), "state", FailingFilter]
-    search_fields = ["=subject_id"]  # what the search box says; get_search_results matches
+    search_fields = ["subject_id"]  # get_search_results
+    search_help_text = _("A subject id: that user's deliveries in every sink; exactly.")
     readonly_fields = [f.name for f in Delivery._meta.fields]
     actions = ["retry_dead", "retry_failing"]
     show_full_result_count = False

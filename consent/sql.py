@@ -213,8 +213,8 @@ def _cast_type(db: BaseDatabaseWrapper, field: Field) -> str:
 @cache
 def _change_sql(deliveries: int, names: tuple[str, ...], claimed: bool, rated: bool) -> str:
     """Return one PostgreSQL statement that updates the user's consent row's named fields only if
-    its version is still the one read (and, if claimed and rated, the rest of change_save's
-    conditions hold), and only then inserts the event and its deliveries; it returns the event's
+    its version is still the one read (and, if claimed or rated, what change_save says of those
+    holds), and only then inserts the event and its deliveries; it returns the event's
     key and then the deliveries', or no row at all."""
     db = _db()
     key, delivery_key = _columns([ConsentEvent._meta.pk]), _columns([Delivery._meta.pk])

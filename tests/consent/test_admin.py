@@ -421,6 +421,7 @@ def test_the_sink_filter_offers_every_sink_that_has_deliveries(deliveries, admin
     page = admin_client.get(DELIVERIES).content.decode()
 
     assert '?sink=retired"' in page and '?sink=warehouse"' in page
+    assert "A subject id: that user&#x27;s deliveries in every sink" in page
     assert ids_on(admin_client.get(DELIVERIES, {"sink__exact": "retired"})) == {
         deliveries["dead"].pk
     }
