@@ -4,6 +4,7 @@ import pytest
 from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from psycopg import _queries as psycopg_queries
 
 from accounts.models import User
 from consent import services
@@ -13,7 +14,7 @@ from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
 from consent.outbox import outbox_deliveries
 from consent.selectors import consent_and_policy, consent_for, prompt_for
 from consent.services import Channel, ConsentError
-from consent.sql import change_save
+from consent.sql import _change_sql, change_save
 
 pytestmark = pytest.mark.django_db
 
@@ -377,16 +378,12 @@ def test_a_change_is_one_read_and_one_write_of_event_deliveries_and_state(
     assert audit_first_break(subject_id=consumer.subject_id) is None
 
 
-def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settings):
-    settings.CONSENT_SINKS = {"warehouse": {}}
-    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
-    consent, current = consent_and_policy(consumer)
-    read_version = consent.version
-    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+def decision_from(consent: TrainingConsent, current, *, allowed: bool) -> ConsentEvent:
+    """Return the user's change of the setting made from this read, not yet saved."""
     event = services._decision(
         consent,
         current,
-        allowed=False,
+        allowed=allowed,
         channel=Channel.SETTINGS,
         role=ConsentEvent.Role.USER,
         actor=None,
@@ -398,6 +395,16 @@ def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settin
         now=None,
     )
     assert event is not None
+    return event
+
+
+def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settings):
+    settings.CONSENT_SINKS = {"warehouse": {}}
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    consent, current = consent_and_policy(consumer)
+    read_version = consent.version
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    event = decision_from(consent, current, allowed=False)
 
     written = change_save(
         event,
@@ -412,6 +419,38 @@ def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settin
     assert [(e.number, e.after) for e in events_of(consumer)] == [(1, "allowed"), (2, "declined")]
     assert Delivery.objects.count() == 2
     assert TrainingConsent.objects.get(user=consumer).version == 2
+
+
+def test_each_delivery_written_with_a_change_gets_its_own_key(policy, consumer, settings):
+    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}, "search": {}}
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    consent, current = consent_and_policy(consumer)
+    event = decision_from(consent, current, allowed=False)
+    deliveries = outbox_deliveries(event)
+
+    written = change_save(
+        event, deliveries, consent, services.CONSENT_FIELDS, read_version=event.number - 1
+    )
+
+    assert written is True
+    stored = Delivery.objects.in_bulk([delivery.pk for delivery in deliveries])
+    assert [(stored[d.pk].sink, stored[d.pk].event_id) for d in deliveries] == [
+        ("warehouse", event.pk),
+        ("redis", event.pk),
+        ("search", event.pk),
+    ]
+    assert {(d.version, d.subject_id, d.state) for d in stored.values()} == {
+        (2, consumer.subject_id, "pending")
+    }
+
+
+@pytest.mark.parametrize(("claimed", "rated"), [(False, False), (True, False), (True, True)])
+def test_psycopg_keeps_each_change_statement_parsed(claimed, rated):
+    # psycopg parses a statement with more parameters, or longer, anew on every run: 0.2 ms.
+    statement = _change_sql(services.CONSENT_FIELDS, claimed, rated)
+
+    assert len(statement.encode()) <= psycopg_queries.MAX_CACHED_STATEMENT_LENGTH
+    assert statement.count("%s") <= psycopg_queries.MAX_CACHED_STATEMENT_PARAMS
 
 
 RATE = (10, 60)
