@@ -29,9 +29,13 @@ def _db() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
-def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
+def _cursor(db: BaseDatabaseWrapper, *, numbered: bool = False) -> CursorWrapper:
     """Return a cursor that, on PostgreSQL, binds parameters on the server: psycopg then prepares
-    each statement once it has run a few times on the connection (OPTIONS prepare_threshold)."""
+    each statement once it has run a few times on the connection (OPTIONS prepare_threshold).
+
+    A numbered cursor takes PostgreSQL's own placeholders ($1, $2...), which psycopg passes on
+    as they are; with %s it parses every statement of more than 50 parameters anew each time.
+    """
     if db.vendor != "postgresql":
         return db.cursor()
     import psycopg
@@ -39,7 +43,7 @@ def _cursor(db: BaseDatabaseWrapper) -> CursorWrapper:
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_thread_sharing()
-    cursor: Any = psycopg.Cursor(db.connection)
+    cursor: Any = (psycopg.RawCursor if numbered else psycopg.Cursor)(db.connection)
     return db.make_debug_cursor(cursor) if db.queries_logged else db.make_cursor(cursor)
 
 
@@ -163,15 +167,6 @@ def _insert_params(db: BaseDatabaseWrapper, objects: Sequence[Model], fields: li
     ]
 
 
-def _column_params(
-    db: BaseDatabaseWrapper, objects: Sequence[Model], fields: list[Field]
-) -> list[list]:
-    return [
-        [field.get_db_prep_save(field.pre_save(obj, add=True), db) for obj in objects]
-        for field in fields
-    ]
-
-
 def _assignment_params(db: BaseDatabaseWrapper, obj: Model, names: tuple[str, ...]) -> list:
     return [
         field.get_db_prep_save(field.pre_save(obj, False), db)
@@ -220,16 +215,11 @@ def _cast_type(db: BaseDatabaseWrapper, field: Field) -> str:
 
 
 @cache
-def _change_sql(names: tuple[str, ...], claimed: bool, rated: bool) -> str:
+def _change_sql(deliveries: int, names: tuple[str, ...], claimed: bool, rated: bool) -> str:
     """Return one PostgreSQL statement that updates the user's consent row's named fields only if
     its version is still the one read (and, if claimed or rated, what change_save says of those
     holds), and only then inserts the event and its deliveries; it returns the event's
-    key and then the deliveries', or no row at all.
-
-    The deliveries come as one array per column: the statement is the same whatever their number,
-    and short enough, with few enough parameters, for psycopg to keep its parse (about 0.2 ms of
-    CPU a change when it parsed it each time).
-    """
+    key and then the deliveries', or no row at all. Its placeholders are numbered ($1, $2...)."""
     db = _db()
     key, delivery_key = _columns([ConsentEvent._meta.pk]), _columns([Delivery._meta.pk])
     user, version, state, head_hash = (
@@ -245,22 +235,36 @@ def _change_sql(names: tuple[str, ...], claimed: bool, rated: bool) -> str:
         guard += f" AND {state} = %s AND {head_hash} = %s AND ({POLICY_NEWEST_ID}) = %s"
     if rated:
         guard += f" AND COALESCE(({DECISION_NTH_LATEST}), '-infinity') <= CAST(%s AS timestamptz)"
-    # Selected values take no type from the column they go to: each says its own.
-    event_values = ", ".join(f"CAST(%s AS {_cast_type(db, field)})" for field in event_fields)
-    delivery_columns = ", ".join(
-        f"CAST(%s AS {_cast_type(db, field)}[])" for field in delivery_fields[1:]
-    )
-    return (
-        f"WITH consent AS (UPDATE {TrainingConsent._meta.db_table} SET {assignments} "
-        f"WHERE {guard} RETURNING {user}), "
+
+    def values(fields: list[Field], source: str) -> str:
+        # Selected values take no type from the column they go to: each says its own.
+        typed = (
+            f"{source}.{key}" if field.name == "event" else f"CAST(%s AS {_cast_type(db, field)})"
+            for field in fields
+        )
+        return f"SELECT {', '.join(typed)} FROM {source}"
+
+    parts = [
+        f"consent AS (UPDATE {TrainingConsent._meta.db_table} SET {assignments} "
+        f"WHERE {guard} RETURNING {user})",
         f"event AS (INSERT INTO {ConsentEvent._meta.db_table} ({_columns(event_fields)}) "
-        f"SELECT {event_values} FROM consent RETURNING {key}), "
-        f"deliveries AS (INSERT INTO {Delivery._meta.db_table} ({_columns(delivery_fields)}) "
-        f"SELECT event.{key}, {_columns(delivery_fields[1:], 'd')} "
-        f"FROM event, unnest({delivery_columns}) WITH ORDINALITY "
-        f"AS d ({_columns(delivery_fields[1:])}, n) ORDER BY d.n RETURNING {delivery_key}) "
-        f"SELECT {key} FROM event UNION ALL SELECT {delivery_key} FROM deliveries"
-    )
+        f"{values(event_fields, 'consent')} RETURNING {key})",
+    ]
+    returned = f"SELECT {key} FROM event"
+    if deliveries:
+        rows = " UNION ALL ".join([values(delivery_fields, "event")] * deliveries)
+        parts.append(
+            f"deliveries AS (INSERT INTO {Delivery._meta.db_table} ({_columns(delivery_fields)}) "
+            f"{rows} RETURNING {delivery_key})"
+        )
+        returned += f" UNION ALL SELECT {delivery_key} FROM deliveries"
+    return _numbered(f"WITH {', '.join(parts)} {returned}")
+
+
+def _numbered(sql: str) -> str:
+    """Return the statement with its %s placeholders numbered as PostgreSQL's: $1, $2..."""
+    pieces = sql.split("%s")
+    return "".join(f"{piece}${n}" for n, piece in enumerate(pieces[:-1], 1)) + pieces[-1]
 
 
 def guarded_writes() -> bool:
@@ -299,6 +303,7 @@ def change_save(
         rows_insert(deliveries)
         row_update(consent, names)
         return True
+    delivery_fields = [field for field in _fields(Delivery) if field.name != "event"]
     guard: list[Any] = [consent.user_id, read_version]
     if claimed:
         guard += [event.before, event.prev_hash, event.policy_id]
@@ -310,10 +315,10 @@ def change_save(
         *_assignment_params(db, consent, names),
         *guard,
         *_insert_params(db, [event], _fields(ConsentEvent)),
-        *_column_params(db, deliveries, _fields(Delivery)[1:]),
+        *_insert_params(db, deliveries, delivery_fields),
     ]
-    with _cursor(db) as cursor:
-        sql = _change_sql(names, claimed, nth_decision_by is not None)
+    with _cursor(db, numbered=True) as cursor:
+        sql = _change_sql(len(deliveries), names, claimed, nth_decision_by is not None)
         cursor.execute(sql, params)
         keys = [key for (key,) in cursor.fetchall()]
     if not keys:
