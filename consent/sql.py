@@ -33,8 +33,9 @@ def _cursor(db: BaseDatabaseWrapper, *, numbered: bool = False) -> CursorWrapper
     """Return a cursor that, on PostgreSQL, binds parameters on the server: psycopg then prepares
     each statement once it has run a few times on the connection (OPTIONS prepare_threshold).
 
-    A numbered cursor takes PostgreSQL's own placeholders ($1, $2...), which psycopg passes on
-    as they are; with %s it parses every statement of more than 50 parameters anew each time.
+    A numbered cursor takes PostgreSQL's own placeholders ($1, $2...) and passes the statement on
+    as it is; with %s, psycopg parses anew on every run a statement of more than 50 parameters or
+    4096 bytes.
     """
     if db.vendor != "postgresql":
         return db.cursor()
