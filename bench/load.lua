@@ -1,5 +1,6 @@
 -- wrk script: every request comes from the next signed-in bench user of its thread, round robin.
--- Arguments after the URL: mode ("toggle" or "bare"), path, policy version, users file, threads.
+-- Arguments after the URL: mode ("toggle" or "bare"), path, policy version, users file, threads,
+-- and the requests each thread made in earlier rounds of this mode, to go on from there.
 -- The users file has one "session-key csrf-token first-value seen" line per user; in toggle mode
 -- each user's value flips on every request, so every POST is a real change, never a no-op, and
 -- sends back what the user's last response showed of the setting ("seen"), as the page does.
@@ -26,6 +27,7 @@ function init(args)
     index = index + 1
   end
   assert(#users > 0, "fewer users than connections")
+  turn = tonumber(args[6]) % #users
 end
 
 function request()
