@@ -36,7 +36,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             users_file = Path(tmp) / "users.txt"
-            sent = dict.fromkeys(TARGETS, 0)
+            requests_so_far = dict.fromkeys(TARGETS, 0)
             for counted in [False] + [True] * args.rounds:  # the first round warms up
                 for name in random.sample(list(checkouts), len(checkouts)):
                     for mode, path in TARGETS.items():
@@ -49,9 +49,9 @@ def main() -> None:
                             users_file=users_file,
                             seconds=args.seconds if counted else 2,
                             connections=16,
-                            sent=sent[mode],
+                            earlier_requests=requests_so_far[mode],
                         )
-                        sent[mode] += result["requests"]
+                        requests_so_far[mode] += result["requests"]
                         if result["not_200"] or result["socket_errors"]:
                             raise SystemExit(f"{name} {mode}: responses were not 200 or failed")
                         if counted:

@@ -1,6 +1,7 @@
 -- wrk script: every request comes from the next signed-in bench user of its thread, round robin.
 -- Arguments after the URL: mode ("toggle" or "bare"), path, policy version, users file, threads,
--- and the requests each thread made in earlier rounds of this mode, to go on from there.
+-- and the user each thread starts after: the requests a thread made, on average, in the earlier
+-- rounds of this mode.
 -- The users file has one "session-key csrf-token first-value seen" line per user; in toggle mode
 -- each user's value flips on every request, so every POST is a real change, never a no-op, and
 -- sends back what the user's last response showed of the setting ("seen"), as the page does.
@@ -16,7 +17,7 @@ end
 
 function init(args)
   mode, path, version = args[1], args[2], args[3]
-  users, turn, current, not_200 = {}, 0, nil, 0
+  users, current, not_200 = {}, nil, 0
   local index = 0
   for line in io.lines(args[4]) do
     local session, csrf, value, seen = line:match("(%S+) (%S+) (%S+) ?(%S*)")
