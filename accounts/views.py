@@ -13,6 +13,6 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
-        login(request, user, backend="accounts.backends.ModelBackend")
+        login(request, user)
         return redirect("home")
     return render(request, "accounts/signup.html", {"form": form})

@@ -142,7 +142,7 @@ def seed_history(user: User, events: list[ConsentEvent], *, now) -> None:
                     event=event,
                     sink=sink,
                     subject_id=event.subject_id,
-                    version=event.number,
+                    event_number=event.number,
                     state=Delivery.State.APPLIED if newest else Delivery.State.SUPERSEDED,
                     attempts=1,
                     applied_at=event.created_at + timedelta(seconds=1) if newest else None,

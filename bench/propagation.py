@@ -205,14 +205,14 @@ def main() -> None:
     from django.utils import timezone
 
     from accounts.models import User
-    from consent import services
+    from consent import policies
     from consent.models import Delivery
     from consent.sinks.warehouse import APPLY_SQL, WarehouseSink
 
     call_command("migrate", verbosity=0)
     call_command("migrate", database="warehouse", verbosity=0)
     now = timezone.now()
-    services.policy_publish(
+    policies.policy_publish(
         title="Bench", text="Bench policy", effective_at=now, decision_deadline=now
     )
     steady_count = 100 * args.steady_seconds

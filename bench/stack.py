@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-BACKEND = "accounts.backends.ModelBackend"
+BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def configure(db_name: str, *, cache_db: int, broker_db: int) -> None:
@@ -57,11 +57,11 @@ def policy_ensure(*, in_force_for: timedelta):
     """Return the current policy, publishing one in force for that long if there is none."""
     from django.utils import timezone
 
-    from consent import services
+    from consent import policies
     from consent.selectors import policy_current
 
     now = timezone.now()
-    return policy_current() or services.policy_publish(
+    return policy_current() or policies.policy_publish(
         title="Benchmark terms",
         text="May we train on your chats and coding sessions?",
         effective_at=now - in_force_for,

@@ -92,10 +92,8 @@ DATABASES = {
 }
 for _database in DATABASES.values():
     if _database["ENGINE"].endswith("postgresql"):
-        # An unreachable database must fail fast (and be retried), never hang a worker. Django's
-        # cursors bind parameters on the client and are never prepared; the hot paths' cursors
-        # (consent.sql) bind on the server, and psycopg prepares a statement on its 5th run.
-        _database["OPTIONS"] = {"connect_timeout": 5, "prepare_threshold": 5}
+        # An unreachable database must fail fast (and be retried), never hang a worker.
+        _database["OPTIONS"] = {"connect_timeout": 5}
     if _database["ENGINE"].endswith("sqlite3"):
         # Workers and the web process share the files: wait for locks, take them up front.
         _database["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -105,14 +103,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CACHES = {
     "default": (
-        {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
         if REDIS_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )
 }
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["accounts.backends.ModelBackend"]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -207,11 +204,10 @@ CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", 
 CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "600"))
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
 CONSENT_DRAIN_DEBOUNCE = 10  # seconds a queued drain stands for every later commit
-CONSENT_DRAIN_BATCH = 0.25  # seconds a busy process's drain waits to carry its next commits
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
 CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
-# At most this many changes of the setting per user in this many seconds ("10/60"), counted in
-# the user's own history of decisions.
+# A user may change the setting this many times at once, then once every seconds / times ("10/60":
+# a burst of 10, then one every 6 s).
 _toggle_limit, _toggle_period = os.environ.get("CONSENT_TOGGLE_RATE", "10/60").split("/")
 CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
 if min(CONSENT_TOGGLE_RATE) < 1:

@@ -3,8 +3,6 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from consent.services import Seen
-
 ON_OFF = [("on", _("On")), ("off", _("Off"))]
 
 
@@ -42,22 +40,6 @@ class ChoiceForm(PolicyForm):
     @property
     def allowed_value(self) -> bool:
         return self.cleaned_data["allowed"] == "on"
-
-
-class SettingsChoiceForm(ChoiceForm):
-    """The settings page's toggle, with what the page showed of the setting when it was sent."""
-
-    seen = forms.CharField(label=_("Page"), required=False, max_length=100, strip=False)
-
-    def clean_seen(self) -> Seen | None:
-        """Return what the page showed; before a first change it showed nothing to send."""
-        text = self.cleaned_data["seen"]
-        if not text:
-            return None
-        seen = Seen.parse(text)
-        if seen is None:
-            raise forms.ValidationError(_("This page is out of date. Reload it and try again."))
-        return seen
 
 
 class DeferForm(PolicyForm):

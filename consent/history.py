@@ -3,13 +3,10 @@
 import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db.models import Choices
-from django.utils.dates import MONTHS_3
-from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -48,16 +45,6 @@ def choice_label(choices: type[Choices], value: str) -> str:
         return value
 
 
-def moment(when: datetime, *, seconds: bool = False) -> str:
-    """Say a moment as the date filter's "j M Y, H:i(:s)" would, in the current time zone.
-
-    A history page says 20 to 60 of them: the filter takes ten times as long per moment.
-    """
-    when = localtime(when)
-    clock = f"{when:%H:%M:%S}" if seconds else f"{when:%H:%M}"
-    return f"{when.day} {MONTHS_3[when.month].title()} {when.year}, {clock}"
-
-
 def event_summary(event: ConsentEvent) -> str:
     """Say in a few words what the event did to the setting."""
     if event.kind == Kind.DECISION:
@@ -88,15 +75,12 @@ def actor_label(event: ConsentEvent) -> str:
     }[Role(event.actor_role)]
 
 
-# The words of a history row are looked up in Python, not in the template: a page of 20 events
-# would otherwise run about a hundred template tags and choice lookups per request.
 @dataclass(frozen=True)
 class HistoryLine:
     """One event as the user's own history shows it."""
 
     event: ConsentEvent
     summary: str
-    time: str
     facts: list[str]
     reached: list[str]
     receipt: bool
@@ -113,7 +97,6 @@ def history_lines(
         HistoryLine(
             event,
             summary=event_summary(event),
-            time=moment(event.created_at),
             facts=_facts(event),
             reached=_reached(propagation.get(event.pk)),
             receipt=event.kind == Kind.DECISION,

@@ -121,12 +121,17 @@ class TrainingConsent(models.Model):
         related_name="+",
         help_text=_("The policy version under which the current choice was made."),
     )
-    version = models.PositiveIntegerField(_("number of the latest event"), default=0)
+    head_number = models.PositiveIntegerField(_("number of the latest event"), default=0)
     head_hash = models.CharField(
         _("hash of the latest event"), max_length=64, blank=True, editable=False
     )
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
     deferred_until = models.DateTimeField(_("'Not now' until"), null=True, blank=True)
+    # The toggle's rate limit as a generic cell rate algorithm: the moment the user's next change
+    # would be due if they changed the setting at exactly the allowed pace.
+    paced_until = models.DateTimeField(
+        _("rate limit: next change due at"), null=True, blank=True, editable=False
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
@@ -212,12 +217,6 @@ class ConsentEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["kind", "created_at"], name="event_kind_time"),
-            # The latest decisions subjects made themselves, for the toggle's rate limit.
-            models.Index(
-                fields=["subject_id", "number"],
-                condition=models.Q(kind="decision", actor_role="user"),
-                name="own_decisions",
-            ),
             # The admin's search: what staff did, and support's ticket references. Partial, so
             # that a user's own change writes neither.
             models.Index(
@@ -253,7 +252,7 @@ class Delivery(models.Model):
     )
     sink = models.CharField(_("sink"), max_length=64)
     subject_id = models.UUIDField(_("subject id"))
-    version = models.PositiveIntegerField(_("version"))
+    event_number = models.PositiveIntegerField(_("event number"))
     state = models.CharField(
         _("state"), max_length=16, choices=State.choices, default=State.PENDING
     )
@@ -278,12 +277,14 @@ class Delivery(models.Model):
                 condition=models.Q(state="pending"),
                 name="delivery_pending_due",
             ),
-            models.Index(fields=["sink", "subject_id", "version"], name="delivery_sink_subject"),
+            models.Index(
+                fields=["sink", "subject_id", "event_number"], name="delivery_sink_subject"
+            ),
             models.Index(fields=["sink"], condition=models.Q(state="dead"), name="delivery_dead"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.sink} ← {self.subject_id} v{self.version} ({self.state})"
+        return f"{self.sink} ← {self.subject_id} #{self.event_number} ({self.state})"
 
 
 class EligibilityRecord(models.Model):

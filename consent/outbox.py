@@ -1,7 +1,7 @@
-"""The transactional outbox: write deliveries with the change, drain them to sinks, recover.
+"""The transactional outbox: deliveries written with the change, drained to sinks, recovered.
 
 Deliveries are written by consent.services in the same transaction as the event. After commit a
-Celery task drains the sink; a worker claims due deliveries with SELECT … FOR UPDATE SKIP LOCKED,
+Celery task drains each sink; a worker claims due deliveries with SELECT … FOR UPDATE SKIP LOCKED,
 so several workers share the work and a killed worker's claim is released by PostgreSQL.
 """
 
@@ -12,53 +12,26 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import partial
 
+from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Max
 from django.utils import timezone
 
-from accounts.models import User
-from consent.models import ConsentEvent, ConsentState, Delivery
+from consent.changes import PROPAGATED_KINDS, change_for
+from consent.models import ConsentEvent, Delivery
 from consent.sinks import configured_sinks, sink_named
-from consent.sinks.base import Change, Outcome, Result, Sink
+from consent.sinks.base import Outcome, Result, Sink
 
 logger = logging.getLogger(__name__)
 
-PROPAGATED_KINDS = frozenset(
-    {
-        ConsentEvent.Kind.DECISION,
-        ConsentEvent.Kind.PLAN_CHANGED,
-        ConsentEvent.Kind.ACCOUNT_DELETED,
-        ConsentEvent.Kind.CHOICE_EXPIRED,
-    }
-)
+# Queued by name: the task module imports this one.
+DELIVER_TASK = "consent.tasks.deliver"
 State = Delivery.State
 
 
-def change_for(event: ConsentEvent, *, delivery_id: int = 0) -> Change:
-    """Return what sinks must hold after this event: a fact about a pseudonymous subject."""
-    deleted = event.kind == ConsentEvent.Kind.ACCOUNT_DELETED
-    allowed = (
-        event.after == ConsentState.ALLOWED and event.plan in User.CONSUMER_PLANS and not deleted
-    )
-    policy = event.policy
-    decided = event.after != ConsentState.UNDECIDED and not deleted
-    return Change(
-        delivery_id=delivery_id,
-        message_id=f"msg_{event.hash[:32]}",
-        subject_id=event.subject_id,
-        version=event.number,
-        allowed=allowed,
-        deleted=deleted,
-        plan=event.plan,
-        policy_version=policy.version if policy else None,
-        retention_days=policy.retention_days(allowed=allowed) if policy and decided else None,
-        changed_at=event.created_at,
-    )
-
-
-def outbox_deliveries(event: ConsentEvent) -> list[Delivery]:
+def deliveries_for(event: ConsentEvent) -> list[Delivery]:
     """Return the deliveries a saved event needs: one per configured sink, if it changes them."""
     if event.kind not in PROPAGATED_KINDS:
         return []
@@ -67,7 +40,7 @@ def outbox_deliveries(event: ConsentEvent) -> list[Delivery]:
             event=event,
             sink=sink,
             subject_id=event.subject_id,
-            version=event.number,
+            event_number=event.number,
             created_at=event.created_at,
             next_attempt_at=event.created_at,
         )
@@ -75,64 +48,38 @@ def outbox_deliveries(event: ConsentEvent) -> list[Delivery]:
     ]
 
 
-def _drain_key(sink: str | None) -> str:
-    return f"consent:drain-queued:{sink or '*'}"
+def _queued_key(sink: str) -> str:
+    return f"consent:drain-queued:{sink}"
 
 
-def schedule_drain(sink: str | None = None, *, force: bool = False) -> None:
-    """Queue a drain of one sink (or of all) unless one is queued; the sweeper catches failures.
-
-    A request queues at most one task, whatever the number of sinks: the worker fans it out.
-    """
-    key = _drain_key(sink)
-    if not force and not cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE):
-        return
-    if not _queue_drain(sink):
-        cache.delete(key)
-
-
-# A process that commits changes often queues its drain a little later and lets that one task
-# carry everything it commits meanwhile: the task cannot start before its countdown ends, so it
-# finds those changes. Until then the process asks neither Redis nor the broker.
-BUSY_SECONDS = 1.0  # a drain asked for less than this long ago: the process is busy
-CLOCK_MARGIN = 0.05  # seconds by which a worker's clock may run ahead of this one's
-_drain_asked_at = float("-inf")  # time.monotonic() of the process's last request for a drain
-_drain_covers_until = float("-inf")  # its queued drain starts after this monotonic moment
-
-
-def schedule_drain_after_commit() -> None:
-    """Have the change this process just committed drained, most often without a round trip.
-
-    Quiet, a drain of every sink is queued at once, unless one is queued already. Busy, one is
-    queued CONSENT_DRAIN_BATCH seconds ahead, once per such period; changes committed before it
-    starts need nothing more.
-    """
-    global _drain_asked_at, _drain_covers_until
-    now = time.monotonic()
-    if now < _drain_covers_until:
-        return
-    busy, _drain_asked_at = now - _drain_asked_at < BUSY_SECONDS, now
-    if not busy:
-        schedule_drain()
-        return
-    countdown = settings.CONSENT_DRAIN_BATCH
-    if _queue_drain(None, countdown=countdown):
-        _drain_covers_until = now + countdown - CLOCK_MARGIN
-
-
-def _queue_drain(sink: str | None, *, countdown: float = 0) -> bool:
-    from consent.tasks import deliver
-
+def drain_queue(sink: str) -> bool:
+    """Queue a drain of the sink; tell whether the broker took it."""
     try:
-        deliver.apply_async((sink,), countdown=countdown)
+        current_app.send_task(DELIVER_TASK, args=(sink,))
     except Exception:  # the broker is down: the change is safe in the outbox
-        logger.warning("Could not queue a drain of %s; the sweeper will retry.", sink or "sinks")
+        logger.warning("Could not queue a drain of %s; the sweep will.", sink)
         return False
     return True
 
 
-def drain_started(sink: str | None) -> None:
-    cache.delete(_drain_key(sink))
+def drain_soon(sinks: Iterable[str] | None = None) -> None:
+    """Queue a drain of each sink (every configured one by default) unless one waits already.
+
+    It never fails its caller, which has committed: what it cannot queue, the sweep does.
+    """
+    for sink in settings.CONSENT_SINKS if sinks is None else sinks:
+        key = _queued_key(sink)
+        try:
+            if cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE) and not drain_queue(sink):
+                cache.delete(key)
+        except Exception:  # the cache is down
+            logger.warning("Could not reach the cache to queue a drain of %s.", sink)
+            drain_queue(sink)
+
+
+def drain_started(sink: str) -> None:
+    """Let the next commit queue a drain again: this one may start before that commit."""
+    cache.delete(_queued_key(sink))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -157,25 +104,25 @@ def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Deliver
     newest: dict = {}
     for delivery in batch:
         held = newest.get(delivery.subject_id)
-        if held is None or delivery.version > held.version:
+        if held is None or delivery.event_number > held.event_number:
             newest[delivery.subject_id] = delivery
     applied = dict(
         Delivery.objects.filter(sink=sink.name, state=State.APPLIED, subject_id__in=list(newest))
         .values("subject_id")
-        .annotate(version=Max("version"))
-        .values_list("subject_id", "version")
+        .annotate(newest_applied=Max("event_number"))
+        .values_list("subject_id", "newest_applied")
     )
-    keep = [d for d in newest.values() if d.version > applied.get(d.subject_id, 0)]
+    keep = [d for d in newest.values() if d.event_number > applied.get(d.subject_id, 0)]
     keep_ids = {d.pk for d in keep}
     older = [d.pk for d in batch if d.pk not in keep_ids]
-    versions = {d.subject_id: d.version for d in keep}
+    numbers = {d.subject_id: d.event_number for d in keep}
     waiting = (
         Delivery.objects.select_for_update(skip_locked=True)
-        .filter(sink=sink.name, state=State.PENDING, subject_id__in=list(versions))
+        .filter(sink=sink.name, state=State.PENDING, subject_id__in=list(numbers))
         .exclude(pk__in=[d.pk for d in batch])
-        .values_list("pk", "subject_id", "version")
+        .values_list("pk", "subject_id", "event_number")
     )
-    older += [pk for pk, subject_id, version in waiting if version < versions[subject_id]]
+    older += [pk for pk, subject_id, number in waiting if number < numbers[subject_id]]
     Delivery.objects.filter(pk__in=older).update(state=State.SUPERSEDED, last_attempt_at=now)
     return keep
 
@@ -238,10 +185,10 @@ def outbox_drain(sink_name: str, *, time_budget: float | None = None) -> int:
         drained += claimed
         if claimed < size:
             return drained
-        # A full batch means a backlog: invite an idle worker to share it (SKIP LOCKED).
-        schedule_drain(sink_name)
+        # A full batch means a backlog: an idle worker may share it (SKIP LOCKED), and a drain
+        # waits to carry on when this one's time is up.
+        drain_soon([sink_name])
         if time.monotonic() > deadline:
-            schedule_drain(sink_name, force=True)
             return drained
 
 
@@ -255,7 +202,7 @@ def outbox_sweep(*, now: datetime | None = None) -> list[str]:
     )
     sinks = [sink for sink in due if sink in configured_sinks()]
     for sink in sinks:
-        schedule_drain(sink, force=True)
+        drain_queue(sink)
     return sinks
 
 
@@ -272,7 +219,7 @@ def delivery_retry(deliveries: Iterable[Delivery]) -> int:
             state=State.PENDING, attempts=0, next_attempt_at=timezone.now()
         )
         for sink in set(revived):
-            transaction.on_commit(partial(schedule_drain, sink, force=True))
+            transaction.on_commit(partial(drain_queue, sink))
     return len(revived)
 
 
@@ -286,5 +233,5 @@ def delivery_retry_now(deliveries: Iterable[Delivery]) -> int:
         sinks = set(failing.values_list("sink", flat=True))
         hurried = failing.update(next_attempt_at=timezone.now())
         for sink in sinks:
-            transaction.on_commit(partial(schedule_drain, sink, force=True))
+            transaction.on_commit(partial(drain_queue, sink))
     return hurried

@@ -1,13 +1,15 @@
 """Compare each sink with the source of truth (the audit log) and repair the drift."""
 
 from dataclasses import dataclass, field
+from functools import partial
 from uuid import UUID
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from consent.changes import PROPAGATED_KINDS, change_for
 from consent.models import ConsentEvent, Delivery
-from consent.outbox import PROPAGATED_KINDS, change_for, schedule_drain
+from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
 from consent.sinks.base import Change, Sink
 
@@ -56,9 +58,8 @@ def _in_flight(sink: str) -> set[UUID]:
 
 
 def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
-    observed = (
-        sink.entries()
-    )  # read the sink first: what it holds can only be older than the source
+    # Read the sink first: what it holds can only be older than the source.
+    observed = sink.entries()
     expected = expected_changes()
     in_flight = _in_flight(sink.name)
     drift.in_flight = len(in_flight & expected.keys())
@@ -122,11 +123,11 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool) -> None:
                     },
                     create_defaults={
                         "subject_id": subject_id,
-                        "version": expected[subject_id].version,
+                        "event_number": expected[subject_id].version,
                         "next_attempt_at": now,
                     },
                 )
-            transaction.on_commit(lambda: schedule_drain(sink.name, force=True))
+            transaction.on_commit(partial(drain_queue, sink.name))
         drift.repaired = True
 
 

@@ -14,32 +14,25 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
-from consent.sql import (
-    consent_read,
-    deliveries_of,
-    delivery_sinks,
-    events_newest_first,
-    policy_newest_published,
-)
 
 
 def policy_current() -> ConsentPolicy | None:
     """Return the newest published policy, the one users are asked about."""
-    return policy_newest_published()
+    return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
 
 
 def consent_for(user: User) -> TrainingConsent:
     """Return the user's current consent, an unsaved undecided one if nothing was recorded."""
-    return consent_and_policy(user)[0]
+    consent = TrainingConsent.objects.select_related("policy").filter(user=user).first()
+    if consent is None:
+        return TrainingConsent(user=user)
+    consent.user = user
+    return consent
 
 
 def consent_and_policy(user: User) -> tuple[TrainingConsent, ConsentPolicy | None]:
-    """Return consent_for(user) and policy_current(), read in one query."""
-    consent, decided_under, policy = consent_read(user.pk)
-    if consent is None:
-        return TrainingConsent(user=user), policy
-    consent.user, consent.policy = user, decided_under
-    return consent, policy
+    """Return consent_for(user) and policy_current()."""
+    return consent_for(user), policy_current()
 
 
 def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool:
@@ -153,16 +146,15 @@ class HistoryPage:
 
 
 def history_page(
-    subject_id: UUID,
-    *,
-    where: Sequence[tuple[str, str, object]] = (),
-    older_than: int | None = None,
-    size: int = 20,
+    subject_id: UUID, *, where: Q | None = None, older_than: int | None = None, size: int = 20
 ) -> HistoryPage:
-    """Return the newest events below older_than (a keyset) matching every (field, op, value)."""
+    """Return the subject's newest events below older_than (a keyset) that match `where`."""
+    events = ConsentEvent.objects.filter(subject_id=subject_id).select_related("policy")
+    if where is not None:
+        events = events.filter(where)
     if older_than is not None:
-        where = [*where, ("number", "<", older_than)]
-    rows = events_newest_first(subject_id, where=where, limit=size + 1)
+        events = events.filter(number__lt=older_than)
+    rows = list(events.order_by("-number")[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
     return HistoryPage(rows, older_than=rows[-1].number if more else None)
@@ -213,7 +205,7 @@ def consent_after(event: ConsentEvent, user: User) -> TrainingConsent:
         user=user,
         state=event.after,
         policy=event.policy,
-        version=event.number,
+        head_number=event.number,
         head_hash=event.hash,
         decided_at=event.created_at,
     )
@@ -285,7 +277,12 @@ def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:
 def propagation_for(event_ids: Iterable[int]) -> dict[int, list[SinkStatus]]:
     """Return, for each event, its delivery to every sink: applied when, pending, retrying, dead."""
     statuses: dict[int, list[SinkStatus]] = defaultdict(list)
-    for event_id, sink, state, applied_at, attempts, error in deliveries_of(event_ids):
+    rows = (
+        Delivery.objects.filter(event_id__in=list(event_ids))
+        .order_by("event_id", "sink")
+        .values_list("event_id", "sink", "state", "applied_at", "attempts", "last_error")
+    )
+    for event_id, sink, state, applied_at, attempts, error in rows:
         statuses[event_id].append(SinkStatus(sink, state, applied_at, attempts, error))
     return statuses
 
@@ -302,11 +299,6 @@ class SinkOverview:
 
     def oldest_pending_age(self, now: datetime) -> timedelta | None:
         return now - self.oldest_pending_at if self.oldest_pending_at else None
-
-
-def sinks_with_deliveries() -> list[str]:
-    """Return the names of the sinks that have deliveries, in order, one index probe each."""
-    return delivery_sinks()
 
 
 def sink_overview() -> list[SinkOverview]:

@@ -1,24 +1,19 @@
 from celery import shared_task
-from django.conf import settings
 
 from consent import outbox, services
 from consent.reconcile import reconcile
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def deliver(sink: str | None) -> int:
-    """Drain the due deliveries of one sink; without one, queue a drain of every sink."""
+def deliver(sink: str) -> int:
+    """Apply the due deliveries of one sink."""
     outbox.drain_started(sink)
-    if sink is None:
-        for name in settings.CONSENT_SINKS:
-            outbox.schedule_drain(name)
-        return 0
     return outbox.outbox_drain(sink)
 
 
 @shared_task(acks_late=True)
 def sweep() -> list[str]:
-    """Re-queue drains that were lost (broker down at commit, worker killed) and due retries."""
+    """Queue drains that were lost (broker down at commit, worker killed) and due retries."""
     return outbox.outbox_sweep()
 
 

@@ -24,7 +24,8 @@ from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from consent.forms import ChoiceForm, DeferForm, PolicyForm, SettingsChoiceForm
+from consent.exceptions import ConsentError, ConsentThrottled
+from consent.forms import ChoiceForm, DeferForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
 from consent.models import ConsentPolicy, TrainingConsent
@@ -48,9 +49,6 @@ from consent.selectors import (
 )
 from consent.services import (
     Channel,
-    ConsentError,
-    ConsentThrottled,
-    Seen,
     consent_change,
     consent_defer,
     gpc_record_signal,
@@ -187,7 +185,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     if request.method == "GET":
         return _render_settings(request)
     user = request.user
-    form = SettingsChoiceForm(request.POST)
+    form = ChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)
     try:
@@ -198,7 +196,6 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
             policy_version=form.cleaned_data["policy_version"],
             meta=RequestMeta.from_request(request),
             rate=settings.CONSENT_TOGGLE_RATE,
-            seen=form.cleaned_data["seen"],
         )
     except ConsentThrottled as throttled:
         response = _render_settings(request, error=_too_many(), status=429)
@@ -216,7 +213,6 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     context = {
         **_facts(consent, event.policy, propagation_just_committed()),
         "consent": consent,
-        "seen": Seen.of(consent),
         "saved": saved,
     }
     return render(request, "consent/privacy.html#choice", context)
@@ -262,7 +258,7 @@ def _saved_message(*, allowed: bool, changed: bool) -> str:
 def _render_settings(
     request: UserRequest,
     *,
-    form: SettingsChoiceForm | None = None,
+    form: ChoiceForm | None = None,
     error: str | None = None,
     saved: str = "",
     status: int = 200,
@@ -279,7 +275,6 @@ def _render_settings(
         ),
         "policy": policy,
         "consent": consent,
-        "seen": Seen.of(consent),
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
         "gpc": RequestMeta.from_request(request).gpc,
         "form": form,

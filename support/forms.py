@@ -3,21 +3,14 @@ from typing import Any
 
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.forms.renderers import Jinja2
 from django.utils.translation import gettext_lazy as _
 
 from consent.forms import PolicyForm
 from consent.models import ConsentEvent
 from support.selectors import HistoryFilter
 
-# Django's own form templates, rendered by Jinja2: the user's page shows seven fields, which take
-# twice as long through the Django template engine. The admin keeps the default renderer.
-RENDERER = Jinja2()
-
 
 class SearchForm(forms.Form):
-    default_renderer = RENDERER
-
     q = forms.CharField(
         label=_("Email, user id or subject id"),
         max_length=254,
@@ -32,8 +25,6 @@ DATE_RANGE = [MinValueValidator(date(2000, 1, 1)), MaxValueValidator(date(9000, 
 
 
 class HistoryFilterForm(forms.Form):
-    default_renderer = RENDERER
-
     kind = forms.ChoiceField(
         label=_("Kind"),
         choices=[("", _("All kinds")), *ConsentEvent.Kind.choices],
@@ -77,8 +68,6 @@ class SupportChangeForm(PolicyForm):
 
     The user is the one in the URL: a field naming anyone else makes the post invalid.
     """
-
-    default_renderer = RENDERER
 
     allowed = forms.ChoiceField(
         label=_("The user asks to"),

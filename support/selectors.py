@@ -7,13 +7,15 @@ from uuid import UUID
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import User
-from consent.history import choice_label, event_summary, moment
+from consent.changes import PROPAGATED_KINDS
+from consent.history import choice_label, event_summary
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
-from consent.outbox import PROPAGATED_KINDS
 from consent.selectors import (
     HistoryPage,
     SinkStatus,
@@ -106,26 +108,24 @@ def history_filtered(
 ) -> HistoryPage:
     """Return the subject's newest matching events below older_than (a keyset on the number)."""
     filters = filters or HistoryFilter()
-    where: list[tuple[str, str, object]] = []
+    where = Q()
     if filters.kind:
-        where.append(("kind", "=", filters.kind))
+        where &= Q(kind=filters.kind)
     if filters.channel:
-        where.append(("channel", "=", filters.channel))
+        where &= Q(channel=filters.channel)
     if filters.since:
-        where.append(("created_at", ">=", _start_of(filters.since)))
+        where &= Q(created_at__gte=_start_of(filters.since))
     if filters.until:
-        where.append(("created_at", "<", _start_of(filters.until + timedelta(days=1))))
+        where &= Q(created_at__lt=_start_of(filters.until + timedelta(days=1)))
     return history_page(subject_id, where=where, older_than=older_than, size=size)
 
 
-# As for consent.history.HistoryLine, the words are looked up here rather than in the template.
 @dataclass(frozen=True)
 class EventRow:
     """One event of the history in the words the support page shows, and where it has reached."""
 
     event: ConsentEvent
     summary: str
-    time: str
     facts: list[str]
     note: str
     propagated: bool
@@ -134,18 +134,6 @@ class EventRow:
     @property
     def reach_label(self) -> str:
         return _("Where event %(number)s has reached") % {"number": self.event.number}
-
-
-FACT_FIELDS = (
-    "kind",
-    "channel",
-    "actor_role",
-    "before",
-    "after",
-    "policy_id",
-    "shown_default",
-    "gpc",
-)
 
 
 def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
@@ -157,42 +145,24 @@ def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
         for event in events
         if event.actor_subject_id and event.actor_subject_id != event.subject_id
     }
-    emails = dict(
+    emails: dict[UUID | None, str] = dict(
         User.objects.filter(subject_id__in=staff_acts).values_list("subject_id", "email")
-        if staff_acts
-        else []
     )
-    # Most events of a page share their facts (a run of flips in the settings): say each once.
-    facts: dict[tuple, list[str]] = {}
-    sink_texts: dict[tuple, str] = {}
-    rows = []
-    for event in events:
-        email = emails.get(event.actor_subject_id) if event.actor_subject_id else None
-        key = (*(getattr(event, name) for name in FACT_FIELDS), email)
-        if key not in facts:
-            facts[key] = _facts(event, email)
-        sinks = []
-        for status in statuses.get(event.pk, []):
-            said = (status.state, status.applied_at, status.attempts, status.last_error)
-            if said not in sink_texts:
-                sink_texts[said] = _sink_text(status)
-            sinks.append((status, sink_texts[said]))
-        rows.append(
-            EventRow(
-                event,
-                summary=event_summary(event),
-                time=moment(event.created_at, seconds=True),
-                facts=facts[key],
-                note=_note(event),
-                propagated=event.kind in PROPAGATED_KINDS,
-                sinks=sinks,
-            )
+    return [
+        EventRow(
+            event,
+            summary=event_summary(event),
+            facts=_facts(event, emails.get(event.actor_subject_id)),
+            note=_note(event),
+            propagated=event.kind in PROPAGATED_KINDS,
+            sinks=[(status, _sink_text(status)) for status in statuses.get(event.pk, [])],
         )
-    return rows
+        for event in events
+    ]
 
 
 def _facts(event: ConsentEvent, actor_email: str | None) -> list[str]:
-    """Say what FACT_FIELDS hold, and who acted."""
+    """Say what the event did, on which channel, to what, under which terms, and who acted."""
     who = _("By: %(who)s") % {"who": choice_label(Role, event.actor_role)}
     facts = [
         choice_label(Kind, event.kind),
@@ -222,7 +192,8 @@ def _sink_text(status: SinkStatus) -> str:
     if status.state == Delivery.State.APPLIED:
         if status.applied_at is None:
             return _("applied")
-        return _("applied %(when)s") % {"when": moment(status.applied_at, seconds=True)}
+        when = date_format(localtime(status.applied_at), "j M Y, H:i:s")
+        return _("applied %(when)s") % {"when": when}
     if status.state == Delivery.State.SUPERSEDED:
         return _("skipped: a newer change was applied instead")
     if status.state == Delivery.State.DEAD:

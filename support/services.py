@@ -7,7 +7,6 @@ from accounts.models import User
 from consent.metadata import RequestMeta
 from consent.models import ConsentEvent
 from consent.services import NO_META
-from consent.sql import rows_insert
 from support.models import AccessRecord
 
 SUPPORT_GROUP = "Support"
@@ -32,12 +31,10 @@ def access_record(
     *, agent: User, user: User, action: str, detail: str = "", meta: RequestMeta = NO_META
 ) -> AccessRecord:
     """Record that the agent looked at the user's consent data, and what they asked for."""
-    record = AccessRecord(
+    return AccessRecord.objects.create(
         agent=agent,
         subject_id=user.subject_id,
         action=action,
         detail=detail[:200],
         ip_prefix=meta.ip_prefix,
     )
-    rows_insert([record])  # on every look at a user's page: without the ORM's compile
-    return record

@@ -17,11 +17,12 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 from consent.audit import audit_first_break
+from consent.exceptions import ConsentError
 from consent.history import events_oldest_first, history_csv, history_json
 from consent.metadata import RequestMeta
 from consent.models import ConsentEvent
 from consent.selectors import policy_current
-from consent.services import Channel, ConsentError, consent_change
+from consent.services import Channel, consent_change
 from support.forms import HistoryFilterForm, SearchForm, SupportChangeForm
 from support.models import AccessRecord
 from support.selectors import event_rows, history_filtered, user_facts, user_search

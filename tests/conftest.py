@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from consent import outbox, services
+from consent import policies
 from consent.models import ConsentPolicy
 from support.services import support_group_ensure
 from tests.factories import UserFactory
@@ -23,7 +23,7 @@ pytest_plugins = ["tests.support.stack"]
 @pytest.fixture
 def policy(db) -> ConsentPolicy:
     now = timezone.now()
-    return services.policy_publish(
+    return policies.policy_publish(
         title="Updates to our terms",
         text="May we train on your chats?",
         effective_at=now - timedelta(days=1),
@@ -103,17 +103,3 @@ def webhook() -> Iterator["WebhookReceiver"]:
     receiver = WebhookReceiver().start(free_port())
     yield receiver
     receiver.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_drain_queued_ahead(monkeypatch):
-    """A drain one test queued ahead must not stand for the next test's commits: its broker and
-    workers are gone."""
-    monkeypatch.setattr(outbox, "_drain_asked_at", float("-inf"))
-    monkeypatch.setattr(outbox, "_drain_covers_until", float("-inf"))
-
-
-@pytest.fixture(autouse=True)
-def no_policies_kept(monkeypatch):
-    """The policies one test's reads kept must not stand for the next test's: they are gone."""
-    monkeypatch.setattr(services, "_published_by_version", {})

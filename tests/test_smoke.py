@@ -99,7 +99,6 @@ def test_the_embedded_default_saves_a_change_of_the_setting(embedded_app):
     assert "will not be used for training" in saved.read().decode()
     history = browser.open("/settings/privacy/history/?format=json").read()
     assert json.loads(history)["events"][-1]["after"] == "declined"
-    # The history page reads its events and deliveries with consent/sql.py's plain SQL.
     page = browser.open("/settings/privacy/history/").read().decode()
     assert page.index("Declined training") < page.index("Allowed training")
 
@@ -112,7 +111,6 @@ def test_the_embedded_default_shows_support_a_users_history(embedded_app):
     found = browser.open("/support/?q=max%40example.com").read().decode()
     user_id = re.search(r'href="/support/users/(\d+)/"', found)
     assert user_id is not None
-    # The page reads through consent/sql.py and renders its forms with Jinja2, on SQLite too.
     page = browser.open(f"/support/users/{user_id[1]}/").read().decode()
 
     assert "Declined training on chats and coding sessions" in page

@@ -12,6 +12,7 @@ class Change:
     delivery_id: int
     message_id: str
     subject_id: UUID
+    # The number of the subject's event, which sinks call its version: each keeps the highest.
     version: int
     allowed: bool
     deleted: bool

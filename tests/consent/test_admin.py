@@ -10,7 +10,8 @@ from django.db.utils import ProgrammingError
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from consent import services
+from consent import policies, services
+from consent.exceptions import ConsentError
 from consent.models import ConsentEvent, ConsentPolicy, Delivery, PolicyEvent
 from consent.selectors import policy_current, prompt_for
 from consent.services import Channel
@@ -97,7 +98,7 @@ def test_publishing_a_draft_fixes_its_hash_and_asks_consumers_again(
     assert response.status_code == 302
     draft.refresh_from_db()
     assert draft.is_published
-    assert draft.content_hash == services.policy_content_hash(title=draft.title, text=draft.text)
+    assert draft.content_hash == policies.policy_content_hash(title=draft.title, text=draft.text)
     assert draft.content_hash in confirm.content.decode()
     assert policy_current() == draft
     assert prompt_for(consumer).show
@@ -262,12 +263,12 @@ def test_the_service_extends_only_published_deadlines_and_only_for_admins(
 ):
     later = draft.decision_deadline + timedelta(days=1)
 
-    with pytest.raises(services.ConsentError, match="draft"):
-        services.policy_deadline_extend(
+    with pytest.raises(ConsentError, match="draft"):
+        policies.policy_deadline_extend(
             policy=draft, decision_deadline=later, actor=admin_user, reason="x"
         )
-    with pytest.raises(services.ConsentError, match="admin"):
-        services.policy_deadline_extend(
+    with pytest.raises(ConsentError, match="admin"):
+        policies.policy_deadline_extend(
             policy=policy, decision_deadline=later, actor=consumer, reason="x"
         )
 
@@ -406,7 +407,7 @@ def test_deliveries_are_found_by_subject_in_every_sink_that_has_them(deliveries,
         found = ids_on(admin_client.get(DELIVERIES, {"q": f" {subject.upper()} "}))
 
     searches = [q["sql"] for q in queries if 'FROM "consent_delivery"' in q["sql"]]
-    assert searches and not any("UPPER(" in sql or "DISTINCT" in sql for sql in searches)
+    assert searches and not any("UPPER(" in sql for sql in searches)
     assert found == {retired.pk}
     assert ids_on(admin_client.get(DELIVERIES, {"q": str(deliveries["pending"].subject_id)})) == {
         deliveries["pending"].pk

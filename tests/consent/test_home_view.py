@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import policies, services
 from consent.models import ConsentEvent, ConsentState, TrainingConsent
 from consent.selectors import consent_for
 from consent.services import Channel
@@ -26,7 +26,7 @@ def events(user, kind=None):
 def late_policy(db):
     """A policy whose decision deadline has passed."""
     now = timezone.now()
-    return services.policy_publish(
+    return policies.policy_publish(
         title="Terms whose deadline passed",
         text="Choose now.",
         effective_at=now - timedelta(days=40),
@@ -44,7 +44,7 @@ def signed_in(client, consumer):
 def publish_now(*, title: str, text: str):
     """Publish the next terms, in force at once, with a month to decide."""
     now = timezone.now()
-    return services.policy_publish(
+    return policies.policy_publish(
         title=title, text=text, effective_at=now, decision_deadline=now + timedelta(days=30)
     )
 
@@ -258,7 +258,7 @@ def test_forged_pop_up_posts_get_a_400_and_change_nothing(policy, consumer, sign
 
 def test_a_stale_policy_version_after_a_new_one_is_refused(policy, consumer, signed_in):
     now = timezone.now()
-    services.policy_publish(
+    policies.policy_publish(
         title="Newer", text="Newer.", effective_at=now, decision_deadline=now + timedelta(days=9)
     )
 

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import policies, services
 from consent.audit import audit_first_break
 from consent.models import ConsentEvent, ConsentState, Delivery
 from consent.outbox import change_for
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 def publish_new_terms():
     now = timezone.now()
-    return services.policy_publish(
+    return policies.policy_publish(
         title="New terms",
         text="Choose again.",
         effective_at=now + timedelta(days=7),
@@ -31,7 +31,7 @@ def test_old_choices_stand_until_the_new_terms_are_in_force(policy, consumer, se
     settings.CONSENT_SINKS = {"warehouse": {}}
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     now = timezone.now()
-    new = services.policy_publish(
+    new = policies.policy_publish(
         title="New terms",
         text="Choose again.",
         effective_at=now + timedelta(days=7),

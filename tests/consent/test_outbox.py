@@ -1,15 +1,20 @@
 """The outbox in one process: what is written with a change, and how a drain records outcomes."""
 
+import json
 from datetime import timedelta
 
 import pytest
+import redis
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
 from consent import services
 from consent.models import ConsentEvent, Delivery, EligibilityRecord
-from consent.outbox import backoff, outbox_drain, outbox_sweep
+from consent.outbox import DELIVER_TASK, backoff, drain_started, outbox_drain, outbox_sweep
 from consent.services import Channel
+from consent.tasks import deliver
+from tests.support.celery import celery_broker
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 State = Delivery.State
@@ -34,7 +39,7 @@ def test_a_change_writes_one_delivery_per_sink_in_its_transaction(policy, consum
 
     deliveries = Delivery.objects.filter(event=event)
     assert sorted(deliveries.values_list("sink", flat=True)) == ["warehouse", "webhook"]
-    assert all(d.version == 1 and d.state == State.PENDING for d in deliveries)
+    assert all(d.event_number == 1 and d.state == State.PENDING for d in deliveries)
 
 
 def test_a_rolled_back_change_leaves_no_delivery(policy, consumer, two_sinks):
@@ -68,7 +73,7 @@ def test_a_drain_applies_only_the_newest_version_and_supersedes_the_rest(
     outbox_drain("warehouse")
     outbox_drain("webhook")
 
-    states = sorted(Delivery.objects.filter(sink="webhook").values_list("version", "state"))
+    states = sorted(Delivery.objects.filter(sink="webhook").values_list("event_number", "state"))
     assert states == [(1, "superseded"), (2, "superseded"), (3, "applied")]
     record = EligibilityRecord.objects.get(subject_id=consumer.subject_id)
     assert (record.version, record.allowed) == (3, True)
@@ -153,3 +158,62 @@ def test_deleting_an_account_tells_every_sink_to_drop_the_user(
     record = EligibilityRecord.objects.get(subject_id=subject_id)
     assert (record.allowed, record.deleted, record.version) == (False, True, 2)
     assert [r.type for r in webhook.received] == ["consent.training.deleted.v1"]
+
+
+@pytest.fixture
+def broker(private_redis, monkeypatch):
+    """An empty Redis broker of the test's own, and no drain marked as queued in the cache."""
+    cache.clear()
+    with celery_broker(private_redis, monkeypatch):
+        yield redis.Redis.from_url(private_redis)
+
+
+def queued_drains(broker) -> list[str]:
+    """Return the sinks of the drain tasks waiting in the broker, oldest first."""
+    messages = [json.loads(raw)["headers"] for raw in reversed(broker.lrange("celery", 0, -1))]
+    assert {m["task"] for m in messages} <= {DELIVER_TASK}
+    return [m["argsrepr"].strip("(),'") for m in messages]
+
+
+def test_a_commit_queues_one_drain_per_sink_once_until_one_starts(
+    policy, consumer, two_sinks, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    assert queued_drains(broker) == ["warehouse", "webhook"]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    assert queued_drains(broker) == ["warehouse", "webhook"]  # they will carry this one too
+
+    drain_started("webhook")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    assert queued_drains(broker) == ["warehouse", "webhook", "webhook"]
+
+
+def test_the_queued_task_is_the_deliver_task():
+    assert deliver.name == DELIVER_TASK
+
+
+def test_a_change_that_sends_nothing_queues_nothing(
+    policy, consumer, two_sinks, broker, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        services.notice_record_served(user=consumer)
+
+    assert queued_drains(broker) == []
+
+
+def test_a_commit_with_the_broker_down_is_kept_for_the_sweep(
+    policy, consumer, two_sinks, monkeypatch, django_capture_on_commit_callbacks
+):
+    cache.clear()
+    with (
+        celery_broker("redis://127.0.0.1:1/0", monkeypatch),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        event = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    assert Delivery.objects.filter(event=event, state=State.PENDING).count() == 2
+    assert sorted(outbox_sweep()) == ["warehouse", "webhook"]

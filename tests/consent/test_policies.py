@@ -5,10 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from consent import services
+from consent import policies, services
+from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
 from consent.selectors import eligibility, policy_current, prompt_for
-from consent.services import Channel, ConsentError
+from consent.services import Channel
 
 pytestmark = pytest.mark.django_db
 
@@ -22,7 +23,7 @@ def new_draft(**overrides) -> ConsentPolicy:
         "decision_deadline": now + timedelta(days=30),
         "defer_for": timedelta(days=1),
     } | overrides
-    return services.policy_draft_save(policy=ConsentPolicy(**fields))
+    return policies.policy_draft_save(policy=ConsentPolicy(**fields))
 
 
 def test_a_draft_takes_the_next_number_and_is_asked_about_by_nobody(policy, consumer):
@@ -47,7 +48,7 @@ def test_one_draft_at_a_time_and_nothing_published_past_it(policy):
     with pytest.raises(ConsentError, match="Draft v2 is waiting"):
         new_draft(title="Second draft")
     with pytest.raises(ConsentError, match="Draft v2 is waiting"):
-        services.policy_publish(
+        policies.policy_publish(
             title="Direct",
             text="Published at once",
             effective_at=timezone.now(),
@@ -58,10 +59,10 @@ def test_one_draft_at_a_time_and_nothing_published_past_it(policy):
 def test_publishing_a_draft_fixes_it_and_records_who(policy, admin_user):
     draft = new_draft()
 
-    published = services.policy_draft_publish(policy=draft, actor=admin_user)
+    published = policies.policy_draft_publish(policy=draft, actor=admin_user)
 
     assert published.is_published
-    assert published.content_hash == services.policy_content_hash(
+    assert published.content_hash == policies.policy_content_hash(
         title="Updated terms", text="Train on your chats?"
     )
     assert policy_current() == published
@@ -73,9 +74,9 @@ def test_publishing_a_draft_fixes_it_and_records_who(policy, admin_user):
     )
     published.text = "Other words"
     with pytest.raises(ConsentError, match="cannot be edited"):
-        services.policy_draft_save(policy=published)
+        policies.policy_draft_save(policy=published)
     with pytest.raises(ConsentError, match="already published"):
-        services.policy_draft_publish(policy=published, actor=admin_user)
+        policies.policy_draft_publish(policy=published, actor=admin_user)
 
 
 def test_only_an_admin_publishes(policy, consumer, support_agent):
@@ -83,7 +84,7 @@ def test_only_an_admin_publishes(policy, consumer, support_agent):
 
     for actor in (consumer, support_agent):
         with pytest.raises(ConsentError, match="Only an admin"):
-            services.policy_draft_publish(policy=draft, actor=actor)
+            policies.policy_draft_publish(policy=draft, actor=actor)
     draft.refresh_from_db()
     assert not draft.is_published
 
@@ -93,13 +94,13 @@ def test_a_draft_past_its_deadline_or_with_bad_terms_is_not_published(policy, ad
     late = new_draft(effective_at=now - timedelta(days=3), decision_deadline=now - timedelta(1))
 
     with pytest.raises(ConsentError, match="deadline has passed"):
-        services.policy_draft_publish(policy=late, actor=admin_user)
+        policies.policy_draft_publish(policy=late, actor=admin_user)
     late.title = " "
     with pytest.raises(ConsentError, match="title and a text"):
-        services.policy_draft_save(policy=late)
+        policies.policy_draft_save(policy=late)
     late.title, late.retention_days_declined = "Fine", 0
     with pytest.raises(ConsentError, match="positive"):
-        services.policy_draft_save(policy=late)
+        policies.policy_draft_save(policy=late)
 
 
 def test_publishing_at_once_is_recorded_without_an_actor(policy):
@@ -112,7 +113,7 @@ def test_a_deadline_moves_later_with_a_reason_and_never_earlier(policy, admin_us
     before = policy.decision_deadline
     later = before + timedelta(days=7)
 
-    event = services.policy_deadline_extend(
+    event = policies.policy_deadline_extend(
         policy=policy, decision_deadline=later, actor=admin_user, reason=" Outage "
     )
 
@@ -121,11 +122,11 @@ def test_a_deadline_moves_later_with_a_reason_and_never_earlier(policy, admin_us
     assert (event.deadline_before, event.deadline_after, event.reason) == (before, later, "Outage")
     for earlier in (later, later - timedelta(seconds=1), before):
         with pytest.raises(ConsentError, match="only move later"):
-            services.policy_deadline_extend(
+            policies.policy_deadline_extend(
                 policy=policy, decision_deadline=earlier, actor=admin_user, reason="Oops"
             )
     with pytest.raises(ConsentError, match="needs a reason"):
-        services.policy_deadline_extend(
+        policies.policy_deadline_extend(
             policy=policy, decision_deadline=later + timedelta(1), actor=admin_user, reason=" "
         )
     assert PolicyEvent.objects.filter(kind="deadline_extended").count() == 1
@@ -133,7 +134,7 @@ def test_a_deadline_moves_later_with_a_reason_and_never_earlier(policy, admin_us
 
 def test_extending_a_passed_deadline_gives_not_now_back(consumer, admin_user):
     now = timezone.now()
-    policy = services.policy_publish(
+    policy = policies.policy_publish(
         title="Passed",
         text="Choose.",
         effective_at=now - timedelta(days=40),
@@ -142,7 +143,7 @@ def test_extending_a_passed_deadline_gives_not_now_back(consumer, admin_user):
     )
     assert prompt_for(consumer).blocking
 
-    services.policy_deadline_extend(
+    policies.policy_deadline_extend(
         policy=policy,
         decision_deadline=now + timedelta(days=14),
         actor=admin_user,

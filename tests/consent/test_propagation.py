@@ -211,7 +211,7 @@ def test_concurrent_changes_for_the_same_users_end_on_the_last_version(policy, s
     expected = stack.expected()
     for user in users:
         consent = TrainingConsent.objects.get(user=user)
-        assert expected[str(user.subject_id)][0] == consent.version
+        assert expected[str(user.subject_id)][0] == consent.head_number
     assert stack.held()["warehouse"] == expected
 
 

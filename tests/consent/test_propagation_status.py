@@ -88,8 +88,8 @@ def test_anonymous_users_are_sent_to_sign_in(client):
 def test_the_history_says_how_far_each_change_reached(policy, consumer, signed_in, three_sinks):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
-    Delivery.objects.filter(version=1).update(state=State.SUPERSEDED)
-    Delivery.objects.filter(version=2).exclude(sink="redis").update(state=State.APPLIED)
+    Delivery.objects.filter(event_number=1).update(state=State.SUPERSEDED)
+    Delivery.objects.filter(event_number=2).exclude(sink="redis").update(state=State.APPLIED)
 
     page = signed_in.get("/settings/privacy/history/").content.decode()
 

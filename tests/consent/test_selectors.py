@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import policies, services
 from consent.selectors import eligibility, is_eligible
 from consent.services import Channel
 
@@ -56,7 +56,7 @@ def test_a_commercial_plan_ends_eligibility_from_the_move(policy, consumer):
 
 def test_nothing_is_eligible_before_the_policy_is_in_force(consumer):
     now = timezone.now()
-    services.policy_publish(
+    policies.policy_publish(
         title="Future terms",
         text="From next week.",
         effective_at=now + timedelta(days=7),
@@ -71,7 +71,7 @@ def test_nothing_is_eligible_before_the_policy_is_in_force(consumer):
 def test_a_policy_asking_for_a_new_choice_suspends_older_decisions(policy, consumer):
     t0 = timezone.now()
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0)
-    services.policy_publish(
+    policies.policy_publish(
         title="New terms",
         text="Choose again.",
         effective_at=t0 + timedelta(days=1),

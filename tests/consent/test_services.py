@@ -1,19 +1,18 @@
 from datetime import timedelta
 
 import pytest
-from django.db import DataError, connection
-from django.test.utils import CaptureQueriesContext
+from django.conf import settings as django_settings
+from django.db import DataError
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import policies, services
 from consent.audit import audit_first_break
+from consent.exceptions import ConsentError, ConsentThrottled
 from consent.metadata import RequestMeta
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
-from consent.outbox import outbox_deliveries
-from consent.selectors import consent_and_policy, consent_for, prompt_for
-from consent.services import Channel, ConsentError
-from consent.sql import change_save
+from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
+from consent.selectors import consent_for, prompt_for
+from consent.services import Channel
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +34,7 @@ def test_deciding_in_the_popup_records_the_policy_and_the_default_shown(policy, 
     consent = TrainingConsent.objects.get(user=consumer)
     assert consent.state == ConsentState.DECLINED
     assert consent.policy == policy
-    assert consent.version == 1
+    assert consent.head_number == 1
     assert event is not None
     assert (event.kind, event.before, event.after) == ("decision", "undecided", "declined")
     assert event.shown_default is True
@@ -69,7 +68,7 @@ def test_a_value_other_than_a_boolean_is_rejected_and_writes_nothing(policy, con
         services.consent_change(user=consumer, allowed=bad, channel=Channel.SETTINGS)
 
     assert events_of(consumer) == []
-    assert not TrainingConsent.objects.filter(user=consumer, version__gt=0).exists()
+    assert not TrainingConsent.objects.filter(user=consumer, head_number__gt=0).exists()
 
 
 def test_an_unknown_channel_is_rejected(policy, consumer):
@@ -237,7 +236,7 @@ def test_gpc_never_flips_an_explicit_choice_and_a_conflict_is_recorded(policy, c
 def test_a_new_policy_asking_for_a_new_choice_reprompts_decided_users(policy, consumer):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     now = timezone.now()
-    new = services.policy_publish(
+    new = policies.policy_publish(
         title="New terms",
         text="Again?",
         effective_at=now,
@@ -257,7 +256,7 @@ def test_a_new_policy_asking_for_a_new_choice_reprompts_decided_users(policy, co
 def test_a_new_policy_without_a_new_choice_keeps_the_decision(policy, consumer):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     now = timezone.now()
-    services.policy_publish(
+    policies.policy_publish(
         title="Clarified terms",
         text="Same choice.",
         effective_at=now,
@@ -343,7 +342,7 @@ def test_policies_are_numbered_and_hashed(policy):
     assert policy.version == 1
     assert len(policy.content_hash) == 64
     with pytest.raises(ConsentError, match="deadline"):
-        services.policy_publish(
+        policies.policy_publish(
             title="t",
             text="x",
             effective_at=timezone.now(),
@@ -351,337 +350,130 @@ def test_policies_are_numbered_and_hashed(policy):
         )
 
 
-def test_a_change_is_one_read_and_one_write_of_event_deliveries_and_state(
-    policy, consumer, settings
+def test_a_change_is_five_statements_the_lock_included(
+    policy, consumer, settings, django_assert_max_num_queries
 ):
-    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}}
+    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}, "webhook": {}}
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
 
-    with CaptureQueriesContext(connection) as queries:
-        event = services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    # Five, and the test's own savepoint and its release.
+    with django_assert_max_num_queries(5 + 2) as captured:
+        services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
 
-    statements = [
-        q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]
-    ]  # the test's transaction
-    assert len(statements) == 2  # the lock, then one write
+    statements = [q["sql"] for q in captured if "SAVEPOINT" not in q["sql"]]
+    assert [sql.split()[0] for sql in statements] == [
+        "SELECT",  # the user's consent row, locked, with the policy it was decided under
+        "SELECT",  # the current policy
+        "INSERT",  # the event
+        "INSERT",  # its three deliveries
+        "UPDATE",  # the row's new state and head
+    ]
+    assert statements[0].endswith('FOR UPDATE OF "consent_trainingconsent"')
+
+
+def test_a_change_writes_its_event_deliveries_and_head_together(policy, consumer, settings):
+    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}, "search": {}}
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    event = services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+
     assert event is not None
     stored = ConsentEvent.objects.get(pk=event.pk)
     assert (stored.number, stored.after, stored.hash) == (2, "declined", event.hash)
     deliveries = Delivery.objects.filter(event=stored).order_by("sink")
-    assert [(d.sink, d.version, d.state) for d in deliveries] == [
-        ("redis", 2, "pending"),
-        ("warehouse", 2, "pending"),
+    assert [(d.sink, d.subject_id, d.event_number, d.state) for d in deliveries] == [
+        ("redis", consumer.subject_id, 2, "pending"),
+        ("search", consumer.subject_id, 2, "pending"),
+        ("warehouse", consumer.subject_id, 2, "pending"),
     ]
     consent = TrainingConsent.objects.get(user=consumer)
-    assert (consent.state, consent.version, consent.head_hash) == ("declined", 2, event.hash)
-    assert audit_first_break(subject_id=consumer.subject_id) is None
-
-
-def decision_from(
-    consent: TrainingConsent, current: ConsentPolicy | None, *, allowed: bool
-) -> ConsentEvent:
-    """Return the user's change of the setting made from this read, not yet saved."""
-    event = services._decision(
-        consent,
-        current,
-        allowed=allowed,
-        channel=Channel.SETTINGS,
-        role=ConsentEvent.Role.USER,
-        actor=None,
-        policy_version=None,
-        shown_default=None,
-        reason="",
-        reference="",
-        meta=RequestMeta(),
-        now=None,
-    )
-    assert event is not None
-    return event
-
-
-def test_a_change_made_from_a_stale_read_is_not_written(policy, consumer, settings):
-    settings.CONSENT_SINKS = {"warehouse": {}}
-    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
-    consent, current = consent_and_policy(consumer)
-    read_version = consent.version
-    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
-    event = decision_from(consent, current, allowed=False)
-
-    written = change_save(
-        event,
-        outbox_deliveries(event),
-        consent,
-        services.CONSENT_FIELDS,
-        read_version=read_version,
-    )
-
-    assert written is False
-    assert event.pk is None
-    assert [(e.number, e.after) for e in events_of(consumer)] == [(1, "allowed"), (2, "declined")]
-    assert Delivery.objects.count() == 2
-    assert TrainingConsent.objects.get(user=consumer).version == 2
-
-
-def test_each_delivery_written_with_a_change_gets_its_own_key(policy, consumer, settings):
-    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}, "search": {}}
-    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
-    consent, current = consent_and_policy(consumer)
-    event = decision_from(consent, current, allowed=False)
-    deliveries = outbox_deliveries(event)
-
-    written = change_save(
-        event, deliveries, consent, services.CONSENT_FIELDS, read_version=event.number - 1
-    )
-
-    assert written is True
-    stored = Delivery.objects.in_bulk([delivery.pk for delivery in deliveries])
-    assert [(stored[d.pk].sink, stored[d.pk].event_id) for d in deliveries] == [
-        ("warehouse", event.pk),
-        ("redis", event.pk),
-        ("search", event.pk),
-    ]
-    assert {(d.version, d.subject_id, d.state) for d in stored.values()} == {
-        (2, consumer.subject_id, "pending")
-    }
-
-
-RATE = (10, 60)
-
-
-def settings_change(user: User, *, allowed: bool, seen=None, rate=RATE, **kwargs):
-    """Change the setting as the settings page does: its policy version, the rate, its claim."""
-    return services.consent_change(
-        user=user,
-        allowed=allowed,
-        channel=Channel.SETTINGS,
-        policy_version=1,
-        rate=rate,
-        seen=seen,
-        **kwargs,
-    )
-
-
-def statements_of(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"] for q in queries if "SAVEPOINT" not in q["sql"]]
-
-
-def test_a_change_made_from_what_the_page_showed_is_one_statement(policy, consumer, settings):
-    settings.CONSENT_SINKS = {"warehouse": {}, "redis": {}}
-    first = settings_change(consumer, allowed=True)
-    assert first is not None
-    seen = services.Seen.of(consent_for(consumer))
-    assert seen == services.Seen(1, "allowed", first.hash)
-
-    with CaptureQueriesContext(connection) as queries:
-        event = settings_change(consumer, allowed=False, seen=seen)
-
-    assert len(statements_of(queries)) == 1  # no read: only the guarded write
-    assert event is not None
-    stored = ConsentEvent.objects.get(pk=event.pk)
-    assert (stored.number, stored.before, stored.after) == (2, "allowed", "declined")
-    assert (stored.prev_hash, stored.policy_id, stored.hash) == (first.hash, policy.pk, event.hash)
-    assert Delivery.objects.filter(event=stored).count() == 2
-    consent = TrainingConsent.objects.get(user=consumer)
-    assert (consent.state, consent.version, consent.head_hash) == ("declined", 2, event.hash)
+    assert (consent.state, consent.head_number, consent.head_hash) == ("declined", 2, event.hash)
     assert (consent.policy_id, consent.decided_at) == (policy.pk, event.created_at)
     assert audit_first_break(subject_id=consumer.subject_id) is None
 
 
-def test_a_stale_claim_is_not_written_and_the_change_is_made_from_a_read(policy, consumer):
-    settings_change(consumer, allowed=True)
-    stale = services.Seen.of(consent_for(consumer))
-    settings_change(consumer, allowed=False)  # in another tab
-    settings_change(consumer, allowed=True)
+def test_a_first_change_creates_the_consent_row(policy, consumer):
+    assert not TrainingConsent.objects.filter(user=consumer).exists()
 
-    with CaptureQueriesContext(connection) as queries:
-        event = settings_change(consumer, allowed=False, seen=stale)
+    event = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
 
-    assert len(statements_of(queries)) == 3  # the claimed write, the read, the write
-    assert event is not None
-    assert [(e.number, e.before, e.after) for e in events_of(consumer)][-1] == (
-        4,
-        "allowed",
-        "declined",
+    assert event is not None and event.number == 1
+    assert TrainingConsent.objects.get(user=consumer).head_hash == event.hash
+
+
+RATE = (10, 60)  # a burst of 10, then one every 6 s
+
+
+def flip(user: User, *, at, rate=RATE, channel=Channel.SETTINGS, **kwargs):
+    """Change the user's setting to the other value, at that moment, under the rate."""
+    allowed = consent_for(user).state != ConsentState.ALLOWED
+    return services.consent_change(
+        user=user, allowed=allowed, channel=channel, rate=rate, now=at, **kwargs
     )
-    assert audit_first_break(subject_id=consumer.subject_id) is None
 
 
-@pytest.mark.parametrize(
-    "forge",
-    [
-        lambda seen: services.Seen(seen.version, seen.state, "f" * 64),
-        lambda seen: services.Seen(seen.version + 1, seen.state, seen.head_hash),
-        lambda seen: services.Seen(seen.version - 1, seen.state, seen.head_hash),
-        lambda seen: services.Seen(seen.version, "undecided", seen.head_hash),
-    ],
-    ids=["head", "version-ahead", "version-behind", "state"],
-)
-def test_a_forged_claim_puts_no_wrong_link_in_the_chain(policy, consumer, forge):
-    settings_change(consumer, allowed=True)
-    settings_change(consumer, allowed=False)
-    forged = forge(services.Seen.of(consent_for(consumer)))
+def test_the_rate_allows_a_burst_then_one_change_per_interval(policy, consumer):
+    start = timezone.now()
+    for _ in range(10):
+        assert flip(consumer, at=start) is not None
 
-    with CaptureQueriesContext(connection) as queries:
-        event = settings_change(consumer, allowed=True, seen=forged)
+    with pytest.raises(ConsentThrottled) as refused:
+        flip(consumer, at=start)
+    assert refused.value.retry_after == 6
 
-    assert len(statements_of(queries)) == 3  # the claimed write found no row; read; write
-    assert event is not None
-    assert (event.number, event.before, event.after) == (3, "declined", "allowed")
-    assert consent_for(consumer).head_hash == event.hash
-    assert audit_first_break(subject_id=consumer.subject_id) is None
+    assert flip(consumer, at=start + timedelta(seconds=6)) is not None
+    with pytest.raises(ConsentThrottled) as refused:
+        flip(consumer, at=start + timedelta(seconds=7))
+    assert refused.value.retry_after == 5
+    assert flip(consumer, at=start + timedelta(seconds=12)) is not None
 
 
-def test_a_claim_of_the_wrong_state_cannot_turn_a_change_into_a_no_op(policy, consumer):
-    settings_change(consumer, allowed=True)
-    real = services.Seen.of(consent_for(consumer))
+def test_a_refused_change_writes_nothing(policy, consumer):
+    start = timezone.now()
+    for _ in range(2):
+        flip(consumer, at=start, rate=(2, 60))
+    before = TrainingConsent.objects.values().get(user=consumer)
 
-    # The claim says "allowed": choosing "allowed" is left to a read, which finds a change.
-    settings_change(consumer, allowed=False)
-    event = settings_change(consumer, allowed=True, seen=real)
+    with pytest.raises(ConsentThrottled):
+        flip(consumer, at=start + timedelta(seconds=10), rate=(2, 60))
 
-    assert event is not None and event.after == "allowed"
-    assert consent_for(consumer).state == ConsentState.ALLOWED
-
-
-def test_a_claimed_change_over_the_rate_is_refused_and_writes_nothing(policy, consumer):
-    for allowed in (True, False):
-        services.consent_change(
-            user=consumer, allowed=allowed, channel=Channel.SETTINGS, rate=(2, 60)
-        )
-    seen = services.Seen.of(consent_for(consumer))
-
-    with pytest.raises(services.ConsentThrottled) as refused:
-        settings_change(consumer, allowed=True, seen=seen, rate=(2, 60))
-
-    assert 0 < refused.value.retry_after <= 60
+    assert TrainingConsent.objects.values().get(user=consumer) == before
     assert len(events_of(consumer)) == 2
-    assert consent_for(consumer).version == 2
-
-
-def test_a_claimed_change_counts_only_the_decisions_of_the_period(policy, consumer):
-    now = timezone.now()
-    for minutes, allowed in [(5, True), (3, False)]:
-        settings_change(consumer, allowed=allowed, now=now - timedelta(minutes=minutes))
-    seen = services.Seen.of(consent_for(consumer))
-
-    with CaptureQueriesContext(connection) as queries:
-        event = settings_change(consumer, allowed=True, seen=seen, rate=(2, 120))
-
-    assert len(statements_of(queries)) == 1
-    assert event is not None and event.number == 3
-
-
-def test_a_change_without_a_rate_is_made_from_a_claim_too(policy, consumer):
-    settings_change(consumer, allowed=True)
-    seen = services.Seen.of(consent_for(consumer))
-
-    with CaptureQueriesContext(connection) as queries:
-        event = services.consent_change(
-            user=consumer, allowed=False, channel=Channel.API, policy_version=1, seen=seen
-        )
-
-    assert len(statements_of(queries)) == 1
-    assert event is not None and (event.number, event.channel) == (2, "api")
-    assert audit_first_break(subject_id=consumer.subject_id) is None
-
-
-def test_another_users_claim_changes_only_the_users_own_row(policy, consumer):
-    other = User.objects.create_user("other@example.com", "x-long-password-1", plan="pro")
-    settings_change(other, allowed=True)
-    settings_change(consumer, allowed=True)
-    copied = services.Seen.of(consent_for(other))
-
-    event = settings_change(consumer, allowed=False, seen=copied)
-
-    assert event is not None and event.subject_id == consumer.subject_id
-    assert event.prev_hash == events_of(consumer)[0].hash
-    assert consent_for(other).state == ConsentState.ALLOWED
-    assert len(events_of(other)) == 1
-    assert audit_first_break() is None
-
-
-def test_a_claimed_change_under_replaced_terms_is_refused_and_writes_nothing(policy, consumer):
-    settings_change(consumer, allowed=True)
-    seen = services.Seen.of(consent_for(consumer))
-    now = timezone.now()
-    services.policy_publish(
-        title="Newer terms",
-        text="Again?",
-        effective_at=now,
-        decision_deadline=now + timedelta(days=30),
+    assert Delivery.objects.filter(subject_id=consumer.subject_id).count() == 2 * len(
+        django_settings.CONSENT_SINKS
     )
 
-    with pytest.raises(ConsentError, match="not the current one"):
-        settings_change(consumer, allowed=False, seen=seen)
 
-    assert len(events_of(consumer)) == 1
-    assert consent_for(consumer).state == ConsentState.ALLOWED
+def test_the_rate_forgets_a_burst_after_a_quiet_period(policy, consumer):
+    start = timezone.now()
+    for _ in range(10):
+        flip(consumer, at=start)
 
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "1.allowed",
-        "0.allowed." + "a" * 64,
-        "1.maybe." + "a" * 64,
-        "1.allowed." + "A" * 64,
-        "2147483647.allowed." + "a" * 64,  # its next event's number would not fit
-    ],
-)
-def test_a_claim_is_only_read_from_its_exact_form(text):
-    assert services.Seen.parse(text) is None
-
-
-def test_the_rate_counts_the_decisions_of_the_last_period(policy, consumer):
-    now = timezone.now()
-    for minutes, allowed in [(5, True), (3, False), (0.5, True)]:
-        services.consent_change(
-            user=consumer,
-            allowed=allowed,
-            channel=Channel.SETTINGS,
-            now=now - timedelta(minutes=minutes),
-        )
-    services.notice_record_served(user=consumer)  # not a decision: not counted
-
-    # Two decisions in the last 4 minutes, one in the last minute.
-    with pytest.raises(services.ConsentThrottled) as refused:
-        services.consent_change(
-            user=consumer, allowed=False, channel=Channel.SETTINGS, rate=(2, 240)
-        )
-    assert 55 <= refused.value.retry_after <= 60  # until the one of 3 minutes ago is 4 old
-    assert services.consent_change(
-        user=consumer, allowed=False, channel=Channel.SETTINGS, rate=(2, 60)
-    )
-    assert [e.after for e in events_of(consumer) if e.kind == "decision"] == [
-        "allowed",
-        "declined",
-        "allowed",
-        "declined",
-    ]
+    later = start + timedelta(seconds=60)
+    for _ in range(10):
+        assert flip(consumer, at=later) is not None
+    with pytest.raises(ConsentThrottled):
+        flip(consumer, at=later)
 
 
 def test_only_the_users_own_decisions_count_against_the_rate(policy, consumer, support_agent):
-    for allowed in (True, False):
-        services.consent_change(
-            user=consumer,
-            allowed=allowed,
+    now = timezone.now()
+    for _ in range(2):
+        flip(
+            consumer,
+            at=now,
+            rate=(1, 60),
             channel=Channel.SUPPORT,
             actor=support_agent,
             reason="Asked by phone",
             reference="T-1",
-            rate=(1, 60),
         )
 
     # Support's two changes use up nothing of the user's allowance of one a minute.
-    assert services.consent_change(
-        user=consumer, allowed=True, channel=Channel.SETTINGS, rate=(1, 60)
-    )
-    with pytest.raises(services.ConsentThrottled):
-        services.consent_change(
-            user=consumer, allowed=False, channel=Channel.SETTINGS, rate=(1, 60)
-        )
-    assert consent_for(consumer).version == 3
+    assert flip(consumer, at=now, rate=(1, 60)) is not None
+    with pytest.raises(ConsentThrottled):
+        flip(consumer, at=now, rate=(1, 60))
+    assert consent_for(consumer).head_number == 3
 
 
 def test_saving_the_same_value_at_the_limit_is_no_change_not_a_refusal(policy, consumer):

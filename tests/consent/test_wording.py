@@ -1,46 +1,38 @@
-"""consent.wording: the settings page's sentences say what the template's tags used to say."""
+"""consent.wording: the sentences the settings page says about the user's choice."""
 
 from datetime import UTC, datetime
 
 import pytest
-from django.template.defaultfilters import date as date_filter
-from django.utils import timezone, translation
+from django.utils import translation
 
-from consent.history import moment
+from consent.models import ConsentPolicy, ConsentState, TrainingConsent
 from consent.selectors import Propagation
-from consent.wording import day_and_time, reach_sentence
+from consent.wording import choice_sentence, reach_sentence
 
-MOMENTS = [
-    datetime(2026, 1, 5, 7, 3, 9, tzinfo=UTC),
-    datetime(2026, 7, 31, 23, 59, 1, tzinfo=UTC),  # a new day, a new month in Paris
-]
+DECIDED_AT = datetime(2026, 1, 5, 7, 3, 9, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "America/St_Johns"])
-@pytest.mark.parametrize("when", MOMENTS)
-def test_moments_read_as_the_date_filter_would(zone, when):
-    with timezone.override(zone):
-        local = timezone.localtime(when)
-        assert day_and_time(when) == date_filter(local, "j F Y, H:i e")
-        assert moment(when) == date_filter(local, "j M Y, H:i")
-        assert moment(when, seconds=True) == date_filter(local, "j M Y, H:i:s")
+def decided(state: str) -> TrainingConsent:
+    return TrainingConsent(state=state, policy=ConsentPolicy(version=3), decided_at=DECIDED_AT)
 
 
-def test_a_moment_that_happens_twice_names_its_zone():
-    # 02:30 comes twice in Paris the night summer time ends. The date filter leaves the zone's
-    # name out for such a moment; the page says which of the two it was.
-    first, second = (
-        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
-        datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
-    )
-    with timezone.override("Europe/Paris"):
-        assert day_and_time(first) == "25 October 2026, 02:30 CEST"
-        assert day_and_time(second) == "25 October 2026, 02:30 CET"
+def test_a_choice_says_what_when_and_under_which_version():
+    sentence = choice_sentence(decided(ConsentState.ALLOWED), choice_ended=False)
+
+    assert sentence == "Allowed, chosen on 5 January 2026, 07:03 UTC under policy version 3."
 
 
 def test_month_names_follow_the_language():
     with translation.override("de"):
-        assert day_and_time(MOMENTS[0]).startswith("5 Januar 2026")
+        sentence = choice_sentence(decided(ConsentState.DECLINED), choice_ended=False)
+
+    assert "5 Januar 2026" in sentence
+
+
+def test_an_ended_choice_says_so():
+    ended = choice_sentence(TrainingConsent(), choice_ended=True)
+
+    assert ended.startswith("Not chosen under the current terms")
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from django.contrib.messages import get_messages
 from django.test import Client
 from django.utils import timezone
 
-from consent import services
+from consent import policies, services
 from consent.models import ConsentEvent, ConsentState, Delivery
 from consent.selectors import consent_for
 from consent.services import Channel
@@ -127,7 +127,7 @@ def test_a_post_naming_another_user_changes_nobody(agent_client, policy, consume
 
 def test_terms_that_changed_since_the_page_loaded_are_refused(agent_client, policy, consumer):
     now = timezone.now()
-    services.policy_publish(
+    policies.policy_publish(
         title="New terms", text="Again.", effective_at=now, decision_deadline=now + timedelta(9)
     )
 

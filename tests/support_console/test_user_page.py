@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import policies, services
 from consent.models import ConsentEvent, Delivery
 from consent.services import Channel
 from support.models import AccessRecord
@@ -58,7 +58,7 @@ def test_a_deferred_user_and_a_passed_deadline_are_said(agent_client, policy, co
     assert "said “Not now” until" in agent_client.get(url(consumer)).content.decode()
 
     now = timezone.now()
-    services.policy_publish(
+    policies.policy_publish(
         title="Terms whose deadline passed",
         text="Choose.",
         effective_at=now - timedelta(days=40),

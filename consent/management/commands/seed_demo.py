@@ -5,7 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
+from consent import policies, services
 from consent.models import ConsentPolicy
 from consent.selectors import consent_for
 from support.services import support_group_ensure
@@ -30,7 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         now = timezone.now()
         if not ConsentPolicy.objects.exists():
-            services.policy_publish(
+            policies.policy_publish(
                 title=POLICY_TITLE,
                 text=POLICY_TEXT,
                 effective_at=now - timedelta(days=30),
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         support.groups.add(support_group_ensure())
         self._user("admin@example.com", Plan.TEAM, name="Ada Admin", superuser=True)
 
-        if consent_for(pro).version == 0:
+        if consent_for(pro).head_number == 0:
             services.notice_record_served(user=pro, now=now - timedelta(days=20))
             services.consent_change(
                 user=pro,
@@ -56,7 +56,7 @@ class Command(BaseCommand):
                 shown_default=True,
                 now=now - timedelta(days=20, seconds=-40),
             )
-        if consent_for(max_).version == 0:
+        if consent_for(max_).head_number == 0:
             services.notice_record_served(user=max_, now=now - timedelta(days=25))
             services.consent_defer(user=max_, now=now - timedelta(days=25, seconds=-30))
             services.consent_change(

@@ -1,0 +1,155 @@
+"""The one writer of policies: drafts, publication, and deadlines that only move later."""
+
+import hashlib
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from consent.exceptions import ConsentError
+from consent.models import ConsentPolicy, PolicyEvent
+
+
+def policy_content_hash(*, title: str, text: str) -> str:
+    return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
+
+
+def _check_terms(policy: ConsentPolicy) -> None:
+    if not policy.title.strip() or not policy.text.strip():
+        raise ConsentError("A policy needs a title and a text.")
+    if policy.decision_deadline < policy.effective_at:
+        raise ConsentError("The decision deadline cannot be before the effective date.")
+    if (
+        policy.defer_for <= timedelta(0)
+        or min(policy.retention_days_allowed, policy.retention_days_declined) < 1
+    ):
+        raise ConsentError("Deferral and retention must be positive.")
+
+
+def _check_admin(actor: User | None) -> None:
+    if actor is None or not actor.is_staff:
+        raise ConsentError("Only an admin can do this.")
+
+
+def _next_version() -> int:
+    """Lock the newest policy and return the next version; refuse while a draft waits."""
+    latest = ConsentPolicy.objects.select_for_update().order_by("-version").first()
+    if latest is not None and not latest.is_published:
+        raise ConsentError(f"Draft v{latest.version} is waiting: publish or delete it first.")
+    return latest.version + 1 if latest else 1
+
+
+def _publish(policy: ConsentPolicy, *, actor: User | None, now: datetime) -> ConsentPolicy:
+    policy.content_hash = policy_content_hash(title=policy.title, text=policy.text)
+    policy.published_at = now
+    policy.save()
+    PolicyEvent.objects.create(
+        policy=policy,
+        kind=PolicyEvent.Kind.PUBLISHED,
+        actor=actor,
+        deadline_after=policy.decision_deadline,
+        created_at=now,
+    )
+    return policy
+
+
+@transaction.atomic
+def policy_publish(
+    *,
+    title: str,
+    text: str,
+    effective_at: datetime,
+    decision_deadline: datetime,
+    default_allowed: bool = True,
+    retention_days_allowed: int = 1825,
+    retention_days_declined: int = 30,
+    defer_for: timedelta = timedelta(days=1),
+    requires_new_choice: bool = True,
+    now: datetime | None = None,
+) -> ConsentPolicy:
+    """Publish the next policy version at once, its text fixed by a content hash."""
+    policy = ConsentPolicy(
+        title=title.strip(),
+        text=text.strip(),
+        effective_at=effective_at,
+        decision_deadline=decision_deadline,
+        default_allowed=default_allowed,
+        retention_days_allowed=retention_days_allowed,
+        retention_days_declined=retention_days_declined,
+        defer_for=defer_for,
+        requires_new_choice=requires_new_choice,
+    )
+    _check_terms(policy)
+    policy.version = _next_version()
+    return _publish(policy, actor=None, now=now or timezone.now())
+
+
+@transaction.atomic
+def policy_draft_save(*, policy: ConsentPolicy) -> ConsentPolicy:
+    """Save a new or edited draft of the next policy version; a published one cannot change."""
+    _check_terms(policy)
+    if policy.pk is None:
+        policy.version = _next_version()
+    elif ConsentPolicy.objects.select_for_update().get(pk=policy.pk).is_published:
+        raise ConsentError("A published policy cannot be edited.")
+    policy.title, policy.text = policy.title.strip(), policy.text.strip()
+    policy.content_hash, policy.published_at = "", None
+    policy.save()
+    return policy
+
+
+@transaction.atomic
+def policy_draft_publish(
+    *, policy: ConsentPolicy, actor: User, now: datetime | None = None
+) -> ConsentPolicy:
+    """Publish a draft: fix its text and hash. If it asks for a new choice, users are asked again.
+
+    Asking again needs no write per user: every consumer whose choice was made under an older
+    version is prompted from now on (see consent.selectors.needs_choice).
+    """
+    _check_admin(actor)
+    now = now or timezone.now()
+    draft = ConsentPolicy.objects.select_for_update().get(pk=policy.pk)
+    if draft.is_published:
+        raise ConsentError("This policy is already published.")
+    _check_terms(draft)
+    if draft.decision_deadline <= now:
+        raise ConsentError("The decision deadline has passed: move it later before publishing.")
+    newest = ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
+    if newest is not None and newest.version >= draft.version:
+        raise ConsentError("A newer version is already published.")
+    return _publish(draft, actor=actor, now=now)
+
+
+@transaction.atomic
+def policy_deadline_extend(
+    *,
+    policy: ConsentPolicy,
+    decision_deadline: datetime,
+    actor: User,
+    reason: str,
+    now: datetime | None = None,
+) -> PolicyEvent:
+    """Move a published policy's decision deadline later, recording who did it, when and why."""
+    _check_admin(actor)
+    if not reason.strip():
+        raise ConsentError("Extending a deadline needs a reason.")
+    locked = ConsentPolicy.objects.select_for_update().get(pk=policy.pk)
+    if not locked.is_published:
+        raise ConsentError("A draft's deadline is edited with the draft.")
+    if decision_deadline <= locked.decision_deadline:
+        raise ConsentError("A deadline can only move later, never earlier.")
+    event = PolicyEvent.objects.create(
+        policy=locked,
+        kind=PolicyEvent.Kind.DEADLINE_EXTENDED,
+        actor=actor,
+        reason=reason.strip(),
+        deadline_before=locked.decision_deadline,
+        deadline_after=decision_deadline,
+        created_at=now or timezone.now(),
+    )
+    locked.decision_deadline = decision_deadline
+    locked.save(update_fields=["decision_deadline"])
+    policy.decision_deadline = decision_deadline
+    return event
