@@ -2,9 +2,8 @@
 -- Arguments after the URL: mode ("toggle" or "bare"), path, policy version, users file, threads,
 -- and the user each thread starts after: the requests a thread made, on average, in the earlier
 -- rounds of this mode.
--- The users file has one "session-key csrf-token first-value seen" line per user; in toggle mode
--- each user's value flips on every request, so every POST is a real change, never a no-op, and
--- sends back what the user's last response showed of the setting ("seen"), as the page does.
+-- The users file has one "session-key csrf-token first-value" line per user; in toggle mode each
+-- user's value flips on every request, so every POST is a real change, never a no-op.
 -- Run with as many threads as connections: a thread then has one request out at a time, so each
 -- response belongs to the user of the request before it. Thread n takes users n, n + threads, ...
 
@@ -20,10 +19,10 @@ function init(args)
   users, current, not_200 = {}, nil, 0
   local index = 0
   for line in io.lines(args[4]) do
-    local session, csrf, value, seen = line:match("(%S+) (%S+) (%S+) ?(%S*)")
+    local session, csrf, value = line:match("(%S+) (%S+) (%S+)")
     if index % tonumber(args[5]) == id then
       table.insert(users, { cookie = "sessionid=" .. session .. "; csrftoken=" .. csrf,
-                            csrf = csrf, value = value, seen = seen })
+                            csrf = csrf, value = value })
     end
     index = index + 1
   end
@@ -38,7 +37,6 @@ function request()
     return wrk.format("GET", path, { Cookie = current.cookie })
   end
   local body = "policy_version=" .. version .. "&allowed=off&allowed=" .. current.value
-  if current.seen ~= "" then body = body .. "&seen=" .. current.seen end
   current.value = (current.value == "on") and "off" or "on"
   return wrk.format("POST", path, {
     Cookie = current.cookie,
@@ -50,9 +48,6 @@ end
 
 function response(status, headers, body)
   if status ~= 200 then not_200 = not_200 + 1 end
-  if mode == "toggle" and body then
-    current.seen = body:match('name="seen" value="([^"]*)"') or ""
-  end
 end
 
 function done(summary, latency, requests)

@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from consent.models import ConsentEvent
-from consent.outbox import change_for
+from consent.changes import change_for
 from consent.sinks import sink_named
 
 

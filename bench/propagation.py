@@ -234,13 +234,16 @@ def main() -> None:
     raw_seconds = time.monotonic() - started
     reset_sinks()
 
-    # Ours, backlog: n changes already committed (drains not queued), then the workers start.
+    # Ours, backlog: n changes already committed, the drains they queued forgotten, then the
+    # workers start and the sweep queues a drain of each sink.
+    from django.core.cache import cache
+
+    from config.celery import app as celery_app
     from consent import outbox
 
-    queue_drain = outbox.schedule_drain
-    outbox.schedule_drain = lambda *args, **kwargs: None
     commit_all(backlog_users, True, ours)
-    outbox.schedule_drain = queue_drain
+    celery_app.control.purge()
+    cache.clear()
     workers = start_workers()
     started = time.monotonic()
     outbox.outbox_sweep()

@@ -95,16 +95,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def python_for(checkout: Path) -> str:
+    """Return the checkout's own Python (its .venv), or this one's if it has none."""
+    venv = checkout / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
 def gunicorn_start(
-    port: int, options: list[str], *, checkout: Path = ROOT
+    port: int, options: list[str], *, checkout: Path = ROOT, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start the app (this checkout's, or another's) under gunicorn; return once it answers."""
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "gunicorn", "config.wsgi:application",
+            python_for(checkout), "-m", "gunicorn", "config.wsgi:application",
             "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *options,
         ],
         cwd=checkout,
+        env=os.environ | (env or {}),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
