@@ -10,8 +10,8 @@ this checkout's bench/load.lua. Run it with `uv run python -m bench.compare OTHE
 
 import argparse
 import json
-import random
 import os
+import random
 import subprocess
 import tempfile
 from pathlib import Path

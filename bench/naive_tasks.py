@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from consent.models import ConsentEvent
 from consent.changes import change_for
+from consent.models import ConsentEvent
 from consent.sinks import sink_named
 
 
