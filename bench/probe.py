@@ -8,6 +8,7 @@ Use it as gunicorn's config file (--config python:bench.probe).
 import json
 import os
 import time
+from functools import partial
 from pathlib import Path
 
 holds: list[dict[str, float]] = []
@@ -24,7 +25,7 @@ def post_worker_init(worker) -> None:
     def probe(execute, sql, params, many, context):
         if "FOR UPDATE" in sql and "consent_trainingconsent" in sql:
             hold["statements"] = 0
-            transaction.on_commit(lambda started=time.perf_counter(): note_commit(started))
+            transaction.on_commit(partial(note_commit, time.perf_counter()))
         if "statements" in hold:
             hold["statements"] += 1
         return execute(sql, params, many, context)
