@@ -158,7 +158,7 @@ def seed_history(user: User, events: list[ConsentEvent], *, now) -> None:
         defaults={
             "state": last.after,
             "policy": last.policy if decided else None,
-            "version": last.number,
+            "head_number": last.number,
             "head_hash": last.hash,
             "decided_at": decided[-1].created_at if decided else None,
         },

@@ -261,7 +261,7 @@ def main() -> None:
 
     print("\nPer toggle (the bar: at most 5 statements and 3 kB of WAL outside checkpoints):")
     print(
-        f"  statements from the lock to the commit: {statements:.0f} at most, "
+        f"  statements in its transaction, the lock included: {statements:.0f} at most, "
         f"{statistics.mean(h['statements'] for h in holds):.2f} on average "
         f"({statements + 2:.0f} round trips with BEGIN and COMMIT), over {len(holds)} changes"
     )

@@ -203,7 +203,8 @@ CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "1
 CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", "1"))
 CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "600"))
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
-CONSENT_DRAIN_DEBOUNCE = 10  # seconds a queued drain stands for every later commit
+CONSENT_DRAIN_DELAY = 0.25  # seconds a drain queued on commit waits, carrying later commits
+CONSENT_DRAIN_DEBOUNCE = 10  # at most, seconds a queued drain stands for every later commit
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
 CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
 # A user may change the setting this many times at once, then once every seconds / times ("10/60":

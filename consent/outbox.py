@@ -52,29 +52,34 @@ def _queued_key(sink: str) -> str:
     return f"consent:drain-queued:{sink}"
 
 
-def drain_queue(sink: str) -> bool:
-    """Queue a drain of the sink; tell whether the broker took it."""
+def drain_queue(sink: str, *, countdown: float = 0) -> bool:
+    """Queue a drain of the sink, to start after countdown seconds; tell whether the broker took it."""
     try:
-        current_app.send_task(DELIVER_TASK, args=(sink,))
+        current_app.send_task(DELIVER_TASK, args=(sink,), countdown=countdown)
     except Exception:  # the broker is down: the change is safe in the outbox
         logger.warning("Could not queue a drain of %s; the sweep will.", sink)
         return False
     return True
 
 
-def drain_soon(sinks: Iterable[str] | None = None) -> None:
+def drain_soon(sinks: Iterable[str] | None = None, *, delay: float | None = None) -> None:
     """Queue a drain of each sink (every configured one by default) unless one waits already.
 
-    It never fails its caller, which has committed: what it cannot queue, the sweep does.
+    The drain starts after the delay (CONSENT_DRAIN_DELAY seconds by default) and carries every
+    change committed until then: under load a sink gets a few drains a second, not one per
+    change. It never fails its caller, which has committed: what it cannot queue, the sweep does.
     """
+    delay = settings.CONSENT_DRAIN_DELAY if delay is None else delay
     for sink in settings.CONSENT_SINKS if sinks is None else sinks:
         key = _queued_key(sink)
         try:
-            if cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE) and not drain_queue(sink):
+            if cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE) and not drain_queue(
+                sink, countdown=delay
+            ):
                 cache.delete(key)
         except Exception:  # the cache is down
             logger.warning("Could not reach the cache to queue a drain of %s.", sink)
-            drain_queue(sink)
+            drain_queue(sink, countdown=delay)
 
 
 def drain_started(sink: str) -> None:
@@ -187,7 +192,7 @@ def outbox_drain(sink_name: str, *, time_budget: float | None = None) -> int:
             return drained
         # A full batch means a backlog: an idle worker may share it (SKIP LOCKED), and a drain
         # waits to carry on when this one's time is up.
-        drain_soon([sink_name])
+        drain_soon([sink_name], delay=0)
         if time.monotonic() > deadline:
             return drained
 

@@ -78,7 +78,11 @@ def _require_consumer(user: User) -> None:
 
 
 def _lock(user: User) -> TrainingConsent:
-    """Lock the user's consent row until the transaction ends; create it on the first touch."""
+    """Lock the user's consent row until the transaction ends; create it on the first touch.
+
+    Callers read what needs no lock (the current policy) first: the lock is held from here to the
+    commit, and every other change of the same user waits for it.
+    """
     rows = TrainingConsent.objects.select_for_update(of=("self",)).select_related("policy")
     consent = rows.filter(user=user).first()
     if consent is None:  # a concurrent first touch may win the insert
@@ -179,8 +183,8 @@ def consent_change(
     _require_consumer(user)
     if channel == Channel.POPUP and not isinstance(shown_default, bool):
         raise ConsentError("A pop-up decision records the default that was shown.")
-    consent = _lock(user)
     policy = _published(policy_current())
+    consent = _lock(user)
     if policy_version is not None and policy_version != policy.version:
         raise ConsentError(
             f"Policy version {policy_version} is not the current one ({policy.version})."
@@ -214,8 +218,8 @@ def consent_defer(
 ) -> ConsentEvent | None:
     """Record "Not now": hide the pop-up for the policy's interval, never past the deadline."""
     _require_consumer(user)
-    consent = _lock(user)
     policy = _published(policy_current())
+    consent = _lock(user)
     now = now or timezone.now()
     if now >= policy.decision_deadline:
         raise ConsentError("The decision deadline has passed; a choice is required.")
@@ -246,8 +250,8 @@ def _record_once_per_policy(
     now: datetime | None,
 ) -> ConsentEvent | None:
     _require_consumer(user)
-    consent = _lock(user)
     policy = _published(policy_current())
+    consent = _lock(user)
     seen = ConsentEvent.objects.filter(subject_id=user.subject_id, kind=kind, policy=policy)
     if seen.exists():
         return None
@@ -313,6 +317,7 @@ def user_change_plan(
     if plan not in User.Plan.values:
         raise ConsentError(f"Unknown plan {plan!r}.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
+    policy = policy_current()
     consent = _lock(user)
     if User.objects.values_list("plan", flat=True).get(pk=user.pk) == plan:
         return None
@@ -322,7 +327,7 @@ def user_change_plan(
         consent,
         kind=ConsentEvent.Kind.PLAN_CHANGED,
         after=consent.state,
-        policy=policy_current(),
+        policy=policy,
         channel=channel,
         role=role,
         actor=actor,
@@ -344,12 +349,13 @@ def account_delete(
 ) -> ConsentEvent:
     """Delete the account; the audit events stay, under the pseudonymous subject id only."""
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
+    policy = policy_current()
     consent = _lock(user)
     event = _append(
         consent,
         kind=ConsentEvent.Kind.ACCOUNT_DELETED,
         after=ConsentState.UNDECIDED,
-        policy=policy_current(),
+        policy=policy,
         channel=channel,
         role=role,
         actor=actor,

@@ -362,13 +362,13 @@ def test_a_change_is_five_statements_the_lock_included(
 
     statements = [q["sql"] for q in captured if "SAVEPOINT" not in q["sql"]]
     assert [sql.split()[0] for sql in statements] == [
-        "SELECT",  # the user's consent row, locked, with the policy it was decided under
         "SELECT",  # the current policy
+        "SELECT",  # the user's consent row, locked, with the policy it was decided under
         "INSERT",  # the event
         "INSERT",  # its three deliveries
         "UPDATE",  # the row's new state and head
     ]
-    assert statements[0].endswith('FOR UPDATE OF "consent_trainingconsent"')
+    assert statements[1].endswith('FOR UPDATE OF "consent_trainingconsent"')
 
 
 def test_a_change_writes_its_event_deliveries_and_head_together(policy, consumer, settings):
