@@ -53,7 +53,7 @@ def _queued_key(sink: str) -> str:
 
 
 def drain_queue(sink: str, *, countdown: float = 0) -> bool:
-    """Queue a drain of the sink, to start after countdown seconds; tell whether the broker took it."""
+    """Queue a drain of the sink to start after countdown seconds; tell if the broker took it."""
     try:
         current_app.send_task(DELIVER_TASK, args=(sink,), countdown=countdown)
     except Exception:  # the broker is down: the change is safe in the outbox
