@@ -1,16 +1,19 @@
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.models import ApiToken, User
+from accounts.services import TokenError, api_token_create, api_token_revoke
 from consent import services
 from consent.selectors import consent_for
 
@@ -97,3 +100,71 @@ class UserAdmin(BaseUserAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             self.delete_model(request, user)
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(label=_("Name"), max_length=100, help_text=_("Who or what uses it."))
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"), choices=ApiToken.Scope.choices, widget=forms.CheckboxSelectMultiple
+    )
+    expires_at = forms.DateTimeField(
+        label=_("Expires at (UTC)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text=_("Leave empty for a token that does not expire."),
+    )
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made here and shown once; afterwards they can only be read and revoked."""
+
+    list_display = ["name", "prefix", "scopes", "expires_at", "revoked_at", "last_used_at"]
+    list_filter = ["revoked_at"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = fields = (
+        "name",
+        "prefix",
+        "scopes",
+        "expires_at",
+        "revoked_at",
+        "last_used_at",
+        "created_by",
+        "created_at",
+    )
+    actions = ["revoke"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # revoked, never deleted: runs name the token that registered them
+
+    def add_view(
+        self, request: HttpRequest, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ApiTokenForm(request.POST or None)
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": _("Make an API token"),
+            "form": form,
+        }
+        if request.method == "POST" and form.is_valid():
+            try:
+                token, secret = api_token_create(
+                    **form.cleaned_data,
+                    created_by=request.user,  # type: ignore[arg-type]
+                )
+            except TokenError as error:
+                form.add_error(None, str(error))
+            else:
+                self.log_addition(request, token, [{"added": {}}])
+                context |= {"token": token, "secret": secret}
+        return TemplateResponse(request, "admin/accounts/apitoken/make.html", context)
+
+    @admin.action(description=_("Revoke the selected tokens"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        revoked = api_token_revoke(tokens=queryset)
+        self.message_user(
+            request, _("%(count)d token(s) revoked.") % {"count": revoked}, messages.SUCCESS
+        )

@@ -1,8 +1,11 @@
+import hashlib
 import uuid
 from typing import ClassVar
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -77,3 +80,53 @@ class User(AbstractUser):
 
     def get_short_name(self) -> str:
         return self.name or self.email
+
+
+def api_token_hash(token: str) -> str:
+    """Return what is kept of a token: its SHA-256 (a token is 256 random bits, not a password)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def usable(self) -> "ApiTokenQuerySet":
+        """Return the tokens neither revoked nor expired."""
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
+
+
+class ApiToken(models.Model):
+    """A machine client's credential for /api/v1/: shown once when made, kept only as a hash."""
+
+    class Scope(models.TextChoices):
+        ELIGIBILITY = "eligibility", _("Ask whether data is eligible")
+        RUNS = "runs", _("Register training runs and read their snapshots")
+
+    name = models.CharField(_("name"), max_length=100, help_text=_("Who or what uses it."))
+    prefix = models.CharField(
+        _("starts with"), max_length=12, editable=False, help_text=_("To tell tokens apart.")
+    )
+    key_hash = models.CharField(_("SHA-256 of the token"), max_length=64, unique=True)
+    scopes = models.JSONField(_("scopes"), default=list)
+    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("made by"),
+    )
+    created_at = models.DateTimeField(_("made at"), default=timezone.now, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("API token")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

@@ -1,11 +1,11 @@
 from django.db.models import Model
 
 WAREHOUSE = "warehouse"
-WAREHOUSE_MODELS = {("consent", "eligibilityrecord")}
+WAREHOUSE_MODELS = {("consent", "eligibilityrecord"), ("consent", "eligibilityinterval")}
 
 
 class WarehouseRouter:
-    """Send the eligibility table to the warehouse database, and nothing else there."""
+    """Send the eligibility tables to the warehouse database, and nothing else there."""
 
     def _in_warehouse(self, model: type[Model]) -> bool:
         return (model._meta.app_label, model._meta.model_name) in WAREHOUSE_MODELS

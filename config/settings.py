@@ -58,9 +58,12 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "config.middleware.PrivateResponsesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
+# The API takes up to 100,000 pairs in a request, about 8 MB of JSON.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
 WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
@@ -205,6 +208,9 @@ CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "6
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
 CONSENT_DRAIN_DELAY = 0.25  # seconds a drain queued on commit waits, carrying later commits
 CONSENT_DRAIN_DEBOUNCE = 10  # at most, seconds a queued drain stands for every later commit
+# The sink whose database keeps every subject's intervals, which the API and snapshots read.
+CONSENT_ELIGIBILITY_SINK = "warehouse"
+TRAINING_RUNS_DIR = Path(os.environ.get("TRAINING_RUNS_DIR", DATA_DIR / "runs"))
 CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the model")
 CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
 # A user may change the setting this many times at once, then once every seconds / times ("10/60":

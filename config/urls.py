@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from config.api import api
 from config.health import healthz
 
 urlpatterns = [
@@ -8,5 +9,6 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("support/", include("support.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
 ]

@@ -18,7 +18,14 @@ from django.views.decorators.http import require_POST
 from accounts.models import User
 from consent import policies
 from consent.exceptions import ConsentError
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, PolicyEvent
+from consent.models import (
+    ConsentEvent,
+    ConsentPolicy,
+    ConsentState,
+    Delivery,
+    PolicyEvent,
+    TrainingRun,
+)
 from consent.outbox import delivery_retry, delivery_retry_now
 from consent.reconcile import reconcile
 from consent.selectors import policy_current, sink_overview
@@ -425,3 +432,34 @@ class DeliveryAdmin(admin.ModelAdmin):
                 level = messages.SUCCESS if drift.clean or drift.repaired else messages.WARNING
                 self.message_user(request, str(drift), level)
         return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))
+
+
+# Training runs: registered by pipelines through the API; read here, never changed.
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(ReadOnlyAdmin):
+    list_display = [
+        "name",
+        "as_of",
+        "subjects",
+        "intervals",
+        "withheld",
+        "registered_by",
+        "created_at",
+    ]
+    search_fields = ["name", "=id"]
+    date_hierarchy = "as_of"
+    readonly_fields = ["id", "name", "as_of", "registered_by", "created_at", "snapshot"]
+
+    @admin.display(description=_("subjects eligible"))
+    def subjects(self, obj: TrainingRun) -> int:
+        return int(obj.snapshot.get("subjects", 0))
+
+    @admin.display(description=_("intervals"))
+    def intervals(self, obj: TrainingRun) -> int:
+        return obj.rows
+
+    @admin.display(description=_("subjects withheld (changes not yet applied)"))
+    def withheld(self, obj: TrainingRun) -> int:
+        return int(obj.snapshot.get("withheld_subjects", 0))

@@ -2,7 +2,7 @@
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentState
-from consent.sinks.base import Change
+from consent.sinks.base import Change, Interval
 
 PROPAGATED_KINDS = frozenset(
     {
@@ -14,8 +14,11 @@ PROPAGATED_KINDS = frozenset(
 )
 
 
-def change_for(event: ConsentEvent, *, delivery_id: int = 0) -> Change:
-    """Return what sinks must hold after this event: a fact about a pseudonymous subject."""
+def change_for(
+    event: ConsentEvent, *, delivery_id: int = 0, intervals: tuple[Interval, ...] = ()
+) -> Change:
+    """Return what sinks must hold after this event: a fact about a pseudonymous subject, and
+    for a sink that keeps it, the subject's intervals up to the event."""
     deleted = event.kind == ConsentEvent.Kind.ACCOUNT_DELETED
     allowed = (
         event.after == ConsentState.ALLOWED and event.plan in User.CONSUMER_PLANS and not deleted
@@ -33,4 +36,5 @@ def change_for(event: ConsentEvent, *, delivery_id: int = 0) -> Change:
         policy_version=policy.version if policy else None,
         retention_days=policy.retention_days(allowed=allowed) if policy and decided else None,
         changed_at=event.created_at,
+        intervals=intervals,
     )

@@ -1,5 +1,6 @@
 import functools
 import operator
+import uuid
 
 import pgtrigger
 from django.conf import settings
@@ -306,6 +307,59 @@ class EligibilityRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject_id} v{self.version} allowed={self.allowed}"
+
+
+class EligibilityInterval(models.Model):
+    """In the warehouse database: a stretch of time during which a subject allowed training.
+
+    Written with the subject's EligibilityRecord, from their whole history, each time a newer
+    change is applied; the terms in force clip it when it is read (consent.eligibility).
+    """
+
+    subject_id = models.UUIDField()
+    allowed_from = models.DateTimeField()
+    allowed_until = models.DateTimeField(null=True)
+    policy_version = models.PositiveIntegerField()
+    retention_days = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "training_eligibility_interval"
+        verbose_name = _("eligibility interval")
+        indexes = [
+            models.Index(fields=["subject_id", "allowed_from"], name="interval_subject_from"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject_id} from {self.allowed_from} until {self.allowed_until}"
+
+
+class TrainingRun(models.Model):
+    """A training run a pipeline registered, and the eligibility snapshot fixed for it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(_("name"), max_length=200)
+    as_of = models.DateTimeField(_("selects data as of"))
+    registered_by = models.ForeignKey(
+        "accounts.ApiToken",
+        on_delete=models.PROTECT,
+        null=True,
+        related_name="+",
+        verbose_name=_("registered with the token"),
+    )
+    snapshot = models.JSONField(_("snapshot manifest"))
+    created_at = models.DateTimeField(_("registered at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("training run")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["as_of"], name="run_as_of")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (as of {self.as_of:%Y-%m-%d %H:%M})"
+
+    @property
+    def rows(self) -> int:
+        return int(self.snapshot.get("rows", 0))
 
 
 @pgtrigger.register(

@@ -20,6 +20,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from consent.changes import PROPAGATED_KINDS, change_for
+from consent.eligibility import subjects_intervals
 from consent.models import ConsentEvent, Delivery
 from consent.sinks import configured_sinks, sink_named
 from consent.sinks.base import Outcome, Result, Sink
@@ -168,7 +169,15 @@ def _drain_batch(sink: Sink, size: int) -> int:
         if not batch:
             return 0
         keep = _supersede(sink, batch, now)
-        changes = [change_for(d.event, delivery_id=d.pk) for d in keep]
+        history = (
+            subjects_intervals({d.subject_id: d.event_number for d in keep})
+            if sink.keeps_history
+            else {}
+        )
+        changes = [
+            change_for(d.event, delivery_id=d.pk, intervals=history.get(d.subject_id, ()))
+            for d in keep
+        ]
         try:
             results = sink.apply(changes) if changes else {}
         except Exception as error:

@@ -1,6 +1,6 @@
 """Compare each sink with the source of truth (the audit log) and repair the drift."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from uuid import UUID
 
@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from consent.changes import PROPAGATED_KINDS, change_for
+from consent.eligibility import subjects_intervals
 from consent.models import ConsentEvent, Delivery
 from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
@@ -78,6 +79,9 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
     drift.extra = [s for s in observed if s not in expected]
     if repair and not drift.clean:
         fixes = [expected[s] for s in drift.missing + drift.stale]
+        if sink.keeps_history:
+            history = subjects_intervals({fix.subject_id: fix.version for fix in fixes})
+            fixes = [replace(fix, intervals=history[fix.subject_id]) for fix in fixes]
         ceiling = {
             c.subject_id: max(
                 c.version, observed[c.subject_id].version if c.subject_id in observed else 0

@@ -1,8 +1,7 @@
 """Reads of the consent state: the current policy, what a user must be asked, eligibility."""
 
-from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +12,17 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from accounts.models import User
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
+from consent.eligibility import Terms, subjects_intervals
+from consent.models import (
+    ConsentEvent,
+    ConsentPolicy,
+    ConsentState,
+    Delivery,
+    TrainingConsent,
+    TrainingRun,
+)
+
+MAX_EVENT_NUMBER = 2**31 - 1
 
 
 def policy_current() -> ConsentPolicy | None:
@@ -68,73 +77,6 @@ def prompt_for(user: User, *, now: datetime | None = None) -> Prompt:
         can_defer=not past_deadline,
         blocking=past_deadline,
     )
-
-
-_STATE_KINDS = (
-    ConsentEvent.Kind.DECISION,
-    ConsentEvent.Kind.PLAN_CHANGED,
-    ConsentEvent.Kind.ACCOUNT_DELETED,
-    ConsentEvent.Kind.CHOICE_EXPIRED,
-)
-
-
-@dataclass(frozen=True)
-class _Step:
-    allowed: bool
-    consumer: bool
-    decided_under: int  # policy version of the decision in force; 0 when none
-
-
-def _timelines(subject_ids: set[UUID]) -> dict[UUID, tuple[list[datetime], list[_Step]]]:
-    timelines: dict[UUID, tuple[list[datetime], list[_Step]]] = defaultdict(lambda: ([], []))
-    rows = (
-        ConsentEvent.objects.filter(subject_id__in=subject_ids, kind__in=_STATE_KINDS)
-        .order_by("subject_id", "number")
-        .values_list("subject_id", "kind", "after", "plan", "policy__version", "created_at")
-    )
-    decided_under: dict[UUID, int] = {}
-    for subject_id, kind, after, plan, policy_version, created_at in rows.iterator(chunk_size=5000):
-        if kind == ConsentEvent.Kind.DECISION:
-            decided_under[subject_id] = policy_version
-        step = _Step(
-            allowed=after == ConsentState.ALLOWED and kind != ConsentEvent.Kind.ACCOUNT_DELETED,
-            consumer=plan in User.CONSUMER_PLANS,
-            decided_under=decided_under.get(subject_id, 0),
-        )
-        times, steps = timelines[subject_id]
-        times.append(created_at)
-        steps.append(step)
-    return timelines
-
-
-def _versions_in_force(at: datetime, policies: Sequence[ConsentPolicy]) -> tuple[int, int]:
-    """Return (version in force, oldest version whose decisions still count) at a moment."""
-    in_force = [p for p in policies if p.effective_at <= at]
-    if not in_force:
-        return 0, 0
-    needing_choice = [p.version for p in in_force if p.requires_new_choice]
-    return max(p.version for p in in_force), max(needing_choice, default=1)
-
-
-def eligibility(pairs: Sequence[tuple[UUID, datetime]]) -> list[bool]:
-    """Answer, for each (subject, moment), whether that subject's data from then may train."""
-    policies = list(ConsentPolicy.objects.filter(published_at__isnull=False))
-    timelines = _timelines({subject_id for subject_id, _ in pairs})
-    answers = []
-    for subject_id, at in pairs:
-        in_force, oldest_counting = _versions_in_force(at, policies)
-        times, steps = timelines.get(subject_id, ([], []))
-        index = bisect_right(times, at) - 1
-        if in_force == 0 or index < 0:
-            answers.append(False)
-            continue
-        step = steps[index]
-        answers.append(step.allowed and step.consumer and step.decided_under >= oldest_counting)
-    return answers
-
-
-def is_eligible(user: User, at: datetime) -> bool:
-    return eligibility([(user.subject_id, at)])[0]
 
 
 @dataclass(frozen=True)
@@ -333,3 +275,27 @@ def sink_overview() -> list[SinkOverview]:
             )
         )
     return overview
+
+
+@dataclass(frozen=True)
+class RunsSeen:
+    """The registered training runs that selected data while the user allowed it."""
+
+    count: int
+    latest: datetime | None
+
+
+def runs_while_allowed(user: User) -> RunsSeen:
+    """Return how many registered runs selected data while the user allowed training, and when
+    the latest did."""
+    moments = list(TrainingRun.objects.order_by("as_of").values_list("as_of", flat=True))
+    if not moments:
+        return RunsSeen(0, None)
+    history = subjects_intervals({user.subject_id: MAX_EVENT_NUMBER})[user.subject_id]
+    terms = Terms.published()
+    selected = [
+        moment
+        for moment in moments
+        if any(interval.allowed_until is None for interval in terms.as_of(history, moment))
+    ]
+    return RunsSeen(len(selected), selected[-1] if selected else None)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("consent/not-now/", views.popup_defer, name="consent_defer"),
     path("settings/privacy/", views.privacy_settings, name="privacy_settings"),
     path("settings/privacy/history/", views.privacy_history, name="privacy_history"),
+    path("settings/privacy/runs/", views.privacy_runs, name="privacy_runs"),
     path(
         "settings/privacy/propagation/",
         views.privacy_propagation,

@@ -35,6 +35,7 @@ from consent.selectors import (
     Propagation,
     consent_after,
     consent_and_policy,
+    consent_for,
     decision_of,
     history_page,
     last_decision,
@@ -45,6 +46,7 @@ from consent.selectors import (
     propagation_of_latest_change,
     propagation_summaries,
     retention_days_now,
+    runs_while_allowed,
     shown_default,
 )
 from consent.services import (
@@ -54,7 +56,7 @@ from consent.services import (
     gpc_record_signal,
     notice_record_served,
 )
-from consent.wording import choice_sentence, kept_sentence, reach_sentence
+from consent.wording import choice_sentence, kept_sentence, reach_sentence, runs_sentence
 
 
 class UserRequest(HttpRequest):
@@ -220,6 +222,19 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
 
 @require_GET
 @login_required
+def privacy_runs(request: UserRequest) -> HttpResponse:
+    """Answer htmx's request, after a change, for what training runs have selected."""
+    consent = consent_for(request.user)
+    context = {"runs_sentence": _runs_sentence(request.user, consent)}
+    return render(request, "consent/privacy.html#runs", context)
+
+
+def _runs_sentence(user: User, consent: TrainingConsent) -> str:
+    return runs_sentence(runs_while_allowed(user), allowed=consent.allowed)
+
+
+@require_GET
+@login_required
 def privacy_propagation(request: UserRequest) -> HttpResponse:
     """Answer htmx's poll of how far the latest change has reached."""
     propagation = propagation_of_latest_change(request.user)
@@ -276,6 +291,7 @@ def _render_settings(
         "policy": policy,
         "consent": consent,
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
+        "runs_sentence": _runs_sentence(request.user, consent),
         "gpc": RequestMeta.from_request(request).gpc,
         "form": form,
         "error": error,

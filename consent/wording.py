@@ -6,7 +6,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from consent.models import TrainingConsent
-from consent.selectors import Propagation
+from consent.selectors import Propagation, RunsSeen
 from consent.templatetags.consent_format import period
 
 
@@ -56,3 +56,19 @@ def reach_sentence(propagation: Propagation | None) -> str:
         propagation.failed,
     ) % {"failed": propagation.failed}
     return f"{applied} {failed}"
+
+
+def runs_sentence(runs: RunsSeen, *, allowed: bool) -> str:
+    """Say how many registered training runs selected the user's data while they allowed it."""
+    if not runs.count or runs.latest is None:
+        return _("No training run has selected your chats and coding sessions.")
+    selected = ngettext(
+        "%(count)d training run selected your chats and coding sessions while this setting "
+        "allowed it, on %(date)s.",
+        "%(count)d training runs selected your chats and coding sessions while this setting "
+        "allowed it, the latest on %(date)s.",
+        runs.count,
+    ) % {"count": runs.count, "date": date_format(localtime(runs.latest), "j F Y")}
+    if allowed:
+        return selected
+    return f"{selected} {_('Runs from now on will not use your stored chats.')}"

@@ -10,7 +10,9 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent import policies
-from consent.models import ConsentPolicy
+from consent.eligibility import eligibility
+from consent.models import ConsentPolicy, Delivery
+from consent.outbox import outbox_drain
 from support.services import support_group_ensure
 from tests.factories import UserFactory
 
@@ -31,6 +33,18 @@ def policy(db) -> ConsentPolicy:
         defer_for=timedelta(days=1),
         now=now - timedelta(days=1),
     )
+
+
+def eligible_answers(pairs, *, as_of) -> list[bool]:
+    """Answer as the API does, once the history store has applied every change made so far."""
+    Delivery.objects.filter(state=Delivery.State.PENDING).update(next_attempt_at=timezone.now())
+    outbox_drain("warehouse")
+    return eligibility(pairs, as_of=as_of)
+
+
+def is_eligible(user: User, at, *, as_of=None) -> bool:
+    """Tell whether the user's data from `at` may go into a run selecting then (or at as_of)."""
+    return eligible_answers([(user.subject_id, at)], as_of=as_of or at)[0]
 
 
 @pytest.fixture

@@ -6,6 +6,20 @@ from uuid import UUID
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A stretch of time during which a subject allowed training, as their events say it.
+
+    Its end is empty while it lasts. The terms in force clip it further (see
+    consent.eligibility): an interval says what the subject did, not what new terms undid.
+    """
+
+    allowed_from: datetime
+    allowed_until: datetime | None
+    policy_version: int
+    retention_days: int
+
+
+@dataclass(frozen=True)
 class Change:
     """What every sink learns of one consent event: never an email or a name."""
 
@@ -20,6 +34,8 @@ class Change:
     policy_version: int | None
     retention_days: int | None
     changed_at: datetime
+    # The subject's whole history of allowing, up to this event, for a sink that keeps it.
+    intervals: tuple[Interval, ...] = ()
 
 
 class Outcome(StrEnum):
@@ -50,6 +66,7 @@ class Entry:
 class Sink(Protocol):
     name: str
     readable: bool
+    keeps_history: bool  # the changes it applies carry the subject's intervals
 
     def apply(self, changes: list[Change]) -> dict[int, Result]:
         """Apply each change that is newer than what the sink holds; key results by delivery id."""

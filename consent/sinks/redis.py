@@ -21,6 +21,7 @@ return 0
 
 class RedisSink:
     readable = True
+    keeps_history = False
 
     def __init__(self, *, name: str, url: str, prefix: str = "consent:training:") -> None:
         self.name = name

@@ -1,4 +1,5 @@
-"""The training-data eligibility table in the warehouse database."""
+"""The training-data eligibility tables in the warehouse database: each subject's current state,
+and the whole history of when they allowed training (the intervals the API and snapshots read)."""
 
 from typing import Any
 from uuid import UUID
@@ -6,7 +7,7 @@ from uuid import UUID
 from django.db import connections, transaction
 from django.utils import timezone
 
-from consent.models import EligibilityRecord
+from consent.models import EligibilityInterval, EligibilityRecord
 from consent.sinks.base import APPLIED, Change, Entry, Result
 
 _COLUMNS = (
@@ -20,60 +21,76 @@ _COLUMNS = (
     "changed_at",
     "applied_at",
 )
+# A version-guarded upsert, which the ORM cannot say: only a newer version replaces a row, so a
+# replayed or late change is a harmless no-op. It returns the subjects it wrote.
 _UPSERT = """
-    INSERT INTO {table} ({columns}) VALUES ({placeholders})
+    INSERT INTO {table} ({columns}) VALUES {rows}
     ON CONFLICT (subject_id) DO UPDATE SET {updates}
-    WHERE {condition}
+    WHERE {table}.version {guard}
+    RETURNING subject_id
 """
 
 
-def _upsert_sql(condition: str) -> str:
-    table = EligibilityRecord._meta.db_table
+def _upsert_sql(rows: int, guard: str) -> str:
+    placeholders = f"({', '.join(['%s'] * len(_COLUMNS))})"
     return _UPSERT.format(
-        table=table,
+        table=EligibilityRecord._meta.db_table,
         columns=", ".join(_COLUMNS),
-        placeholders=", ".join(["%s"] * len(_COLUMNS)),
+        rows=", ".join([placeholders] * rows),
         updates=", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[1:]),
-        condition=condition.format(table=table),
+        guard=guard,
     )
-
-
-# Only a newer version replaces a row, so a replayed or late change is a harmless no-op.
-APPLY_SQL = _upsert_sql("{table}.version < excluded.version")
-# A repair overwrites drift, unless a newer change landed after the row was read.
-REPAIR_SQL = _upsert_sql("{table}.version <= %s")
 
 
 class WarehouseSink:
     readable = True
+    keeps_history = True
 
     def __init__(self, *, name: str, database: str = "warehouse") -> None:
         self.name = name
         self.database = database
 
-    def _rows(self, changes: list[Change]) -> list[list[object]]:
+    def _row(self, change: Change) -> list[Any]:
         connection = connections[self.database]
-        now = timezone.now()
-        fields = [EligibilityRecord._meta.get_field(column) for column in _COLUMNS]
-        rows: list[list[Any]] = []
-        for change in changes:
-            values = [getattr(change, column, None) for column in _COLUMNS[:-1]] + [now]
-            rows.append(
-                [
-                    field.get_db_prep_value(value, connection)  # type: ignore[union-attr]
-                    for field, value in zip(fields, values, strict=True)
-                ]
-            )
-        return rows
+        values = [getattr(change, column, None) for column in _COLUMNS[:-1]] + [timezone.now()]
+        return [
+            EligibilityRecord._meta.get_field(column).get_db_prep_value(value, connection)  # type: ignore[union-attr]
+            for column, value in zip(_COLUMNS, values, strict=True)
+        ]
 
-    def _write(self, sql: str, rows: list[list[Any]]) -> None:
-        if not rows:
-            return
-        with transaction.atomic(using=self.database), connections[self.database].cursor() as c:
-            c.executemany(sql, rows)
+    def _replace_history(self, changes: list[Change], written: set[UUID]) -> None:
+        intervals = EligibilityInterval.objects.using(self.database)
+        intervals.filter(subject_id__in=written).delete()
+        intervals.bulk_create(
+            [
+                EligibilityInterval(
+                    subject_id=change.subject_id,
+                    allowed_from=interval.allowed_from,
+                    allowed_until=interval.allowed_until,
+                    policy_version=interval.policy_version,
+                    retention_days=interval.retention_days,
+                )
+                for change in changes
+                if change.subject_id in written
+                for interval in change.intervals
+            ],
+            batch_size=5000,
+        )
 
     def apply(self, changes: list[Change]) -> dict[int, Result]:
-        self._write(APPLY_SQL, self._rows(changes))
+        newest: dict[UUID, Change] = {}
+        for change in changes:  # one statement cannot write a row twice
+            if change.version > getattr(newest.get(change.subject_id), "version", 0):
+                newest[change.subject_id] = change
+        if newest:
+            rows = [value for change in newest.values() for value in self._row(change)]
+            with (
+                transaction.atomic(using=self.database),
+                connections[self.database].cursor() as cursor,
+            ):
+                cursor.execute(_upsert_sql(len(newest), "< excluded.version"), rows)
+                written = {UUID(str(subject_id)) for (subject_id,) in cursor.fetchall()}
+                self._replace_history(list(newest.values()), written)
         return {change.delivery_id: APPLIED for change in changes}
 
     def entries(self) -> dict[UUID, Entry]:
@@ -83,9 +100,20 @@ class WarehouseSink:
         return {row[0]: Entry(*row[1:]) for row in rows.iterator(chunk_size=10_000)}
 
     def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:
-        rows = self._rows(changes)
-        for row, change in zip(rows, changes, strict=True):
-            row.append(ceiling[change.subject_id])
-        self._write(REPAIR_SQL, rows)
-        if drop:
-            EligibilityRecord.objects.using(self.database).filter(subject_id__in=drop).delete()
+        with (
+            transaction.atomic(using=self.database),
+            connections[self.database].cursor() as cursor,
+        ):
+            written = set()
+            for change in changes:
+                # A repair overwrites drift, unless a newer change landed since the row was read.
+                cursor.execute(
+                    _upsert_sql(1, "<= %s"), [*self._row(change), ceiling[change.subject_id]]
+                )
+                written |= {UUID(str(subject_id)) for (subject_id,) in cursor.fetchall()}
+            self._replace_history(changes, written)
+            if drop:
+                EligibilityRecord.objects.using(self.database).filter(subject_id__in=drop).delete()
+                EligibilityInterval.objects.using(self.database).filter(
+                    subject_id__in=drop
+                ).delete()

@@ -8,12 +8,13 @@ from django.utils import timezone
 from accounts.models import User
 from consent import policies, services
 from consent.audit import audit_first_break
+from consent.changes import change_for
 from consent.models import ConsentEvent, ConsentState, Delivery
-from consent.outbox import change_for
-from consent.selectors import consent_for, is_eligible, prompt_for
+from consent.selectors import consent_for, prompt_for
 from consent.services import Channel
+from tests.conftest import is_eligible
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
 
 def publish_new_terms():
@@ -27,8 +28,7 @@ def publish_new_terms():
     )
 
 
-def test_old_choices_stand_until_the_new_terms_are_in_force(policy, consumer, settings):
-    settings.CONSENT_SINKS = {"warehouse": {}}
+def test_old_choices_stand_until_the_new_terms_are_in_force(policy, consumer):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     now = timezone.now()
     new = policies.policy_publish(

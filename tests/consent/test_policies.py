@@ -8,10 +8,11 @@ from django.utils import timezone
 from consent import policies, services
 from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
-from consent.selectors import eligibility, policy_current, prompt_for
+from consent.selectors import policy_current, prompt_for
 from consent.services import Channel
+from tests.conftest import is_eligible
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
 
 def new_draft(**overrides) -> ConsentPolicy:
@@ -39,7 +40,7 @@ def test_a_draft_takes_the_next_number_and_is_asked_about_by_nobody(policy, cons
     assert policy_current() == policy
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     assert not prompt_for(consumer).show
-    assert eligibility([(consumer.subject_id, timezone.now())]) == [True]
+    assert is_eligible(consumer, timezone.now())
 
 
 def test_one_draft_at_a_time_and_nothing_published_past_it(policy):

@@ -1,3 +1,5 @@
+"""Eligibility for training, point in time: what the API answers for (subject, moment) pairs."""
+
 from datetime import timedelta
 
 import pytest
@@ -5,10 +7,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent import policies, services
-from consent.selectors import eligibility, is_eligible
 from consent.services import Channel
+from tests.conftest import eligible_answers, is_eligible
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
 
 def test_eligibility_follows_the_history_before_between_and_after_changes(policy, consumer):
@@ -28,7 +30,7 @@ def test_eligibility_follows_the_history_before_between_and_after_changes(policy
         t0 + timedelta(minutes=90),  # declined
         t0 + timedelta(hours=3),  # allowed again
     ]
-    assert eligibility([(consumer.subject_id, at) for at in moments]) == [
+    assert [is_eligible(consumer, at) for at in moments] == [
         False,
         True,
         True,
@@ -98,5 +100,6 @@ def test_a_deleted_account_is_not_eligible_afterwards(policy, consumer):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=t0)
     services.account_delete(user=consumer, channel=Channel.SETTINGS, now=t0 + timedelta(hours=1))
 
-    assert eligibility([(subject_id, t0 + timedelta(minutes=1))]) == [True]
-    assert eligibility([(subject_id, t0 + timedelta(hours=2))]) == [False]
+    soon, later = t0 + timedelta(minutes=1), t0 + timedelta(hours=2)
+    assert eligible_answers([(subject_id, soon)], as_of=soon) == [True]
+    assert eligible_answers([(subject_id, soon)], as_of=later) == [False]  # deleted by then

@@ -1,0 +1,157 @@
+"""/api/v1/ for training pipelines: eligibility in bulk, training runs and their snapshots.
+
+Machine clients send `Authorization: Bearer <token>`; a token carries the scopes it may use
+(accounts.ApiToken). A bad request is refused whole, with a 4xx that says why.
+"""
+
+from datetime import datetime
+from uuid import UUID
+
+from django.http import FileResponse, HttpRequest
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from ninja import Field, Router, Schema, Status
+from ninja.errors import AuthorizationError, HttpError
+from ninja.security import HttpBearer
+from pydantic import AwareDatetime
+
+from accounts.models import ApiToken
+from accounts.services import api_token_use
+from consent.eligibility import eligibility
+from consent.exceptions import ConsentError
+from consent.models import TrainingRun
+from consent.runs import run_eligibility, run_files, run_register
+
+MAX_PAIRS = 100_000
+
+
+class TokenAuth(HttpBearer):
+    """A usable API token with the scope: 401 without one, 403 if it lacks the scope."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__()
+        self.scope = scope
+
+    def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
+        api_token = api_token_use(token)
+        if api_token is not None and self.scope not in api_token.scopes:
+            raise AuthorizationError(message=f"This token lacks the {self.scope} scope.")
+        return api_token
+
+
+class TokenRequest(HttpRequest):
+    auth: ApiToken
+
+
+router = Router()
+Pair = tuple[UUID, AwareDatetime]
+
+
+class EligibilityIn(Schema):
+    as_of: AwareDatetime | None = Field(
+        None, description="The moment the run selects its data (R); now if left out."
+    )
+    pairs: list[Pair] = Field(
+        max_length=MAX_PAIRS,
+        description="Each a subject id and the moment (RFC 3339, with a zone) its data was last "
+        "active: a chat or coding session new or resumed then.",
+    )
+
+
+class EligibilityOut(Schema):
+    as_of: datetime
+    eligible: list[bool] = Field(description="One answer per pair, in order.")
+
+
+class PairsIn(Schema):
+    pairs: list[Pair] = Field(max_length=MAX_PAIRS)
+
+
+class RunIn(Schema):
+    name: str = Field(min_length=1, max_length=200)
+    as_of: AwareDatetime | None = Field(None, description="Now if left out.")
+
+
+class SnapshotFile(Schema):
+    name: str
+    rows: int
+    sha256: str
+    url: str
+
+
+class RunOut(Schema):
+    id: UUID
+    name: str
+    as_of: datetime
+    created_at: datetime
+    snapshot: dict = Field(description="The snapshot's manifest.")
+    files: list[SnapshotFile]
+
+
+def _as_of(moment: datetime | None) -> datetime:
+    now = timezone.now()
+    if moment is not None and moment > now:
+        raise HttpError(400, "as_of cannot be a moment still to come.")
+    return moment or now
+
+
+def _run_out(request: HttpRequest, run: TrainingRun) -> dict:
+    files = [
+        {**file, "url": request.build_absolute_uri(f"/api/v1/runs/{run.pk}/files/{file['name']}")}
+        for file in run.snapshot["files"]
+    ]
+    return {
+        "id": run.pk,
+        "name": run.name,
+        "as_of": run.as_of,
+        "created_at": run.created_at,
+        "snapshot": run.snapshot,
+        "files": files,
+    }
+
+
+@router.post("/eligibility", response=EligibilityOut, auth=TokenAuth(ApiToken.Scope.ELIGIBILITY))
+def eligibility_answer(request: HttpRequest, body: EligibilityIn) -> dict:
+    """Answer, for each pair, whether a run selecting data at as_of may use that data."""
+    as_of = _as_of(body.as_of)
+    return {"as_of": as_of, "eligible": eligibility(body.pairs, as_of=as_of)}
+
+
+@router.post("/runs", response={201: RunOut}, auth=TokenAuth(ApiToken.Scope.RUNS))
+def run_create(request: TokenRequest, body: RunIn) -> Status:
+    """Register a training run and take its snapshot, fixed from then on."""
+    try:
+        run = run_register(name=body.name, as_of=_as_of(body.as_of), token=request.auth)
+    except ConsentError as error:
+        raise HttpError(400, str(error)) from error
+    return Status(201, _run_out(request, run))
+
+
+@router.get("/runs", response=list[RunOut], auth=TokenAuth(ApiToken.Scope.RUNS))
+def run_list(request: HttpRequest) -> list[dict]:
+    """The 100 latest registered runs, newest first."""
+    return [_run_out(request, run) for run in TrainingRun.objects.all()[:100]]
+
+
+@router.get("/runs/{run_id}", response=RunOut, auth=TokenAuth(ApiToken.Scope.RUNS))
+def run_detail(request: HttpRequest, run_id: UUID) -> dict:
+    return _run_out(request, get_object_or_404(TrainingRun, pk=run_id))
+
+
+@router.get("/runs/{run_id}/files/{name}", auth=TokenAuth(ApiToken.Scope.RUNS))
+def run_file(request: HttpRequest, run_id: UUID, name: str) -> FileResponse:
+    """One Parquet file of the run's snapshot."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    path = next((path for path in run_files(run) if path.name == name), None)
+    if path is None or not path.exists():
+        raise HttpError(404, "The run's snapshot has no such file.")
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name)
+
+
+@router.post(
+    "/runs/{run_id}/eligibility", response=EligibilityOut, auth=TokenAuth(ApiToken.Scope.RUNS)
+)
+def run_eligibility_answer(request: HttpRequest, run_id: UUID, body: PairsIn) -> dict:
+    """Answer pairs as the run's snapshot does: the same answers, whenever asked."""
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    return {"as_of": run.as_of, "eligible": run_eligibility(run, body.pairs)}

@@ -1,0 +1,192 @@
+"""Whether a subject's data from a moment may go into a training run that selects at another.
+
+A piece of data is a subject's chat or coding session, new or resumed at moment t; a run selects
+its data at moment R. It is eligible only if:
+
+1. at t the subject was on a consumer plan, a published policy was in force, and their latest
+   decision at or before t allowed training, not expired by newer terms that ask for a new choice;
+2. at R all of that still holds for them, and they have not deleted their account;
+3. R - t is within the retention for allowed data of the policy that decision was made under.
+
+A subject's events give the intervals during which they allowed training (history_intervals);
+the terms in force clip those (Terms, as_of); the warehouse sink keeps every subject's intervals,
+and the answers and snapshots for pipelines are read from there.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+
+from accounts.models import User
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, EligibilityInterval
+from consent.sinks.base import Interval
+
+Kind = ConsentEvent.Kind
+STATE_KINDS = (Kind.DECISION, Kind.PLAN_CHANGED, Kind.ACCOUNT_DELETED, Kind.CHOICE_EXPIRED)
+# What history_intervals reads of each event, in order.
+EVENT_FIELDS = (
+    "kind",
+    "after",
+    "plan",
+    "created_at",
+    "policy__version",
+    "policy__retention_days_allowed",
+)
+
+
+def history_intervals(events: Iterable[tuple]) -> list[Interval]:
+    """Return the intervals during which the subject allowed training, from their state events
+    (EVENT_FIELDS, in the order of their numbers). A new decision starts a new interval."""
+    intervals: list[Interval] = []
+    opened: tuple[datetime, int, int] | None = None  # since when, under which version, retention
+    decision: tuple[bool, int, int] | None = None  # allowed, its policy version, its retention
+    deleted = False
+    for kind, after, plan, at, version, retention in events:
+        if kind == Kind.DECISION:
+            decision = (after == ConsentState.ALLOWED, version, retention)
+        elif kind == Kind.CHOICE_EXPIRED:
+            decision = None
+        elif kind == Kind.ACCOUNT_DELETED:
+            deleted = True
+        allowing = decision is not None and decision[0] and plan in User.CONSUMER_PLANS
+        allowing = allowing and not deleted
+        if opened is not None and (not allowing or kind == Kind.DECISION):
+            if opened[0] < at:
+                intervals.append(Interval(opened[0], at, opened[1], opened[2]))
+            opened = None
+        if allowing and opened is None and decision is not None:
+            opened = (at, decision[1], decision[2])
+    if opened is not None:
+        intervals.append(Interval(opened[0], None, opened[1], opened[2]))
+    return intervals
+
+
+def subjects_intervals(up_to: dict[UUID, int]) -> dict[UUID, tuple[Interval, ...]]:
+    """Return each subject's intervals, from their events up to the numbers given."""
+    rows = (
+        ConsentEvent.objects.filter(subject_id__in=list(up_to), kind__in=STATE_KINDS)
+        .order_by("subject_id", "number")
+        .values_list("subject_id", "number", *EVENT_FIELDS)
+    )
+    events: dict[UUID, list[tuple]] = defaultdict(list)
+    for subject_id, number, *fields in rows:
+        if number <= up_to[subject_id]:
+            events[subject_id].append(fields)
+    return {subject_id: tuple(history_intervals(events[subject_id])) for subject_id in up_to}
+
+
+@dataclass(frozen=True)
+class Terms:
+    """When each published policy came into force: published, and effective.
+
+    A decision made under a version expires when a newer version that asks for a new choice
+    comes into force.
+    """
+
+    in_force: tuple[tuple[int, datetime, bool], ...]  # version, from, asks for a new choice
+
+    @classmethod
+    def published(cls) -> "Terms":
+        policies = ConsentPolicy.objects.filter(published_at__isnull=False).values_list(
+            "version", "effective_at", "published_at", "requires_new_choice"
+        )
+        return cls(
+            tuple(
+                (version, max(effective_at, published_at or effective_at), asks)
+                for version, effective_at, published_at, asks in policies
+            )
+        )
+
+    @property
+    def first_in_force(self) -> datetime | None:
+        return min((since for _, since, _ in self.in_force), default=None)
+
+    def expiry(self, version: int) -> datetime | None:
+        """Return when a decision made under this version expires, if it does."""
+        return min(
+            (since for newer, since, asks in self.in_force if newer > version and asks),
+            default=None,
+        )
+
+    def as_of(self, intervals: Iterable[Interval], moment: datetime) -> list[Interval]:
+        """Return the intervals as they stood at the moment, within the terms in force: one
+        still under way then has no end."""
+        start = self.first_in_force
+        if start is None:
+            return []
+        clipped = []
+        for interval in intervals:
+            begin = max(interval.allowed_from, start)
+            ends = [end for end in (interval.allowed_until, self.expiry(interval.policy_version))]
+            end = min((end for end in ends if end is not None), default=None)
+            if begin > moment or (end is not None and end <= begin):
+                continue
+            until = end if end is not None and end <= moment else None
+            clipped.append(Interval(begin, until, interval.policy_version, interval.retention_days))
+        return clipped
+
+
+def is_eligible(intervals: Sequence[Interval], at: datetime, as_of: datetime) -> bool:
+    """Tell whether data from `at` may go into a run selecting at `as_of`, given the subject's
+    intervals as of then (Terms.as_of)."""
+    if at > as_of or not any(interval.allowed_until is None for interval in intervals):
+        return False
+    for interval in intervals:
+        if interval.allowed_from <= at and (
+            interval.allowed_until is None or at < interval.allowed_until
+        ):
+            return as_of - at <= timedelta(days=interval.retention_days)
+    return False
+
+
+def history_store() -> str:
+    """Return the database that holds every subject's intervals: the eligibility sink's."""
+    sink: dict[str, Any] = settings.CONSENT_SINKS[settings.CONSENT_ELIGIBILITY_SINK]
+    return sink.get("OPTIONS", {}).get("database", "warehouse")
+
+
+def subjects_withheld(as_of: datetime, subjects: Iterable[UUID] | None = None) -> set[UUID]:
+    """Return the subjects with a change made by as_of that the history store has not applied:
+    their answers could be out of date, so they are not eligible (fail closed)."""
+    unapplied = Delivery.objects.filter(
+        sink=settings.CONSENT_ELIGIBILITY_SINK,
+        state__in=[Delivery.State.PENDING, Delivery.State.DEAD],
+        created_at__lte=as_of,
+    )
+    if subjects is not None:
+        unapplied = unapplied.filter(subject_id__in=list(subjects))
+    return set(unapplied.values_list("subject_id", flat=True))
+
+
+def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
+    """Return the intervals the history store holds for these subjects, begun by as_of."""
+    rows = (
+        EligibilityInterval.objects.using(history_store())
+        .filter(subject_id__in=list(subjects), allowed_from__lte=as_of)
+        .order_by("subject_id", "allowed_from")
+        .values_list(
+            "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
+        )
+    )
+    intervals: dict[UUID, list[Interval]] = defaultdict(list)
+    for subject_id, since, until, version, retention in rows.iterator(chunk_size=10_000):
+        intervals[subject_id].append(Interval(since, until, version, retention))
+    return intervals
+
+
+def eligibility(pairs: Sequence[tuple[UUID, datetime]], *, as_of: datetime) -> list[bool]:
+    """Answer, for each (subject, moment of the data), whether a run selecting at as_of may use
+    it, in order."""
+    subjects = {subject_id for subject_id, _ in pairs}
+    subjects -= subjects_withheld(as_of, subjects)
+    terms = Terms.published()
+    intervals = {
+        subject_id: terms.as_of(stored, as_of)
+        for subject_id, stored in stored_intervals(subjects, as_of).items()
+    }
+    return [is_eligible(intervals.get(subject_id, ()), at, as_of) for subject_id, at in pairs]

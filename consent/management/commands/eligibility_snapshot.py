@@ -1,0 +1,48 @@
+from datetime import datetime
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from consent.snapshots import snapshot_write
+
+
+class Command(BaseCommand):
+    help = (
+        "Write the eligibility snapshot as of a moment (Parquet files and manifest.json) into a "
+        "directory, for pipelines that join their data on it."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--as-of",
+            help="the moment the run selects its data, RFC 3339 with a zone; now if left out",
+        )
+        parser.add_argument("--out", required=True, type=Path, help="the directory to write")
+        parser.add_argument(
+            "--wait",
+            type=float,
+            default=10.0,
+            help="seconds to wait for changes made by then to reach the history store",
+        )
+
+    def handle(self, *args: object, **options) -> None:
+        as_of = timezone.now()
+        if options["as_of"]:
+            try:
+                as_of = datetime.fromisoformat(options["as_of"])
+            except ValueError as error:
+                raise CommandError(f"--as-of is not an RFC 3339 time: {error}") from error
+            if as_of.tzinfo is None:
+                raise CommandError("--as-of needs a zone, such as Z or +02:00.")
+            if as_of > timezone.now():
+                raise CommandError("--as-of cannot be a moment still to come.")
+        out: Path = options["out"]
+        if out.exists() and any(out.iterdir()):
+            raise CommandError(f"{out} is not empty: a snapshot is written once, into a new place.")
+        manifest = snapshot_write(as_of=as_of, out=out, wait=options["wait"])
+        self.stdout.write(
+            f"Snapshot as of {manifest['as_of']}: {manifest['rows']} intervals of "
+            f"{manifest['subjects']} subjects in {len(manifest['files'])} file(s), "
+            f"{manifest['withheld_subjects']} subjects withheld; {out / 'manifest.json'}"
+        )

@@ -1,0 +1,333 @@
+"""/api/v1/: tokens and scopes, bulk eligibility, training runs and their fixed snapshots."""
+
+import hashlib
+import json
+from datetime import timedelta
+from io import StringIO
+from uuid import uuid4
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from accounts.models import ApiToken
+from accounts.services import api_token_create, api_token_revoke
+from consent import services
+from consent.models import Delivery, EligibilityInterval, TrainingRun
+from consent.outbox import outbox_drain
+from consent.services import Channel
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
+ELIGIBILITY = "/api/v1/eligibility"
+
+
+@pytest.fixture(autouse=True)
+def runs_dir(settings, tmp_path):
+    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
+
+
+@pytest.fixture
+def secret(db) -> str:
+    return api_token_create(name="pipeline", scopes=["eligibility", "runs"])[1]
+
+
+def post(client, path, body, secret):
+    return client.post(
+        path,
+        body if isinstance(body, str) else json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+
+
+def drained() -> None:
+    Delivery.objects.filter(state=Delivery.State.PENDING).update(next_attempt_at=timezone.now())
+    outbox_drain("warehouse")
+
+
+@pytest.fixture
+def allowed_an_hour_ago(policy, consumer):
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=an_hour_ago)
+    drained()
+    return an_hour_ago
+
+
+def test_pairs_are_answered_in_order_with_the_as_of_used(
+    client, secret, consumer, allowed_an_hour_ago
+):
+    subject = str(consumer.subject_id)
+    as_of = timezone.now().replace(microsecond=0)
+    pairs = [
+        [subject, (allowed_an_hour_ago - timedelta(minutes=1)).isoformat()],  # before deciding
+        [subject, (allowed_an_hour_ago + timedelta(minutes=1)).isoformat()],
+        [str(uuid4()), allowed_an_hour_ago.isoformat()],  # nobody
+        [subject, (as_of + timedelta(minutes=1)).isoformat()],  # after the run selects
+    ]
+
+    response = post(client, ELIGIBILITY, {"as_of": as_of.isoformat(), "pairs": pairs}, secret)
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "as_of": as_of.isoformat().replace("+00:00", "Z"),
+        "eligible": [False, True, False, False],
+    }
+    assert response["Cache-Control"] == "private, no-store"
+
+
+def test_as_of_is_now_when_left_out(client, secret, consumer, allowed_an_hour_ago):
+    before = timezone.now()
+    response = post(
+        client, ELIGIBILITY, {"pairs": [[str(consumer.subject_id), before.isoformat()]]}, secret
+    )
+
+    body = response.json()
+    assert body["eligible"] == [True]
+    assert before <= timezone.datetime.fromisoformat(body["as_of"]) <= timezone.now()
+
+
+def test_a_withdrawal_keeps_stored_data_out_of_runs_selecting_afterwards(
+    client, secret, consumer, allowed_an_hour_ago
+):
+    chat = allowed_an_hour_ago + timedelta(minutes=5)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    pair = [[str(consumer.subject_id), chat.isoformat()]]
+
+    # Not applied to the history yet: the subject is withheld, not answered from old data.
+    assert post(client, ELIGIBILITY, {"pairs": pair}, secret).json()["eligible"] == [False]
+    drained()
+    assert post(client, ELIGIBILITY, {"pairs": pair}, secret).json()["eligible"] == [False]
+    earlier = (chat + timedelta(minutes=1)).isoformat()
+    assert post(client, ELIGIBILITY, {"as_of": earlier, "pairs": pair}, secret).json()[
+        "eligible"
+    ] == [True]
+
+
+@pytest.mark.parametrize(
+    ("body", "fault"),
+    [
+        ({"pairs": [["not-a-uuid", "2026-01-01T00:00:00Z"]]}, "UUID"),
+        ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "timezone"),
+        ({"pairs": [[str(uuid4())]]}, "Field required"),
+        ({"pairs": [[str(uuid4()), "yesterday"]]}, "datetime"),
+        ({"as_of": "2026-01-01", "pairs": []}, "timezone"),
+        ({"pairs": "all of them"}, "list"),
+        ({}, "Field required"),
+        ("{not json", "parse"),
+    ],
+    ids=["uuid", "no-zone", "half-pair", "time", "as-of-no-zone", "not-a-list", "empty", "json"],
+)
+def test_a_bad_request_gets_a_400_that_says_why(client, secret, body, fault):
+    response = post(client, ELIGIBILITY, body, secret)
+
+    assert response.status_code == 400
+    assert fault.lower() in response.content.decode().lower()
+
+
+def test_more_than_100000_pairs_are_refused_whole(client, secret):
+    pair = [str(uuid4()), "2026-01-01T00:00:00Z"]
+
+    response = post(client, ELIGIBILITY, {"pairs": [pair] * 100_001}, secret)
+
+    assert response.status_code == 400
+    assert "at most 100000" in response.content.decode()
+
+
+def test_as_of_still_to_come_is_refused(client, secret):
+    later = (timezone.now() + timedelta(hours=1)).isoformat()
+
+    response = post(client, ELIGIBILITY, {"as_of": later, "pairs": []}, secret)
+
+    assert response.status_code == 400
+    assert "still to come" in response.content.decode()
+
+
+@pytest.mark.parametrize("token", ["", "Bearer", "Bearer cst_wrong", "Basic abc"])
+def test_a_missing_or_wrong_token_gets_a_401(client, token):
+    response = client.post(
+        ELIGIBILITY, "{}", content_type="application/json", headers={"Authorization": token}
+    )
+
+    assert response.status_code == 401
+
+
+def test_a_revoked_or_expired_token_gets_a_401(client):
+    revoked, revoked_secret = api_token_create(name="old", scopes=["eligibility"])
+    api_token_revoke(tokens=[revoked])
+    expiring, expiring_secret = api_token_create(
+        name="short", scopes=["eligibility"], expires_at=timezone.now() + timedelta(hours=1)
+    )
+    ApiToken.objects.filter(pk=expiring.pk).update(expires_at=timezone.now())
+
+    for secret in (revoked_secret, expiring_secret):
+        assert post(client, ELIGIBILITY, {"pairs": []}, secret).status_code == 401
+
+
+def test_a_token_without_the_scope_gets_a_403(client):
+    _, runs_only = api_token_create(name="runs", scopes=["runs"])
+    _, eligibility_only = api_token_create(name="answers", scopes=["eligibility"])
+
+    assert post(client, ELIGIBILITY, {"pairs": []}, runs_only).status_code == 403
+    response = post(client, "/api/v1/runs", {"name": "x"}, eligibility_only)
+    assert response.status_code == 403
+    assert "runs scope" in response.content.decode()
+
+
+def test_a_token_is_kept_hashed_and_its_use_is_noted(client):
+    token, secret = api_token_create(name="pipeline", scopes=["eligibility"])
+
+    post(client, ELIGIBILITY, {"pairs": []}, secret)
+
+    token.refresh_from_db()
+    assert token.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in str(ApiToken.objects.values().get())
+    assert token.last_used_at is not None
+
+
+def test_the_command_prints_a_working_token_on_its_last_line(client):
+    out = StringIO()
+
+    call_command("api_token_create", "--name", "cli", "--scope", "eligibility", stdout=out)
+
+    secret = out.getvalue().strip().splitlines()[-1]
+    assert post(client, ELIGIBILITY, {"pairs": []}, secret).status_code == 200
+
+
+def test_the_openapi_document_describes_the_api(client):
+    document = client.get("/api/v1/openapi.json").json()
+
+    assert {"/api/v1/eligibility", "/api/v1/runs", "/api/v1/runs/{run_id}"} <= set(
+        document["paths"]
+    )
+
+
+# Training runs
+
+
+def test_a_run_keeps_its_snapshot_and_answers_while_users_change(
+    client, secret, consumer, allowed_an_hour_ago
+):
+    other = UserFactory(plan="max")
+    chat = [[str(consumer.subject_id), (allowed_an_hour_ago + timedelta(minutes=1)).isoformat()]]
+    response = post(client, "/api/v1/runs", {"name": "model-7"}, secret)
+    assert response.status_code == 201
+    run = response.json()
+    assert (run["name"], run["snapshot"]["subjects"], run["snapshot"]["rows"]) == ("model-7", 1, 1)
+
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    services.consent_change(user=other, allowed=True, channel=Channel.SETTINGS)
+    drained()
+
+    again = client.get(f"/api/v1/runs/{run['id']}", headers={"Authorization": f"Bearer {secret}"})
+    assert again.json()["snapshot"] == run["snapshot"]
+    answers = post(client, f"/api/v1/runs/{run['id']}/eligibility", {"pairs": chat}, secret)
+    assert answers.json() == {"as_of": run["as_of"], "eligible": [True]}
+    assert post(client, ELIGIBILITY, {"pairs": chat}, secret).json()["eligible"] == [False]
+    file = run["files"][0]
+    download = client.get(file["url"], headers={"Authorization": f"Bearer {secret}"})
+    assert hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == file["sha256"]
+
+
+def test_a_run_needs_a_name_and_a_moment_already_past(client, secret):
+    assert post(client, "/api/v1/runs", {"name": ""}, secret).status_code == 400
+    later = (timezone.now() + timedelta(days=1)).isoformat()
+    assert post(client, "/api/v1/runs", {"name": "x", "as_of": later}, secret).status_code == 400
+    assert not TrainingRun.objects.exists()
+
+
+def test_an_unknown_run_or_file_is_a_404(client, secret):
+    headers = {"Authorization": f"Bearer {secret}"}
+    run = post(client, "/api/v1/runs", {"name": "x"}, secret).json()
+
+    assert client.get(f"/api/v1/runs/{uuid4()}", headers=headers).status_code == 404
+    assert client.get(f"/api/v1/runs/{run['id']}/files/../x", headers=headers).status_code == 404
+    assert (
+        client.get(f"/api/v1/runs/{run['id']}/files/x.parquet", headers=headers).status_code == 404
+    )
+
+
+# The history the answers are read from
+
+
+def test_superseded_changes_leave_no_gap_in_the_history(policy, consumer):
+    start = timezone.now() - timedelta(hours=3)
+    for hours, allowed in [(0, True), (1, False), (2, True)]:
+        services.consent_change(
+            user=consumer,
+            allowed=allowed,
+            channel=Channel.SETTINGS,
+            now=start + timedelta(hours=hours),
+        )
+
+    drained()  # one batch: the two older deliveries are superseded, never sent
+
+    assert Delivery.objects.filter(sink="warehouse", state="superseded").count() == 2
+    stored = EligibilityInterval.objects.using("warehouse").order_by("allowed_from")
+    assert [(i.allowed_from, i.allowed_until) for i in stored] == [
+        (start, start + timedelta(hours=1)),
+        (start + timedelta(hours=2), None),
+    ]
+
+
+def test_the_snapshot_command_writes_parquet_and_a_manifest(
+    consumer, allowed_an_hour_ago, tmp_path
+):
+    out = tmp_path / "snapshot"
+
+    call_command("eligibility_snapshot", "--out", str(out), "--wait", "0", stdout=StringIO())
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["rows"], manifest["subjects"], manifest["withheld_subjects"]) == (1, 1, 0)
+    (file,) = manifest["files"]
+    assert hashlib.sha256((out / file["name"]).read_bytes()).hexdigest() == file["sha256"]
+    assert manifest["newest_event"]["id"] > 0
+
+
+@pytest.mark.parametrize(
+    "as_of",
+    ["yesterday", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z"],
+    ids=["text", "no-zone", "future"],
+)
+def test_the_snapshot_command_refuses_a_bad_moment(as_of, tmp_path):
+    with pytest.raises(Exception, match="as-of"):
+        call_command("eligibility_snapshot", "--as-of", as_of, "--out", str(tmp_path / "s"))
+
+
+def test_the_admin_lists_runs_read_only(admin_client, secret, client):
+    run = post(client, "/api/v1/runs", {"name": "model-8"}, secret).json()
+
+    listing = admin_client.get("/admin/consent/trainingrun/").content.decode()
+
+    assert "model-8" in listing
+    detail = admin_client.get(f"/admin/consent/trainingrun/{run['id']}/change/")
+    assert detail.status_code == 200 and 'type="submit" value="Save"' not in detail.content.decode()
+
+
+def test_the_privacy_page_says_which_runs_selected_the_users_data(
+    client, secret, consumer, allowed_an_hour_ago
+):
+    post(client, "/api/v1/runs", {"name": "first"}, secret)
+    post(client, "/api/v1/runs", {"name": "second"}, secret)
+    browser = client.__class__()
+    browser.force_login(consumer)
+
+    page = browser.get("/settings/privacy/").content.decode()
+    assert "2 training runs selected your chats and coding sessions" in page
+    assert "Runs from now on" not in page
+
+    swapped = browser.post(
+        "/settings/privacy/",
+        {"policy_version": 1, "allowed": ["off", "off"]},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert 'hx-get="/settings/privacy/runs/"' in swapped
+    runs = browser.get("/settings/privacy/runs/", headers={"HX-Request": "true"}).content.decode()
+    assert "2 training runs selected" in runs
+    assert "Runs from now on will not use your stored chats." in runs
+
+
+def test_a_user_never_selected_is_told_so(client, consumer, policy):
+    client.force_login(consumer)
+
+    assert "No training run has selected" in client.get("/settings/privacy/").content.decode()
