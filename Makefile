@@ -26,6 +26,9 @@ services:
 
 test: install services
 	$(TEST_ENV) $(UV) run pytest $(PYTEST_ARGS)
+	@# The audit log's protections once more, on the embedded default's SQLite.
+	env -u DATABASE_URL -u WAREHOUSE_DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL \
+		DATA_DIR=$$(mktemp -d) $(UV) run pytest -m sqlite -q -p no:cacheprovider
 
 lint: install
 	$(UV) run ruff format --check .

@@ -1,6 +1,6 @@
 from django.contrib.auth.forms import BaseUserCreationForm
 
-from accounts.models import User
+from accounts.models import User, email_normalized
 
 
 class SignUpForm(BaseUserCreationForm[User]):
@@ -9,4 +9,11 @@ class SignUpForm(BaseUserCreationForm[User]):
         fields = ("email",)
 
     def clean_email(self) -> str:
-        return self.cleaned_data["email"].strip().lower()
+        return email_normalized(self.cleaned_data["email"])
+
+    # Say nothing of whether the address has an account: signup_request handles that.
+    def validate_unique(self) -> None:
+        pass
+
+    def validate_constraints(self) -> None:
+        pass

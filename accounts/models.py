@@ -5,8 +5,19 @@ from typing import ClassVar
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+
+def email_normalized(email: str) -> str:
+    """Return the form every email address is kept and looked up in: trimmed, lower case."""
+    return email.strip().lower()
+
+
+def sign_in_username(request: object, credentials: dict | None) -> str:
+    """Return the email a sign-in tried, as sign-in throttling counts it (django-axes)."""
+    return email_normalized(str((credentials or {}).get("username") or ""))
 
 
 class UserManager(BaseUserManager["User"]):
@@ -15,7 +26,7 @@ class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **fields: object) -> "User":
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user = self.model(email=email_normalized(email), **fields)
         user.set_password(password)
         user.save(using=self._db)
         return user
@@ -24,6 +35,9 @@ class UserManager(BaseUserManager["User"]):
         fields.setdefault("is_staff", True)
         fields.setdefault("is_superuser", True)
         return self.create_user(email, password, **fields)
+
+    def get_by_natural_key(self, username: str | None) -> "User":
+        return self.get(email=email_normalized(username or ""))
 
 
 class User(AbstractUser):
@@ -61,6 +75,9 @@ class User(AbstractUser):
 
     class Meta:
         ordering = ["email"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="one_account_per_email_in_any_case"),
+        ]
         indexes = [
             # Support finds users by the start of their email address, whatever the collation.
             models.Index(
@@ -70,6 +87,10 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        super().clean()
+        self.email = email_normalized(self.email)
 
     @property
     def is_consumer(self) -> bool:

@@ -1,12 +1,67 @@
-"""The one writer of API tokens: made (and shown once), revoked, and marked as used."""
+"""The writers of accounts: sign-up by email, confirmed by a link; API tokens, made (and shown
+once), revoked and marked as used."""
 
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.tokens import default_token_generator
+from django.core.mail import send_mail
+from django.db import transaction
+from django.template.loader import render_to_string
 from django.utils import timezone
+from django.utils.encoding import force_bytes, force_str
+from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
-from accounts.models import ApiToken, User, api_token_hash
+from accounts.models import ApiToken, User, api_token_hash, email_normalized
+
+
+def _mail(user: User, template: str, context: dict) -> None:
+    send_mail(
+        subject=render_to_string(f"accounts/email/{template}_subject.txt", context).strip(),
+        message=render_to_string(f"accounts/email/{template}.txt", context),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+
+
+@transaction.atomic
+def signup_request(*, email: str, password: str, confirm_url: Callable[[str, str], str]) -> None:
+    """Ask for an account: a new address gets an inactive account and a link that confirms it;
+    the owner of an existing account is told instead. Either way the answer is the same.
+
+    An account never confirmed takes the new password: only the link proves the inbox.
+    """
+    existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
+    if existing is not None and existing.is_active:
+        make_password(password)  # as long as for a new account: the answer's time tells nothing
+        _mail(existing, "signup_existing", {"user": existing})
+        return
+    if existing is None:
+        user = User.objects.create_user(email, password, is_active=False)
+    else:
+        user = existing
+        user.set_password(password)
+        user.save(update_fields=["password"])
+    link = confirm_url(
+        urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
+    )
+    _mail(user, "signup_confirm", {"user": user, "link": link})
+
+
+def signup_confirm(*, user_id: str, token: str) -> User | None:
+    """Activate the account the link names, if the link is still good; return it."""
+    try:
+        user = User.objects.get(pk=int(force_str(urlsafe_base64_decode(user_id))))
+    except (ValueError, OverflowError, User.DoesNotExist):
+        return None
+    if user.is_active or not default_token_generator.check_token(user, token):
+        return None
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    return user
+
 
 TOKEN_PREFIX = "cst_"  # noqa: S105 - a prefix that tells a token apart, not a secret
 

@@ -13,4 +13,9 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
+    path(
+        "signup/confirm/<str:user_id>/<str:token>/",
+        views.signup_confirmed,
+        name="signup_confirm",
+    ),
 ]

@@ -37,6 +37,7 @@ from django.utils import timezone  # noqa: E402
 
 from accounts.models import User  # noqa: E402
 from consent.audit import GENESIS_HASH, audit_first_break, event_hash  # noqa: E402
+from consent.changes import PROPAGATED_KINDS  # noqa: E402
 from consent.models import (  # noqa: E402
     ConsentEvent,
     ConsentPolicy,
@@ -44,7 +45,6 @@ from consent.models import (  # noqa: E402
     Delivery,
     TrainingConsent,
 )
-from consent.outbox import PROPAGATED_KINDS  # noqa: E402
 
 HEAVY = "bench-history-heavy@example.com"
 WARM_UP = 20  # requests per page before the measured rounds
@@ -259,7 +259,7 @@ def main() -> None:
         ),
         ("support search", "/support/?q=bench-history-4242", agent_session, False, "4242@"),
     ]
-    audit = ("support audit", f"{support}audit/", agent_session, True, "Intact.")
+    audit = ("support audit", f"{support}audit/", agent_session, True, "chain is intact.")
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "access.log"

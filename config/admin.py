@@ -5,6 +5,8 @@ from functools import update_wrapper
 from typing import Any, TypeVar, cast
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
@@ -36,3 +38,21 @@ class AdminSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None):
         self._refuse_signed_in_non_staff(request)
         return super().login(request, extra_context)
+
+
+class DateBoundChangeList(ChangeList):
+    """Django's change list, refusing a date hierarchy year past 9998 as a bad lookup (Django
+    itself lets the OverflowError or ValueError of such a year become a 500)."""
+
+    def get_filters(self, request: HttpRequest) -> Any:
+        try:
+            return super().get_filters(request)
+        except (OverflowError, ValueError) as error:
+            raise IncorrectLookupParameters(error) from error
+
+
+class DateHierarchyAdmin(admin.ModelAdmin):
+    """A model admin whose date hierarchy answers any year without a 500."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return DateBoundChangeList

@@ -1,11 +1,16 @@
 from django.db.models import Model
 
 WAREHOUSE = "warehouse"
-WAREHOUSE_MODELS = {("consent", "eligibilityrecord"), ("consent", "eligibilityinterval")}
+WAREHOUSE_MODELS = {
+    ("consent", "eligibilityrecord"),
+    ("consent", "eligibilityinterval"),
+    ("consent", "checkpointcopy"),
+}
 
 
 class WarehouseRouter:
-    """Send the eligibility tables to the warehouse database, and nothing else there."""
+    """Send the eligibility tables and the checkpoints' copies to the warehouse database, and
+    nothing else there."""
 
     def _in_warehouse(self, model: type[Model]) -> bool:
         return (model._meta.app_label, model._meta.model_name) in WAREHOUSE_MODELS

@@ -7,6 +7,7 @@ and ALLOWED_HOSTS.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "pgtrigger",
+    "axes",
     "accounts",
     "consent",
     "support",
@@ -52,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "config.middleware.NullCharactersRefusedMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -59,6 +62,8 @@ MIDDLEWARE = [
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "config.middleware.PrivateResponsesMiddleware",
+    # Last, as django-axes asks: it answers a locked-out sign-in.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,12 +118,29 @@ CACHES = {
 }
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # refuses sign-ins while locked out
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "accounts.validators.NotOnlySpacesValidator"},
 ]
+# Sign-in throttling (django-axes): after 5 failures for one email address, or from one IP
+# address, sign-in is refused for 15 minutes, with the same answer whether the account exists.
+AXES_FAILURE_LIMIT = int(os.environ.get("SIGN_IN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("SIGN_IN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_USERNAME_CALLABLE = "accounts.models.sign_in_username"
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# The client's address is the connection's: a header a client sets is not trusted for it.
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -146,7 +168,11 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = not DEBUG
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Trust a proxy's word that a request came over HTTPS only where one sets it: "HEADER,value",
+# for example "HTTP_X_FORWARDED_PROTO,https". Left unset, a client could claim HTTPS itself.
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    _header, _value = os.environ["SECURE_PROXY_SSL_HEADER"].split(",", 1)
+    SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 if CELERY_BROKER_URL == "filesystem://":
@@ -176,6 +202,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     "reconcile-sinks": {"task": "consent.tasks.reconcile_sinks", "schedule": 3600.0},
     "expire-choices": {"task": "consent.tasks.expire_choices", "schedule": 60.0},
+    "audit-checkpoint": {"task": "consent.tasks.audit_checkpoint", "schedule": 60.0},
+    "verify-audit": {"task": "consent.tasks.verify_audit", "schedule": 3600.0},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
@@ -208,6 +236,17 @@ CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "6
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
 CONSENT_DRAIN_DELAY = 0.25  # seconds a drain queued on commit waits, carrying later commits
 CONSENT_DRAIN_DEBOUNCE = 10  # at most, seconds a queued drain stands for every later commit
+# The audit log's checkpoints (consent.audit): signed with an Ed25519 signer key
+# (PRIVATE+KEY+name+id+key; the embedded default makes one into DATA_DIR), trusted with that
+# key's verifier and the earlier ones in AUDIT_VERIFY_KEYS (name+id+key, comma-separated), and
+# copied to the warehouse database and to AUDIT_CHECKPOINT_DIR.
+AUDIT_SIGNING_KEY = os.environ.get("AUDIT_SIGNING_KEY", "")
+AUDIT_VERIFY_KEYS = env_list("AUDIT_VERIFY_KEYS", "")
+AUDIT_LOG_ORIGIN = os.environ.get("AUDIT_LOG_ORIGIN", "consent-audit")
+AUDIT_CHECKPOINT_DIR = Path(os.environ.get("AUDIT_CHECKPOINT_DIR", DATA_DIR / "checkpoints"))
+# A checkpoint takes events this old at least: none can still be in an open transaction.
+AUDIT_CHECKPOINT_SETTLE_SECONDS = int(os.environ.get("AUDIT_CHECKPOINT_SETTLE_SECONDS", "60"))
+
 # The sink whose database keeps every subject's intervals, which the API and snapshots read.
 CONSENT_ELIGIBILITY_SINK = "warehouse"
 TRAINING_RUNS_DIR = Path(os.environ.get("TRAINING_RUNS_DIR", DATA_DIR / "runs"))
@@ -220,9 +259,37 @@ CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
 if min(CONSENT_TOGGLE_RATE) < 1:
     raise ImproperlyConfigured("CONSENT_TOGGLE_RATE needs at least 1 change in at least 1 second.")
 
+# Email: printed to the console on the embedded default; sent by SMTP once EMAIL_HOST is set.
+MAILERS = {
+    "default": (
+        {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {
+                "host": os.environ["EMAIL_HOST"],
+                "port": int(os.environ.get("EMAIL_PORT", "587")),
+                "username": os.environ.get("EMAIL_HOST_USER", ""),
+                "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+                "use_tls": env_bool("EMAIL_USE_TLS", default=True),
+                "timeout": 10,
+            },
+        }
+        if os.environ.get("EMAIL_HOST")
+        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    )
+}
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"client_errors_in_one_line": {"()": "config.log.ClientErrorsInOneLine"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "filters": ["client_errors_in_one_line"]}
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's own loggers write through the same handler, not Django's defaults beside it.
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "axes": {"level": "WARNING"},  # not a line per sign-in
+    },
 }

@@ -1,8 +1,12 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
 from config.api import api
+from config.converters import EventNumber, RowId
 from config.health import healthz
+
+register_converter(RowId, "row_id")
+register_converter(EventNumber, "event_number")
 
 urlpatterns = [
     path("", include("consent.urls")),

@@ -16,6 +16,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
+from config.admin import DateHierarchyAdmin
 from consent import policies
 from consent.exceptions import ConsentError
 from consent.models import (
@@ -27,6 +28,7 @@ from consent.models import (
     TrainingRun,
 )
 from consent.outbox import delivery_retry, delivery_retry_now
+from consent.policies import DEFERRAL_BOUNDS, RETENTION_DAYS_BOUNDS
 from consent.reconcile import reconcile
 from consent.selectors import policy_current, sink_overview
 
@@ -55,6 +57,17 @@ class DraftForm(forms.ModelForm):
             self.add_error(
                 "decision_deadline", _("The decision deadline cannot be before the effective date.")
             )
+        defer_for = cleaned.get("defer_for")
+        if defer_for is not None and not DEFERRAL_BOUNDS[0] <= defer_for <= DEFERRAL_BOUNDS[1]:
+            self.add_error("defer_for", _("Between a minute and a year, for example 1 day."))
+        fewest, most = RETENTION_DAYS_BOUNDS
+        for name in ("retention_days_allowed", "retention_days_declined"):
+            days = cleaned.get(name)
+            if days is not None and not fewest <= days <= most:
+                self.add_error(
+                    name,
+                    _("Between %(fewest)d and %(most)d days.") % {"fewest": fewest, "most": most},
+                )
         waiting = ConsentPolicy.objects.filter(published_at__isnull=True).first()
         if self.instance.pk is None and waiting is not None:
             raise forms.ValidationError(
@@ -238,7 +251,7 @@ class ConsentPolicyAdmin(admin.ModelAdmin):
 # The audit log: read by admins, changed by nobody.
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(DateHierarchyAdmin):
     """Read, search and filter; no add, change or delete, for superusers too."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

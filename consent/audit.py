@@ -1,20 +1,54 @@
-"""Hash chaining of the consent audit log, and its verification."""
+"""The audit log's tamper evidence: hash chains per subject, and signed checkpoints of a Merkle
+tree over every event.
+
+Each event carries the SHA-256 of all its fields, the previous event's hash among them, so a
+subject's history is a chain. That alone does not stop someone who can write the database: they
+could recompute the hashes. So every minute a checkpoint is written: the number of events and the
+root of a Merkle tree (RFC 6962) over all of them in the order of their ids, signed with an
+Ed25519 key the database does not hold (C2SP signed note), and copied to the warehouse database
+and to a directory. verify_audit recomputes the tree from the events and holds it against every
+checkpoint it finds, in and outside the database.
+"""
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from consent.models import ConsentEvent
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from consent.merkle import Frontier, inclusion_path, leaf_hash, node_hash, split
+from consent.models import (
+    AuditCheckpoint,
+    AuditNode,
+    AuditVerification,
+    CheckpointCopy,
+    ConsentEvent,
+)
+from consent.notes import Checkpoint, NoteError, Signer, Verifier, checkpoint_open
+
+logger = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
-_UNHASHED = {"id", "hash"}
+HASHED = [
+    field.attname
+    for field in ConsentEvent._meta.concrete_fields
+    if field.name not in {"id", "hash"}
+]
+STORED_LEVEL = 10  # subtrees of 1024 leaves and more are kept (AuditNode)
+Verdict = AuditVerification.Verdict
 
 
-def _canonical(value: Any) -> Any:
+def canonical(value: Any) -> Any:
+    """Return a field's value as the hashed JSON holds it."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="microseconds")
     if isinstance(value, UUID):
@@ -22,46 +56,338 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+def hash_of(fields: dict[str, Any]) -> str:
+    """Return the SHA-256 of an event's fields (HASHED), as canonical JSON."""
+    payload = {name: canonical(fields[name]) for name in HASHED}
+    return hashlib.sha256(
+        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
 def event_hash(event: ConsentEvent) -> str:
     """Return the SHA-256 over every field of the event but its own id and hash."""
-    payload = {
-        field.attname: _canonical(getattr(event, field.attname))
-        for field in ConsentEvent._meta.concrete_fields
-        if field.name not in _UNHASHED
-    }
-    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(encoded).hexdigest()
+    return hash_of({name: getattr(event, name) for name in HASHED})
+
+
+# Keys
+
+
+def signer() -> Signer:
+    """Return the checkpoints' signing key: AUDIT_SIGNING_KEY, or on the embedded default a key
+    made once into DATA_DIR."""
+    if settings.AUDIT_SIGNING_KEY:
+        return Signer.parse(settings.AUDIT_SIGNING_KEY)
+    path = Path(settings.DATA_DIR) / "audit-signing.key"
+    if not path.exists():
+        path.write_text(f"{Signer.generate(settings.AUDIT_LOG_ORIGIN)}\n")
+        path.chmod(0o600)
+    return Signer.parse(path.read_text())
+
+
+def verifiers() -> list[Verifier]:
+    """Return the keys whose checkpoints are trusted: the signing key's, and the earlier ones
+    of AUDIT_VERIFY_KEYS (a key rotation leaves its checkpoints verifiable)."""
+    return [signer().verifier, *(Verifier.parse(key) for key in settings.AUDIT_VERIFY_KEYS)]
+
+
+# Chains
 
 
 @dataclass(frozen=True)
 class AuditBreak:
-    event: ConsentEvent
+    event_id: int
+    subject_id: UUID
+    number: int
     problem: str
 
     def __str__(self) -> str:
         return (
-            f"event id={self.event.pk} (subject {self.event.subject_id}, "
-            f"number {self.event.number}): {self.problem}"
+            f"event id={self.event_id} (subject {self.subject_id}, number {self.number}): "
+            f"{self.problem}"
         )
 
 
-def _chain_breaks(events: Iterator[ConsentEvent]) -> Iterator[AuditBreak]:
-    subject, expected_number, expected_prev = None, 1, GENESIS_HASH
-    for event in events:
-        if event.subject_id != subject:
-            subject, expected_number, expected_prev = event.subject_id, 1, GENESIS_HASH
-        if event.number != expected_number:
-            yield AuditBreak(event, f"number {event.number}, expected {expected_number}")
-        elif event.prev_hash != expected_prev:
-            yield AuditBreak(event, "does not chain to the previous event")
-        elif event.hash != event_hash(event):
-            yield AuditBreak(event, "its fields do not match its hash")
-        expected_number, expected_prev = event.number + 1, event.hash
+@dataclass
+class Chains:
+    """Follows each subject's chain through events taken in the order of their ids."""
+
+    heads: dict[UUID, tuple[int, str]] = field(default_factory=dict)
+
+    def check(self, event_id: int, fields: dict[str, Any], stored: str, computed: str):
+        subject, number = fields["subject_id"], fields["number"]
+        last_number, last_hash = self.heads.get(subject, (0, GENESIS_HASH))
+        self.heads[subject] = (number, stored)
+        if number != last_number + 1:
+            return AuditBreak(
+                event_id, subject, number, f"number {number}, expected {last_number + 1}"
+            )
+        if fields["prev_hash"] != last_hash:
+            return AuditBreak(event_id, subject, number, "does not chain to the previous event")
+        if stored != computed:
+            return AuditBreak(event_id, subject, number, "its fields do not match its hash")
+        return None
+
+
+def _events(**filters: Any) -> Iterator[tuple[int, dict[str, Any], str]]:
+    rows = (
+        ConsentEvent.objects.filter(**filters)
+        .order_by("id")
+        .values_list("id", "hash", *HASHED)
+        .iterator(chunk_size=10_000)
+    )
+    for event_id, stored, *values in rows:
+        yield event_id, dict(zip(HASHED, values, strict=True)), stored
 
 
 def audit_first_break(*, subject_id: UUID | None = None) -> AuditBreak | None:
     """Recompute every chain (or one subject's) and return the first break, if any."""
-    events = ConsentEvent.objects.order_by("subject_id", "number")
-    if subject_id is not None:
-        events = events.filter(subject_id=subject_id)
-    return next(_chain_breaks(events.iterator(chunk_size=2000)), None)
+    chains = Chains()
+    filters = {} if subject_id is None else {"subject_id": subject_id}
+    for event_id, fields, stored in _events(**filters):
+        broken = chains.check(event_id, fields, stored, hash_of(fields))
+        if broken is not None:
+            return broken
+    return None
+
+
+# Checkpoints
+
+
+def _copy_outside(checkpoint: AuditCheckpoint) -> None:
+    """Copy a checkpoint to the warehouse database and the checkpoint directory."""
+    directory = Path(settings.AUDIT_CHECKPOINT_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{checkpoint.tree_size:020}.checkpoint"
+    if not path.exists():
+        path.write_text(checkpoint.note)
+    CheckpointCopy.objects.get_or_create(
+        tree_size=checkpoint.tree_size, defaults={"note": checkpoint.note}
+    )
+
+
+def copies_complete() -> None:
+    """Copy outside every checkpoint that is not there yet (the warehouse may have been down)."""
+    copied = set(CheckpointCopy.objects.values_list("tree_size", flat=True))
+    for checkpoint in AuditCheckpoint.objects.exclude(tree_size__in=copied):
+        _copy_outside(checkpoint)
+
+
+def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
+    """Extend the Merkle tree with the events written since the last checkpoint, sign the new
+    size and root, and copy them outside the database; return the checkpoint, or None if no
+    event came.
+
+    Only events at least AUDIT_CHECKPOINT_SETTLE_SECONDS old are taken: an event whose
+    transaction is still open then could otherwise commit inside a range already signed.
+    """
+    now = now or timezone.now()
+    settled = now - timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)
+    with transaction.atomic():
+        last = AuditCheckpoint.objects.select_for_update().order_by("-tree_size").first()
+        frontier = Frontier.from_json(last.tree_size, last.frontier) if last else Frontier()
+        after = last.last_event_id if last else 0
+        through = ConsentEvent.objects.filter(pk__gt=after, created_at__lte=settled).aggregate(
+            through=Max("pk")
+        )["through"]
+        if through is None:
+            return None
+        nodes: list[AuditNode] = []
+
+        def keep(level: int, index: int, node: bytes) -> None:
+            if level >= STORED_LEVEL:
+                nodes.append(AuditNode(level=level, index=index, hash=node.hex()))
+
+        for _event_id, fields, _stored in _events(pk__gt=after, pk__lte=through):
+            frontier.append(leaf_hash(bytes.fromhex(hash_of(fields))), on_full=keep)
+        root = frontier.root()
+        text = Checkpoint(settings.AUDIT_LOG_ORIGIN, frontier.size, root, now).text()
+        AuditNode.objects.bulk_create(nodes)
+        checkpoint = AuditCheckpoint.objects.create(
+            tree_size=frontier.size,
+            last_event_id=through,
+            root_hash=root.hex(),
+            frontier=frontier.to_json(),
+            note=signer().sign(text),
+            created_at=now,
+        )
+    try:
+        copies_complete()
+    except Exception:  # the warehouse is down: the next checkpoint copies this one too
+        logger.exception("Could not copy checkpoint %s outside the database", checkpoint)
+    return checkpoint
+
+
+@dataclass(frozen=True)
+class KnownCheckpoint:
+    size: int
+    root: bytes
+    time: datetime
+    where: tuple[str, ...]
+
+
+def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[str]]:
+    """Return every checkpoint whose signature verifies, by size, with where each was found
+    (the database, the warehouse, the directory); and what is wrong with the others."""
+    keys = verifiers()
+    found: dict[int, KnownCheckpoint] = {}
+    problems: list[str] = []
+    notes: list[tuple[str, str]] = [
+        ("database", note) for note in AuditCheckpoint.objects.values_list("note", flat=True)
+    ]
+    try:
+        notes += [("warehouse", n) for n in CheckpointCopy.objects.values_list("note", flat=True)]
+    except Exception as error:  # verify what can be verified, and say what could not be read
+        problems.append(f"the warehouse's copies could not be read: {error}")
+    directory = Path(settings.AUDIT_CHECKPOINT_DIR)
+    if directory.is_dir():
+        notes += [
+            ("directory", path.read_text()) for path in sorted(directory.glob("*.checkpoint"))
+        ]
+    for where, note in notes:
+        try:
+            checkpoint, _key = checkpoint_open(note, keys)
+        except NoteError as error:
+            problems.append(f"a checkpoint in the {where} does not verify: {error}")
+            continue
+        held = found.get(checkpoint.size)
+        if held is None:
+            found[checkpoint.size] = KnownCheckpoint(
+                checkpoint.size, checkpoint.root, checkpoint.time, (where,)
+            )
+        elif held.root != checkpoint.root:
+            problems.append(f"two signed checkpoints of {checkpoint.size} events disagree")
+        elif where not in held.where:
+            found[checkpoint.size] = replace(held, where=(*held.where, where))
+    return found, problems
+
+
+@dataclass
+class AuditReport:
+    verdict: str
+    events: int
+    checkpoint: KnownCheckpoint | None
+    detail: str
+
+
+def audit_verify() -> AuditReport:
+    """Recompute every chain and the whole Merkle tree, hold the tree against every signed
+    checkpoint, and tell apart: intact (events after the latest checkpoint are fine), tampered
+    (events missing, changed or reordered before a checkpoint), and restored (the log is shorter
+    than a checkpoint outside the database, yet agrees with an older one)."""
+    checkpoints, problems = known_checkpoints()
+    chains, frontier = Chains(), Frontier()
+    first_break: AuditBreak | None = None
+    mismatched: list[int] = []
+    for event_id, fields, stored in _events():
+        computed = hash_of(fields)
+        broken = chains.check(event_id, fields, stored, computed)
+        first_break = first_break or broken
+        frontier.append(leaf_hash(bytes.fromhex(computed)))
+        held = checkpoints.get(frontier.size)
+        if held is not None and held.root != frontier.root():
+            mismatched.append(frontier.size)
+    size = frontier.size
+    latest = checkpoints[max(checkpoints)] if checkpoints else None
+    agreed = [s for s in checkpoints if s <= size and s not in mismatched]
+    # A restore brings back the database's own checkpoints of its time, never one ahead of its
+    # events: events missing behind a checkpoint the database holds were removed.
+    inside = max((s for s, c in checkpoints.items() if "database" in c.where), default=0)
+    if inside > size:
+        problems.append(
+            f"the database's own checkpoint covers {inside} events, but only {size} are left: "
+            "events were removed"
+        )
+    if first_break is not None or mismatched or problems:
+        detail = "; ".join(
+            [*problems]
+            + ([f"the first broken event is {first_break}"] if first_break else [])
+            + (
+                [
+                    f"the events do not match the signed checkpoint of {mismatched[0]} events: "
+                    "some before it were changed, removed or reordered"
+                ]
+                if mismatched
+                else []
+            )
+        )
+        verdict = Verdict.TAMPERED
+    elif latest is not None and latest.size > size:
+        verdict = Verdict.RESTORED
+        detail = (
+            f"the log holds {size} events, but a checkpoint signed at {latest.time:%Y-%m-%d %H:%M} "
+            f"UTC (found in the {', '.join(latest.where)}) covers {latest.size}: "
+            f"{latest.size - size} events are missing from its end; the log agrees with the "
+            f"checkpoint of {max(agreed, default=0)} events: it was restored from an older backup"
+        )
+    else:
+        since = size - latest.size if latest else size
+        detail = (
+            f"{size} events; all agree with the checkpoint of {latest.size} events signed at "
+            f"{latest.time:%Y-%m-%d %H:%M} UTC; {since} written since"
+            if latest
+            else f"{size} events; no checkpoint yet"
+        )
+        verdict = Verdict.INTACT
+    return AuditReport(verdict, size, latest, detail)
+
+
+def audit_verify_and_record() -> AuditVerification:
+    """Verify the whole log and keep what was found, for the support pages and the admin."""
+    report = audit_verify()
+    return AuditVerification.objects.create(
+        verdict=report.verdict,
+        events=report.events,
+        checkpoint_size=report.checkpoint.size if report.checkpoint else None,
+        detail=report.detail,
+    )
+
+
+# Inclusion proofs, for receipts
+
+
+def _leaves(start: int, end: int, before: AuditCheckpoint | None) -> list[bytes]:
+    """Return the leaf hashes of the events at positions start to end of the tree."""
+    base_size = before.tree_size if before else 0
+    base_id = before.last_event_id if before else 0
+    fields = ConsentEvent.objects.filter(pk__gt=base_id).order_by("pk").values_list(*HASHED)
+    rows = fields[start - base_size : end - base_size]
+    return [leaf_hash(bytes.fromhex(hash_of(dict(zip(HASHED, row, strict=True))))) for row in rows]
+
+
+def _subtree(start: int, end: int) -> bytes:
+    """Return the hash of the subtree over leaves start to end: a kept node where there is one,
+    else from the kept nodes below it, else from the events themselves."""
+    size = end - start
+    if size >= 1 << STORED_LEVEL and size & (size - 1) == 0 and start % size == 0:
+        level = size.bit_length() - 1
+        node = AuditNode.objects.filter(level=level, index=start >> level).first()
+        if node is not None:
+            return bytes.fromhex(node.hash)
+    if size <= 1 << STORED_LEVEL:
+        before = AuditCheckpoint.objects.filter(tree_size__lte=start).order_by("-tree_size")
+        frontier = Frontier()
+        frontier.extend(_leaves(start, end, before.first()))
+        return frontier.root()
+    k = split(size)
+    return node_hash(_subtree(start, start + k), _subtree(start + k, end))
+
+
+@dataclass(frozen=True)
+class Inclusion:
+    checkpoint: AuditCheckpoint
+    index: int
+    path: list[bytes]
+
+
+def inclusion_of(event: ConsentEvent) -> Inclusion | None:
+    """Return the proof that the event is in the latest checkpoint's tree; None until one
+    covers it."""
+    checkpoint = AuditCheckpoint.objects.order_by("-tree_size").first()
+    if checkpoint is None or event.pk > checkpoint.last_event_id:
+        return None
+    before = (
+        AuditCheckpoint.objects.filter(last_event_id__lt=event.pk).order_by("-tree_size").first()
+    )
+    base_size, base_id = (before.tree_size, before.last_event_id) if before else (0, 0)
+    index = base_size + ConsentEvent.objects.filter(pk__gt=base_id, pk__lt=event.pk).count()
+    return Inclusion(checkpoint, index, inclusion_path(index, checkpoint.tree_size, _subtree))

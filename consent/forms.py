@@ -3,6 +3,8 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from consent.selectors import MAX_EVENT_NUMBER
+
 ON_OFF = [("on", _("On")), ("off", _("Off"))]
 
 
@@ -44,3 +46,10 @@ class ChoiceForm(PolicyForm):
 
 class DeferForm(PolicyForm):
     """ "Not now"."""
+
+
+class HistoryQueryForm(forms.Form):
+    """What the history page's address may ask for: an export, or the events before a number."""
+
+    format = forms.ChoiceField(choices=[("csv", "CSV"), ("json", "JSON")], required=False)
+    before = forms.IntegerField(min_value=1, max_value=MAX_EVENT_NUMBER, required=False)

@@ -402,3 +402,91 @@ class PolicyEvent(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.policy.version} {self.kind} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# The audit log's tamper evidence: a Merkle tree over every event, in the order of their ids,
+# whose size and root are signed every minute and copied outside this database (consent.audit).
+
+
+@pgtrigger.register(
+    pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+)
+class AuditCheckpoint(models.Model):
+    """A signed statement of how many events the audit log held and their Merkle root."""
+
+    tree_size = models.PositiveBigIntegerField(_("events"), unique=True)
+    last_event_id = models.BigIntegerField(_("id of the last event it covers"))
+    root_hash = models.CharField(_("Merkle root"), max_length=64)
+    # The roots of the tree's perfect subtrees along its right edge: the next checkpoint extends
+    # the tree from them without reading the events before.
+    frontier = models.JSONField(_("right edge of the tree"))
+    note = models.TextField(_("signed note"))
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("audit checkpoint")
+        ordering = ["-tree_size"]
+
+    def __str__(self) -> str:
+        return f"{self.tree_size} events at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+@pgtrigger.register(
+    pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+)
+class AuditNode(models.Model):
+    """The hash of a perfect subtree of 1024 leaves or more, kept to prove a leaf's inclusion
+    without hashing the whole log again."""
+
+    level = models.PositiveSmallIntegerField()
+    index = models.PositiveBigIntegerField()
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        verbose_name = _("audit tree node")
+        constraints = [
+            models.UniqueConstraint(fields=["level", "index"], name="one_node_per_place")
+        ]
+
+    def __str__(self) -> str:
+        return f"level {self.level} #{self.index}"
+
+
+@pgtrigger.register(
+    pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+)
+class AuditVerification(models.Model):
+    """What one verification of the whole audit log against its checkpoints found."""
+
+    class Verdict(models.TextChoices):
+        INTACT = "intact", _("Intact")
+        RESTORED = "restored", _("Restored from an older backup")
+        TAMPERED = "tampered", _("Tampered with")
+
+    verdict = models.CharField(_("verdict"), max_length=16, choices=Verdict.choices)
+    events = models.PositiveBigIntegerField(_("events checked"))
+    checkpoint_size = models.PositiveBigIntegerField(_("size of the latest checkpoint"), null=True)
+    detail = models.TextField(_("detail"))
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("audit verification")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class CheckpointCopy(models.Model):
+    """In the warehouse database: a copy of each signed checkpoint, outside the app's own."""
+
+    tree_size = models.PositiveBigIntegerField(unique=True)
+    note = models.TextField()
+    copied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "audit_checkpoint_copy"
+        verbose_name = _("checkpoint copy")
+
+    def __str__(self) -> str:
+        return f"checkpoint of {self.tree_size} events"

@@ -10,6 +10,10 @@ from accounts.models import User
 from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
 
+# Bounds that keep every computation with them within what dates and databases can hold.
+DEFERRAL_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
+RETENTION_DAYS_BOUNDS = (1, 36_500)
+
 
 def policy_content_hash(*, title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
@@ -20,11 +24,13 @@ def _check_terms(policy: ConsentPolicy) -> None:
         raise ConsentError("A policy needs a title and a text.")
     if policy.decision_deadline < policy.effective_at:
         raise ConsentError("The decision deadline cannot be before the effective date.")
-    if (
-        policy.defer_for <= timedelta(0)
-        or min(policy.retention_days_allowed, policy.retention_days_declined) < 1
-    ):
-        raise ConsentError("Deferral and retention must be positive.")
+    shortest, longest = DEFERRAL_BOUNDS
+    if not shortest <= policy.defer_for <= longest:
+        raise ConsentError("'Not now' defers the pop-up for a minute to a year.")
+    fewest, most = RETENTION_DAYS_BOUNDS
+    retention = (policy.retention_days_allowed, policy.retention_days_declined)
+    if not all(fewest <= days <= most for days in retention):
+        raise ConsentError(f"Retention is {fewest} to {most} days.")
 
 
 def _check_admin(actor: User | None) -> None:

@@ -1,5 +1,6 @@
 """Consent receipts: one decision as a JSON record shaped after ISO/IEC TS 27560:2023."""
 
+import base64
 import uuid
 from datetime import datetime
 from typing import Any
@@ -7,7 +8,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from consent.audit import HASHED, canonical, hash_of, inclusion_of, verifiers
+from consent.merkle import leaf_hash, root_from_path
 from consent.models import ConsentEvent, ConsentState
+from consent.notes import NoteError, Verifier, checkpoint_open
 
 SCHEMA = "ISO/IEC TS 27560:2023 consent record (receipt)"
 PURPOSE = "Train and improve AI models on chat transcripts and coding sessions"
@@ -70,10 +74,75 @@ def receipt_for(
             "it applies from then on to new and resumed chats and coding sessions.",
             "url": settings_url,
         },
-        "proof": {
-            "event_number": event.number,
-            "event_hash": event.hash,
-            "previous_event_hash": event.prev_hash,
-            "hash_algorithm": "SHA-256",
-        },
+        "proof": proof_of(event),
     }
+
+
+def proof_of(event: ConsentEvent) -> dict[str, Any]:
+    """Return what proves the receipt offline: the event's fields and hash, and its inclusion in
+    a signed checkpoint of the audit log (manage.py verify_receipt checks it with the public
+    key alone)."""
+    proof: dict[str, Any] = {
+        "event_number": event.number,
+        "event_hash": event.hash,
+        "previous_event_hash": event.prev_hash,
+        "hash_algorithm": "SHA-256 over the event's fields as canonical JSON",
+        "event": {name: canonical(getattr(event, name)) for name in HASHED},
+    }
+    inclusion = inclusion_of(event)
+    if inclusion is None:
+        proof["inclusion"] = None
+        proof["inclusion_pending"] = (
+            "The audit log's next checkpoint, within minutes, covers this decision: download "
+            "the receipt again then for its proof of inclusion."
+        )
+        return proof
+    proof["inclusion"] = {
+        "tree": "RFC 6962 Merkle tree over every event of the audit log, in order",
+        "leaf_index": inclusion.index,
+        "tree_size": inclusion.checkpoint.tree_size,
+        "path": [base64.b64encode(node).decode() for node in inclusion.path],
+        "checkpoint": inclusion.checkpoint.note,
+        "verifier_keys": [str(key) for key in verifiers()],
+    }
+    return proof
+
+
+def receipt_verify(receipt: dict[str, Any], keys: list[Verifier]) -> list[str]:
+    """Return what is wrong with a receipt, checked offline with the keys alone; nothing if it
+    holds: its event's hash, its claims, its inclusion in a checkpoint those keys signed."""
+    try:
+        proof, claims = receipt["proof"], receipt["event"]
+        event = proof["event"]
+        computed = hash_of(event)
+    except (KeyError, TypeError) as error:
+        return [f"not a receipt with a proof: {error!r} is missing"]
+    problems = []
+    if computed != proof["event_hash"]:
+        problems.append("the event's fields do not match its hash")
+    said = {
+        "state": event["after"],
+        "previous_state": event["before"],
+        "time": datetime.fromisoformat(event["created_at"]).isoformat(),
+        "channel": event["channel"],
+    }
+    claimed = {name: claims.get(name) for name in said}
+    if claimed["time"]:
+        claimed["time"] = datetime.fromisoformat(claimed["time"]).isoformat()
+    if said != claimed:
+        problems.append("the receipt says other than its event does")
+    if receipt.get("pii_principal", {}).get("id") != event["subject_id"]:
+        problems.append("the receipt names another subject than its event")
+    inclusion = proof.get("inclusion")
+    if not inclusion:
+        return [*problems, "no proof of inclusion yet: download the receipt again later"]
+    try:
+        checkpoint, _key = checkpoint_open(inclusion["checkpoint"], keys)
+        path = [base64.b64decode(node) for node in inclusion["path"]]
+        index, size = int(inclusion["leaf_index"]), int(inclusion["tree_size"])
+    except (NoteError, KeyError, ValueError) as error:
+        return [*problems, f"the checkpoint does not verify with these keys: {error}"]
+    leaf = leaf_hash(bytes.fromhex(computed))
+    if size != checkpoint.size or root_from_path(leaf, index, size, path) != checkpoint.root:
+        problems.append("the event is not in the signed checkpoint's tree")
+    return problems

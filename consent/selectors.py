@@ -22,7 +22,7 @@ from consent.models import (
     TrainingRun,
 )
 
-MAX_EVENT_NUMBER = 2**31 - 1
+MAX_EVENT_NUMBER = 2**31 - 1  # an event's number is a PostgreSQL integer
 
 
 def policy_current() -> ConsentPolicy | None:

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from consent import outbox, services
+from consent import audit, outbox, services
 from consent.reconcile import reconcile
 
 
@@ -27,3 +27,16 @@ def expire_choices() -> int:
 def reconcile_sinks() -> None:
     """Find and repair drift between every sink and the source of truth."""
     reconcile(repair=True)
+
+
+@shared_task(acks_late=True, soft_time_limit=50, time_limit=55)
+def audit_checkpoint() -> int | None:
+    """Sign a checkpoint of the audit log and copy it outside the database."""
+    checkpoint = audit.audit_checkpoint()
+    return checkpoint.tree_size if checkpoint else None
+
+
+@shared_task(acks_late=True, soft_time_limit=3000, time_limit=3300)
+def verify_audit() -> str:
+    """Verify the whole audit log against its checkpoints, and keep what was found."""
+    return audit.audit_verify_and_record().verdict

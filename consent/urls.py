@@ -15,7 +15,7 @@ urlpatterns = [
         name="privacy_propagation",
     ),
     path(
-        "settings/privacy/history/<int:number>/receipt/",
+        "settings/privacy/history/<event_number:number>/receipt/",
         views.privacy_receipt,
         name="privacy_receipt",
     ),

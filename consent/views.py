@@ -25,7 +25,7 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 from consent.exceptions import ConsentError, ConsentThrottled
-from consent.forms import ChoiceForm, DeferForm, PolicyForm
+from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
 from consent.models import ConsentPolicy, TrainingConsent
@@ -310,7 +310,10 @@ def _render_settings(
 @login_required
 def privacy_history(request: UserRequest) -> HttpResponseBase:
     subject_id = request.user.subject_id
-    export = request.GET.get("format")
+    query = HistoryQueryForm(request.GET)
+    if not query.is_valid():
+        return HttpResponseBadRequest(_("Unknown page or export format."))
+    export, before = query.cleaned_data["format"], query.cleaned_data["before"]
     if export == "csv":
         return StreamingHttpResponse(
             history_csv(events_oldest_first(subject_id)),
@@ -323,12 +326,7 @@ def privacy_history(request: UserRequest) -> HttpResponseBase:
             json_dumps_params={"indent": 2},
             headers={"Content-Disposition": 'attachment; filename="consent-history.json"'},
         )
-    if export is not None:
-        return HttpResponseBadRequest(_("Unknown export format."))
-    before = request.GET.get("before")
-    if before is not None and not before.isdigit():
-        return HttpResponseBadRequest(_("Unknown page."))
-    page = history_page(subject_id, older_than=int(before) if before else None)
+    page = history_page(subject_id, older_than=before)
     rows = history_lines(page.events, propagation_summaries(event.pk for event in page.events))
     template = "consent/history.html#events" if request.htmx else "consent/history.html"
     return render(request, template, {"page": page, "rows": rows, "before": before})

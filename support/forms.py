@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.forms import PolicyForm
 from consent.models import ConsentEvent
+from consent.selectors import MAX_EVENT_NUMBER
 from support.selectors import HistoryFilter
 
 
@@ -47,7 +48,9 @@ class HistoryFilterForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}),
         validators=DATE_RANGE,
     )
-    before = forms.IntegerField(min_value=1, required=False, widget=forms.HiddenInput)
+    before = forms.IntegerField(
+        min_value=1, max_value=MAX_EVENT_NUMBER, required=False, widget=forms.HiddenInput
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

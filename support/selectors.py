@@ -47,7 +47,7 @@ def user_search(query: str, *, after: str = "", size: int = 20) -> SearchPage:
         match = Q(subject_id=UUID(query))
     except ValueError:
         match = Q(email__startswith=query.lower())
-        if query.isdigit() and int(query) <= MAX_USER_ID:
+        if query.isascii() and query.isdigit() and int(query) <= MAX_USER_ID:
             match |= Q(pk=int(query))
     users = User.objects.filter(match).order_by("email")
     if after:

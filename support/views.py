@@ -20,7 +20,7 @@ from consent.audit import audit_first_break
 from consent.exceptions import ConsentError
 from consent.history import events_oldest_first, history_csv, history_json
 from consent.metadata import RequestMeta
-from consent.models import ConsentEvent
+from consent.models import AuditVerification, ConsentEvent
 from consent.selectors import policy_current
 from consent.services import Channel, consent_change
 from support.forms import HistoryFilterForm, SearchForm, SupportChangeForm
@@ -101,11 +101,13 @@ def user_page(request: AgentRequest, user_id: int) -> HttpResponse:
 @permission_required(SUPPORT_PERMISSION, raise_exception=True)
 @vary_on_headers("HX-Request")
 def user_audit(request: AgentRequest, user_id: int) -> HttpResponse:
-    """Verify the user's audit chain: it says only whether the chain holds, so it is not logged."""
+    """Verify the user's audit chain, and say what the latest check of the whole log against its
+    signed checkpoints found: it tells nothing of the user's data, so it is not logged."""
     account = get_object_or_404(User, pk=user_id)
     context = {
         "account": account,
         "audit_break": audit_first_break(subject_id=account.subject_id),
+        "verification": AuditVerification.objects.first(),
     }
     template = "support/audit.html#result" if _swaps_a_part(request) else "support/audit.html"
     return render(request, template, context)

@@ -12,6 +12,7 @@ from accounts.models import User
 from consent import policies
 from consent.eligibility import eligibility
 from consent.models import ConsentPolicy, Delivery
+from consent.notes import Signer
 from consent.outbox import outbox_drain
 from support.services import support_group_ensure
 from tests.factories import UserFactory
@@ -20,6 +21,26 @@ if TYPE_CHECKING:
     from tests.support.receiver import WebhookReceiver
 
 pytest_plugins = ["tests.support.stack"]
+
+
+SIGNER = Signer.generate("test.example/consent-audit")
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Hash test users' passwords cheaply: the real hasher's cost is its point, not the tests'."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def audit_settings(settings, tmp_path):
+    """Sign checkpoints with a test key, take events at once, copy checkpoints to a temporary
+    directory and keep the snapshots of runs there too."""
+    settings.AUDIT_SIGNING_KEY = str(SIGNER)
+    settings.AUDIT_VERIFY_KEYS = []
+    settings.AUDIT_CHECKPOINT_SETTLE_SECONDS = 0
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "checkpoints"
+    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
 
 
 @pytest.fixture
@@ -62,6 +83,12 @@ def support_agent(db) -> User:
     agent = UserFactory(plan=User.Plan.TEAM, email="agent@example.com")
     agent.groups.add(support_group_ensure())
     return agent
+
+
+@pytest.fixture
+def agent_client(client, support_agent):
+    client.force_login(support_agent)
+    return client
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
+import re
+
 import pytest
+from django.db import IntegrityError, transaction
+from django.test import Client
 
 from accounts.models import User
 from tests.factories import PASSWORD
@@ -6,16 +10,52 @@ from tests.factories import PASSWORD
 pytestmark = pytest.mark.django_db
 
 
-def test_signing_up_creates_a_free_consumer_and_signs_in(client):
-    response = client.post(
-        "/accounts/signup/",
-        {"email": " New@Example.com ", "password1": PASSWORD, "password2": PASSWORD},
+def without_csrf(page: bytes) -> str:
+    return re.sub(r'csrf[a-z]*[^>]*(value|Token)["=: ]+"[^"]*"', "", page.decode(), flags=re.I)
+
+
+def sign_up(client, email, password=PASSWORD):
+    return client.post(
+        "/accounts/signup/", {"email": email, "password1": password, "password2": password}
     )
 
-    assert response.status_code == 302
+
+def link_in(message) -> str:
+    found = re.search(r"http://testserver(/accounts/signup/confirm/\S+/)", message.body)
+    assert found is not None, message.body
+    return found[1]
+
+
+def test_signing_up_mails_a_link_that_makes_a_free_consumer_and_signs_in(client, mailoutbox):
+    response = sign_up(client, " New@Example.com ")
+
+    assert response.status_code == 200
+    assert "Check your email" in response.content.decode()
     user = User.objects.get(email="new@example.com")
-    assert user.plan == User.Plan.FREE and user.is_consumer
+    assert (user.plan, user.is_active) == (User.Plan.FREE, False)
+    (message,) = mailoutbox
+    assert message.to == ["new@example.com"]
+    link = link_in(message)
+    assert "Confirm and sign in" in client.get(link).content.decode()  # a GET changes nothing
+    assert not User.objects.get(pk=user.pk).is_active
+
+    confirmed = client.post(link)
+
+    assert confirmed.status_code == 302
+    assert User.objects.get(pk=user.pk).is_active
     assert client.get("/").status_code == 200
+    assert client.post(link).status_code == 302  # signed in now: the form answers with home
+
+
+def test_a_used_or_forged_link_confirms_nothing(client, mailoutbox):
+    sign_up(client, "new@example.com")
+    link = link_in(mailoutbox[0])
+    client.post(link)
+    client.post("/accounts/logout/")
+
+    assert client.post(link).status_code == 400
+    assert client.post("/accounts/signup/confirm/MQ/forged-token/").status_code == 400
+    assert client.post("/accounts/signup/confirm/%%%/x/").status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -24,26 +64,54 @@ def test_signing_up_creates_a_free_consumer_and_signs_in(client):
         {"email": "not-an-email", "password1": PASSWORD, "password2": PASSWORD},
         {"email": "a@example.com", "password1": PASSWORD, "password2": "different-123456"},
         {"email": "a@example.com", "password1": "123", "password2": "123"},
+        {"email": "a@example.com", "password1": " " * 8, "password2": " " * 8},
+        {"email": "a@example.com", "password1": " " * 20, "password2": " " * 20},
         {"password1": PASSWORD, "password2": PASSWORD},
     ],
+    ids=["email", "mismatch", "short", "eight-spaces", "spaces", "no-email"],
 )
-def test_bad_signups_get_a_form_error_and_create_nobody(client, form):
+def test_bad_signups_get_a_form_error_and_create_nobody(client, form, mailoutbox):
     response = client.post("/accounts/signup/", form)
 
     assert response.status_code == 200
     assert response.context["form"].errors
     assert not User.objects.exists()
+    assert mailoutbox == []
 
 
-def test_an_email_can_sign_up_only_once(client, consumer):
+def test_signing_up_again_answers_the_same_and_tells_the_owner(client, consumer, mailoutbox):
+    fresh = without_csrf(sign_up(Client(), "someone-new@example.com").content)
+
+    again = without_csrf(sign_up(client, consumer.email.upper()).content)
+
+    assert again == fresh.replace("someone-new@example.com", consumer.email)
+    assert User.objects.filter(email=consumer.email).count() == 1
+    owner = mailoutbox[-1]
+    assert owner.to == [consumer.email] and "already has an account" in owner.body
+    assert "/confirm/" not in owner.body
+
+
+def test_an_unconfirmed_signup_can_be_asked_again_with_a_new_password(client, mailoutbox):
+    sign_up(client, "new@example.com", "first-long-password-1")
+    sign_up(client, "new@example.com", "second-long-password-2")
+
+    client.post(link_in(mailoutbox[-1]))
+    client.post("/accounts/logout/")
+
     response = client.post(
-        "/accounts/signup/",
-        {"email": consumer.email.upper(), "password1": PASSWORD, "password2": PASSWORD},
+        "/accounts/login/", {"username": "new@example.com", "password": "second-long-password-2"}
+    )
+    assert response.status_code == 302
+
+
+def test_emails_are_one_account_whatever_their_case(client, consumer):
+    response = client.post(
+        "/accounts/login/", {"username": consumer.email.upper(), "password": PASSWORD}
     )
 
-    assert response.status_code == 200
-    assert "email" in response.context["form"].errors
-    assert User.objects.count() == 1
+    assert response.status_code == 302
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create(email=consumer.email.title(), password="x")
 
 
 def test_signing_in_by_email_and_out(client, consumer):
@@ -71,3 +139,23 @@ def test_pages_carry_a_strict_content_security_policy(client):
     policy = client.get("/accounts/login/")["Content-Security-Policy"]
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
+
+
+def test_sign_in_is_locked_after_five_failures_and_says_nothing_of_the_account(client, consumer):
+    def attempt(email, password="wrong-password", *, browser=client):
+        return browser.post("/accounts/login/", {"username": email, "password": password})
+
+    for _ in range(4):
+        assert attempt(consumer.email).status_code == 200
+    assert attempt(consumer.email).status_code == 429  # the fifth failure
+    locked = attempt(consumer.email, PASSWORD)
+    assert locked.status_code == 429
+    assert "Too many attempts" in locked.content.decode()
+    assert client.get("/").status_code == 302  # the right password did not sign in
+
+    other = Client(REMOTE_ADDR="198.51.100.9")
+    for _ in range(5):
+        attempt("nobody@example.com", browser=other)
+    nobody = attempt("nobody@example.com", browser=other)
+    assert nobody.status_code == 429
+    assert without_csrf(nobody.content) == without_csrf(locked.content)

@@ -1,6 +1,7 @@
 """What a user does in a real browser: sign up, decide, change their mind, read the history."""
 
 import csv
+import re
 from datetime import timedelta
 
 import pytest
@@ -21,13 +22,19 @@ def decisions(user: User):
     return ConsentEvent.objects.filter(subject_id=user.subject_id, kind="decision")
 
 
-def test_a_new_user_signs_up_sees_the_pop_up_and_declines(policy, open_page):
+def test_a_new_user_signs_up_sees_the_pop_up_and_declines(policy, open_page, mailoutbox):
     page = open_page()
     page.goto("/accounts/signup/")
     page.get_by_label("Email address").fill("new@example.com")
     page.locator("#id_password1").fill(PASSWORD)
     page.locator("#id_password2").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    (message,) = mailoutbox
+    link = re.search(r"https?://\S+/confirm/\S+/", message.body)
+    assert link is not None
+    page.goto(link[0])
+    page.get_by_role("button", name="Confirm and sign in").click()
 
     dialog = page.get_by_role("dialog", name=policy.title)
     expect(dialog).to_be_visible()

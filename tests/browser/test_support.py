@@ -75,7 +75,7 @@ def test_an_agent_reads_the_history_with_propagation_status(demo, open_page, set
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text("Declines training")
     expect(facts).to_contain_text("Version 1 is current")
-    expect(page.locator("#audit")).to_contain_text("Intact.")
+    expect(page.locator("#audit")).to_contain_text("chain is intact.")
     events = page.locator(".event")
     expect(events).to_have_count(6)
     newest = events.first
@@ -153,7 +153,7 @@ def test_the_support_pages_are_accessible(demo, open_page, size, scheme):
     ]:
         page.goto(url)
         if name == "support-user":
-            expect(page.locator("#audit")).to_contain_text("Intact.")
+            expect(page.locator("#audit")).to_contain_text("chain is intact.")
         assert_accessible(page)
         screenshot(page, f"{name}-{size}-{scheme}")
 

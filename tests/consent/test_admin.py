@@ -73,6 +73,26 @@ def test_a_draft_with_its_deadline_before_its_start_is_refused(policy, admin_cli
     assert ConsentPolicy.objects.count() == 1
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"defer_for": "-1 00:00:00"},
+        {"defer_for": "0 00:00:00"},
+        {"defer_for": "999999999 00:00:00"},
+        {"defer_for": "400 00:00:00"},
+        {"retention_days_allowed": "9999999"},
+        {"retention_days_declined": "0"},
+    ],
+    ids=["negative", "none", "overflow", "over-a-year", "retention-too-long", "no-retention"],
+)
+def test_a_draft_with_terms_out_of_bounds_gets_a_form_error(policy, admin_client, field):
+    response = admin_client.post(f"{POLICIES}add/", draft_post(**field))
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors
+    assert ConsentPolicy.objects.count() == 1
+
+
 def test_a_draft_can_be_edited_and_deleted(draft, admin_client):
     admin_client.post(f"{POLICIES}{draft.pk}/change/", draft_post(text="Clearer words."))
     draft.refresh_from_db()
@@ -553,3 +573,11 @@ def wait_for(condition, *, stack, what: str, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}\n{stack.worker_logs()}")
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("year", ["999999999999", "9999", "99999999999999999999", "²"])
+def test_a_date_hierarchy_year_past_any_calendar_is_refused_not_a_500(event, admin_client, year):
+    response = admin_client.get(EVENTS, {"created_at__year": year})
+
+    assert response.status_code in (200, 302)
+    assert response.status_code == 200 or "e=1" in response["Location"]

@@ -22,11 +22,6 @@ pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 ELIGIBILITY = "/api/v1/eligibility"
 
 
-@pytest.fixture(autouse=True)
-def runs_dir(settings, tmp_path):
-    settings.TRAINING_RUNS_DIR = tmp_path / "runs"
-
-
 @pytest.fixture
 def secret(db) -> str:
     return api_token_create(name="pipeline", scopes=["eligibility", "runs"])[1]

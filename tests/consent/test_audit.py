@@ -1,78 +1,269 @@
-import pgtrigger
+"""The audit log against someone who can write its database: append-only triggers, hash chains,
+and signed checkpoints of a Merkle tree, copied outside the database. These run on PostgreSQL
+and again on the embedded default's SQLite (marker `sqlite`)."""
+
+from contextlib import contextmanager
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection, transaction
-from django.db.utils import ProgrammingError
+from django.db import DatabaseError, connection, transaction
+from django.test import override_settings
 
 from consent import services
-from consent.audit import event_hash
-from consent.models import ConsentEvent
+from consent.audit import audit_checkpoint, audit_verify, event_hash, known_checkpoints
+from consent.models import (
+    AuditCheckpoint,
+    AuditVerification,
+    CheckpointCopy,
+    ConsentEvent,
+    ConsentPolicy,
+    Delivery,
+    PolicyEvent,
+    TrainingConsent,
+)
+from consent.notes import Signer
 from consent.services import Channel
+from consent.triggers import sqlite_triggers, sqlite_triggers_install
+from support.models import AccessRecord
+from support.services import access_record
+from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.sqlite, pytest.mark.django_db(databases=["default", "warehouse"])]
+Verdict = AuditVerification.Verdict
+
+
+@contextmanager
+def as_database_admin():
+    """Act as someone with write access to the database, who turns its triggers off."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET session_replication_role = replica")
+        else:
+            for statement in sqlite_triggers():
+                cursor.execute(f"DROP TRIGGER IF EXISTS {statement.split('"')[1]}")
+        try:
+            yield cursor
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET session_replication_role = DEFAULT")
+            else:
+                sqlite_triggers_install(connection)
 
 
 @pytest.fixture
-def history(policy, consumer):
-    services.notice_record_served(user=consumer)
-    services.consent_change(user=consumer, allowed=True, channel=Channel.POPUP, shown_default=True)
-    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
-    return list(ConsentEvent.objects.filter(subject_id=consumer.subject_id).order_by("number"))
+def users(policy):
+    people = [UserFactory(plan="pro"), UserFactory(plan="max")]
+    for user in people:
+        services.notice_record_served(user=user)
+        services.consent_change(user=user, allowed=True, channel=Channel.POPUP, shown_default=True)
+        services.consent_change(user=user, allowed=False, channel=Channel.SETTINGS)
+    return people
+
+
+def events_of(user) -> list[ConsentEvent]:
+    return list(ConsentEvent.objects.filter(subject_id=user.subject_id).order_by("number"))
+
+
+def verdict() -> tuple[str, str]:
+    report = audit_verify()
+    return report.verdict, report.detail
+
+
+# Append-only, on both databases
+
+
+@pytest.mark.parametrize("operation", ["UPDATE {table} SET id = id", "DELETE FROM {table}"])
+@pytest.mark.parametrize(
+    "model", [ConsentEvent, PolicyEvent, AccessRecord, AuditCheckpoint], ids=lambda m: m.__name__
+)
+def test_raw_sql_cannot_rewrite_or_remove_audit_rows(users, support_agent, operation, model):
+    access_record(agent=support_agent, user=users[0], action=AccessRecord.Action.VIEWED)
+    audit_checkpoint()
+    count = model.objects.count()
+    assert count > 0
+
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(operation.format(table=model._meta.db_table))
+
+    assert model.objects.count() == count
 
 
 @pytest.mark.parametrize(
-    "statement",
+    "change",
     [
-        "UPDATE consent_consentevent SET after = 'allowed' WHERE id = %s",
-        "DELETE FROM consent_consentevent WHERE id = %s",
+        "UPDATE {table} SET text = 'Other terms'",
+        "UPDATE {table} SET decision_deadline = effective_at",
+        "DELETE FROM {table}",
+    ],
+    ids=["text", "earlier-deadline", "delete"],
+)
+def test_a_published_policy_cannot_be_changed_or_removed(policy, change):
+    with pytest.raises(DatabaseError), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(change.format(table=ConsentPolicy._meta.db_table))
+
+    assert ConsentPolicy.objects.get().text == policy.text
+
+
+# Checkpoints
+
+
+def test_a_checkpoint_is_signed_and_copied_outside_the_database(users, settings):
+    checkpoint = audit_checkpoint()
+
+    assert checkpoint is not None and checkpoint.tree_size == ConsentEvent.objects.count()
+    assert CheckpointCopy.objects.get().note == checkpoint.note
+    (copy,) = settings.AUDIT_CHECKPOINT_DIR.glob("*.checkpoint")
+    assert copy.read_text() == checkpoint.note
+    found, problems = known_checkpoints()
+    assert problems == []
+    assert found[checkpoint.tree_size].where == ("database", "warehouse", "directory")
+    assert audit_checkpoint() is None  # nothing new since
+
+
+def test_checkpoints_extend_the_tree_without_reading_it_again(users):
+    first = audit_checkpoint()
+    services.consent_change(user=users[0], allowed=True, channel=Channel.SETTINGS)
+
+    second = audit_checkpoint()
+
+    assert first is not None and second is not None
+    assert second.tree_size == first.tree_size + 1
+    assert verdict()[0] == Verdict.INTACT
+
+
+def test_events_written_after_the_latest_checkpoint_are_fine(users):
+    audit_checkpoint()
+    services.consent_change(user=users[1], allowed=True, channel=Channel.SETTINGS)
+
+    found, detail = verdict()
+
+    assert found == Verdict.INTACT
+    assert "1 written since" in detail
+
+
+# Tampering by someone who can write the database, each caught by verify_audit and shown on
+# the support page
+
+
+def delete_the_newest_event(user) -> None:
+    newest = events_of(user)[-1]
+    with as_database_admin():
+        Delivery.objects.filter(event=newest).delete()
+        ConsentEvent.objects.filter(pk=newest.pk).delete()
+        previous = events_of(user)[-1]
+        TrainingConsent.objects.filter(user=user).update(
+            head_number=previous.number, head_hash=previous.hash, state=previous.after
+        )
+
+
+def rewrite_the_newest_event_with_its_hash_recomputed(user) -> None:
+    newest = events_of(user)[-1]
+    newest.after = "allowed"
+    newest.hash = event_hash(newest)
+    with as_database_admin():
+        ConsentEvent.objects.filter(pk=newest.pk).update(after="allowed", hash=newest.hash)
+        TrainingConsent.objects.filter(user=user).update(head_hash=newest.hash, state="allowed")
+
+
+def reorder_two_events(user) -> None:
+    first, second = events_of(user)[:2]
+    with as_database_admin() as cursor:
+        table = ConsentEvent._meta.db_table
+        cursor.execute(f"UPDATE {table} SET id = -1 WHERE id = %s", [first.pk])  # noqa: S608
+        cursor.execute(f"UPDATE {table} SET id = %s WHERE id = %s", [first.pk, second.pk])  # noqa: S608
+        cursor.execute(f"UPDATE {table} SET id = %s WHERE id = -1", [second.pk])  # noqa: S608
+
+
+def replace_the_whole_history(user) -> None:
+    """Remove every event of the user and write a new, well-chained history in its place."""
+    old = events_of(user)
+    with as_database_admin():
+        Delivery.objects.filter(event__in=old).delete()
+        ConsentEvent.objects.filter(subject_id=user.subject_id).delete()
+        TrainingConsent.objects.filter(user=user).delete()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        delete_the_newest_event,
+        rewrite_the_newest_event_with_its_hash_recomputed,
+        reorder_two_events,
+        replace_the_whole_history,
     ],
 )
-def test_raw_sql_cannot_update_or_delete_an_event(history, statement):
-    event = history[-1]
+def test_tampering_before_a_checkpoint_is_caught_and_shown_to_support(users, tamper, agent_client):
+    audit_checkpoint()
 
-    with (
-        pytest.raises(ProgrammingError, match="Cannot update or delete"),
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        cursor.execute(statement, [event.pk])
+    tamper(users[0])
 
-    assert ConsentEvent.objects.get(pk=event.pk).after == "declined"
-
-
-def test_verify_audit_passes_on_a_clean_database(history, capsys):
-    call_command("verify_audit")
-    assert "Audit chain intact: 3 events from 1 subjects." in capsys.readouterr().out
-
-
-def test_verify_audit_names_the_forged_event(history):
-    forged = history[1]
-    with pgtrigger.ignore("consent.ConsentEvent:append_only"):
-        ConsentEvent.objects.filter(pk=forged.pk).update(after="declined")
-
-    with pytest.raises(CommandError) as failure:
+    with pytest.raises(CommandError, match="tampered with") as failure:
         call_command("verify_audit")
-
-    assert f"event id={forged.pk}" in str(failure.value)
-    assert "number 2" in str(failure.value)
     assert failure.value.returncode == 1
+    page = agent_client.get(f"/support/users/{users[1].pk}/audit/").content.decode()
+    assert "The audit log was tampered with." in page
 
 
-def test_verify_audit_finds_a_removed_event(history):
-    with pgtrigger.ignore("consent.ConsentEvent:append_only"):
-        ConsentEvent.objects.filter(pk=history[0].pk).delete()
+def test_a_forged_checkpoint_is_refused(users):
+    audit_checkpoint()
+    forged = Signer.generate("attacker").sign(
+        "consent-audit\n6\nAAAA\ntime 2026-01-01T00:00:00+00:00\n"
+    )
+    with as_database_admin():
+        AuditCheckpoint.objects.create(
+            tree_size=999, last_event_id=1, root_hash="0" * 64, frontier=[], note=forged
+        )
 
-    with pytest.raises(CommandError, match="number 2, expected 1"):
+    found, detail = verdict()
+
+    assert found == Verdict.TAMPERED
+    assert "does not verify" in detail
+
+
+def test_a_restore_from_an_older_backup_is_told_apart_from_tampering(users):
+    older = audit_checkpoint()
+    services.consent_change(user=users[0], allowed=True, channel=Channel.SETTINGS)
+    services.consent_change(user=users[1], allowed=True, channel=Channel.SETTINGS)
+    newer = audit_checkpoint()
+    assert older is not None and newer is not None
+
+    # As a restore of the backup taken at the older checkpoint leaves the database: the newer
+    # events and checkpoint are gone from it, not from the warehouse or the directory.
+    with as_database_admin():
+        lost = ConsentEvent.objects.filter(pk__gt=older.last_event_id)
+        Delivery.objects.filter(event__in=lost).delete()
+        lost.delete()
+        AuditCheckpoint.objects.filter(pk=newer.pk).delete()
+
+    found, detail = verdict()
+    assert found == Verdict.RESTORED
+    assert f"agrees with the checkpoint of {older.tree_size} events" in detail
+    with pytest.raises(CommandError, match="restored") as failure:
         call_command("verify_audit")
+    assert failure.value.returncode == 2
 
 
-def test_verify_audit_finds_a_rehashed_event_that_no_longer_chains(history):
-    forged = history[1]
-    forged.after = "declined"
-    forged.hash = event_hash(forged)
-    with pgtrigger.ignore("consent.ConsentEvent:append_only"):
-        ConsentEvent.objects.filter(pk=forged.pk).update(after=forged.after, hash=forged.hash)
+def test_old_checkpoints_stay_verifiable_after_a_key_rotation(users, settings):
+    audit_checkpoint()
+    old_key = Signer.parse(settings.AUDIT_SIGNING_KEY)
+    new_key = Signer.generate(settings.AUDIT_LOG_ORIGIN)
+    services.consent_change(user=users[0], allowed=True, channel=Channel.SETTINGS)
 
-    with pytest.raises(CommandError, match=f"id={history[2].pk}.*does not chain"):
-        call_command("verify_audit")
+    rotated = {"AUDIT_SIGNING_KEY": str(new_key), "AUDIT_VERIFY_KEYS": [str(old_key.verifier)]}
+    with override_settings(**rotated):
+        assert audit_checkpoint() is not None
+        assert verdict()[0] == Verdict.INTACT
+    with override_settings(AUDIT_SIGNING_KEY=str(new_key), AUDIT_VERIFY_KEYS=[]):
+        found, detail = verdict()  # the old key forgotten: its checkpoints prove nothing
+    assert found == Verdict.TAMPERED and "does not verify" in detail
+
+
+def test_verify_audit_keeps_what_it_found(users, capsys):
+    audit_checkpoint()
+
+    call_command("verify_audit")
+
+    assert "Audit log intact" in capsys.readouterr().out
+    assert AuditVerification.objects.get().verdict == Verdict.INTACT

@@ -195,3 +195,22 @@ def test_anonymous_users_are_sent_to_sign_in(policy, client):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.parametrize(
+    "query", ["?before=9223372036854775808", "?before=²", "?before=0", "?format=pdf"]
+)
+def test_numbers_out_of_range_or_not_ascii_get_a_400(policy, signed_in, query):
+    assert signed_in.get(URL + query).status_code == 400
+
+
+def test_a_receipt_number_past_what_the_database_holds_is_a_404(policy, signed_in):
+    assert signed_in.get(f"{URL}99999999999999999999/receipt/").status_code == 404
+
+
+def test_personal_pages_exports_and_receipts_are_not_cached(policy, consumer, signed_in):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    for url in (URL, f"{URL}?format=csv", f"{URL}?format=json", f"{URL}1/receipt/", "/"):
+        cache_control = set(signed_in.get(url)["Cache-Control"].split(", "))
+        assert {"private", "no-store"} <= cache_control, url

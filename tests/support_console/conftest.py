@@ -1,17 +1,10 @@
 from datetime import timedelta
 
-import pytest
 from django.utils import timezone
 
 from accounts.models import User
 from consent import services
 from consent.services import Channel
-
-
-@pytest.fixture
-def agent_client(client, support_agent):
-    client.force_login(support_agent)
-    return client
 
 
 def flip(user: User, times: int, *, start=None, channel: str = Channel.SETTINGS) -> None:

@@ -140,3 +140,11 @@ def test_searching_is_not_an_access_to_anyone_s_data(agent_client, people):
     agent_client.get(URL, {"q": "ann"})
 
     assert not AccessRecord.objects.exists()
+
+
+@pytest.mark.parametrize("query", ["²", "٣", "9223372036854775808", "99999999999999999999"])
+def test_digits_that_are_not_a_user_id_find_nobody_and_break_nothing(agent_client, query):
+    response = agent_client.get(URL, {"q": query})
+
+    assert response.status_code == 200
+    assert response.context["page"].users == []

@@ -285,7 +285,7 @@ def test_the_audit_chain_of_an_intact_history_is_intact(agent_client, policy, co
 
     page = agent_client.get(url(consumer, "audit/"), headers={"HX-Request": "true"})
 
-    assert "Intact." in page.content.decode()
+    assert "chain is intact." in page.content.decode()
     assert "<html" not in page.content.decode()
     assert not AccessRecord.objects.exists()
 
@@ -348,3 +348,12 @@ def test_one_user_s_page_shows_nobody_else_s_events(agent_client, policy, consum
     response = agent_client.get(url(consumer))
 
     assert {row.event.subject_id for row in response.context["rows"]} == {consumer.subject_id}
+
+
+@pytest.mark.parametrize("before", ["9223372036854775808", "2147483648", "²"])
+def test_a_page_number_out_of_range_is_a_400(agent_client, policy, consumer, before):
+    assert agent_client.get(url(consumer), {"before": before}).status_code == 400
+
+
+def test_a_user_id_past_what_the_database_holds_is_a_404(agent_client):
+    assert agent_client.get("/support/users/99999999999999999999/").status_code == 404
