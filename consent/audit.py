@@ -38,11 +38,11 @@ from consent.notes import Checkpoint, NoteError, Signer, Verifier, checkpoint_op
 logger = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
-HASHED = [
-    field.attname
-    for field in ConsentEvent._meta.concrete_fields
-    if field.name not in {"id", "hash"}
-]
+# The hashed fields, in the order of their names: the canonical JSON's order.
+HASHED = sorted(
+    field.attname for field in ConsentEvent._meta.concrete_fields if field.name not in {"id", "hash"}
+)
+UUIDS = [name for name in HASHED if name.endswith("subject_id")]
 STORED_LEVEL = 10  # subtrees of 1024 leaves and more are kept (AuditNode)
 Verdict = AuditVerification.Verdict
 
@@ -57,11 +57,13 @@ def canonical(value: Any) -> Any:
 
 
 def hash_of(fields: dict[str, Any]) -> str:
-    """Return the SHA-256 of an event's fields (HASHED), as canonical JSON."""
-    payload = {name: canonical(fields[name]) for name in HASHED}
-    return hashlib.sha256(
-        json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    """Return the SHA-256 of an event's fields (HASHED), as canonical JSON: keys in order, no
+    spaces, times in UTC to the microsecond, ids as text."""
+    payload = {name: fields[name] for name in HASHED}  # in HASHED's order, which is sorted
+    for name in UUIDS:
+        payload[name] = canonical(payload[name])
+    payload["created_at"] = canonical(payload["created_at"])
+    return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
 def event_hash(event: ConsentEvent) -> str:

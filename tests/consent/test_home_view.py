@@ -1,5 +1,6 @@
 """The product home and its first-run pop-up, in every state a user can be in."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -223,12 +224,15 @@ def test_a_new_policy_version_asks_again_after_a_decision(policy, consumer, sign
     assert 'id="consent-dialog"' not in signed_in.get("/").content.decode()
 
 
-def test_signing_up_leads_straight_to_the_pop_up(policy, client):
-    response = client.post(
+def test_confirming_a_signup_leads_straight_to_the_pop_up(policy, client, mailoutbox):
+    client.post(
         "/accounts/signup/",
         {"email": "new@example.com", "password1": PASSWORD, "password2": PASSWORD},
-        follow=True,
     )
+    link = re.search(r"http://testserver(\S+/confirm/\S+/)", mailoutbox[0].body)
+    assert link is not None
+
+    response = client.post(link[1], follow=True)
 
     assert 'id="consent-dialog"' in response.content.decode()
     user = User.objects.get(email="new@example.com")

@@ -100,7 +100,10 @@ def test_a_draft_past_its_deadline_or_with_bad_terms_is_not_published(policy, ad
     with pytest.raises(ConsentError, match="title and a text"):
         policies.policy_draft_save(policy=late)
     late.title, late.retention_days_declined = "Fine", 0
-    with pytest.raises(ConsentError, match="positive"):
+    with pytest.raises(ConsentError, match="Retention is 1 to 36500 days"):
+        policies.policy_draft_save(policy=late)
+    late.retention_days_declined, late.defer_for = 30, timedelta(0)
+    with pytest.raises(ConsentError, match="a minute to a year"):
         policies.policy_draft_save(policy=late)
 
 
