@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 # The hashed fields, in the order of their names: the canonical JSON's order.
 HASHED = sorted(
-    field.attname for field in ConsentEvent._meta.concrete_fields if field.name not in {"id", "hash"}
+    field.attname
+    for field in ConsentEvent._meta.concrete_fields
+    if field.name not in {"id", "hash"}
 )
 UUIDS = [name for name in HASHED if name.endswith("subject_id")]
 STORED_LEVEL = 10  # subtrees of 1024 leaves and more are kept (AuditNode)
