@@ -9,6 +9,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -69,18 +70,19 @@ def drain_soon(sinks: Iterable[str] | None = None, *, delay: float | None = None
     The drain starts after the delay (CONSENT_DRAIN_DELAY seconds by default) and carries every
     change committed until then: under load a sink gets a few drains a second, not one per
     change. It never fails its caller, which has committed: what it cannot queue, the sweep does.
+    A cache that does not answer costs one timeout, and the drains are queued without it.
     """
     delay = settings.CONSENT_DRAIN_DELAY if delay is None else delay
-    for sink in settings.CONSENT_SINKS if sinks is None else sinks:
-        key = _queued_key(sink)
-        try:
-            if cache.add(key, 1, timeout=settings.CONSENT_DRAIN_DEBOUNCE) and not drain_queue(
-                sink, countdown=delay
-            ):
-                cache.delete(key)
-        except Exception:  # the cache is down
-            logger.warning("Could not reach the cache to queue a drain of %s.", sink)
-            drain_queue(sink, countdown=delay)
+    sinks = list(settings.CONSENT_SINKS if sinks is None else sinks)
+    try:
+        due = [s for s in sinks if cache.add(_queued_key(s), 1, settings.CONSENT_DRAIN_DEBOUNCE)]
+    except Exception:
+        logger.warning("The cache did not answer: drains queued without it.")
+        due = sinks
+    for sink in due:
+        if not drain_queue(sink, countdown=delay):
+            with suppress(Exception):  # the next commit may queue it then, or the sweep will
+                cache.delete(_queued_key(sink))
 
 
 def drain_started(sink: str) -> None:

@@ -113,27 +113,33 @@ def wait_for_port(port: int, *, timeout: float = 15.0) -> None:
 
 
 @pytest.fixture
-def private_redis() -> Iterator[str]:
-    """Start a Redis server of the test's own, so stopping it leaves the shared one alone."""
-    port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    wait_for_port(port)
-    yield f"redis://127.0.0.1:{port}/0"
-    server.terminate()
-    server.wait(timeout=10)
+def redis_servers() -> Iterator:
+    """Start Redis servers of the test's own on demand, so that stopping one leaves the shared
+    one alone; return the function that starts one and gives its URL."""
+    servers = []
+
+    def start() -> str:
+        port = free_port()
+        servers.append(
+            subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        wait_for_port(port)
+        return f"redis://127.0.0.1:{port}/0"
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis(redis_servers) -> str:
+    """A Redis server of the test's own."""
+    return redis_servers()
 
 
 @pytest.fixture

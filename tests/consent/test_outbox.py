@@ -1,10 +1,16 @@
 """The outbox in one process: what is written with a change, and how a drain records outcomes."""
 
 import json
+import os
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import redis
+from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -217,3 +223,61 @@ def test_a_commit_with_the_broker_down_is_kept_for_the_sweep(
 
     assert Delivery.objects.filter(event=event, state=State.PENDING).count() == 2
     assert sorted(outbox_sweep()) == ["warehouse", "webhook"]
+
+
+@pytest.fixture
+def redis_cache(redis_servers, settings):
+    """A cache on a Redis server of the test's own, configured as the app's."""
+    url = redis_servers()
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "OPTIONS": django_settings.CACHES["default"]["OPTIONS"],
+        }
+    }
+    return url
+
+
+@contextmanager
+def frozen(url: str):
+    """Stop the Redis server from answering (SIGSTOP), as a stalled one does."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    info = subprocess.run(
+        ["redis-cli", "-p", port, "info", "server"], capture_output=True, text=True
+    )
+    pid = int(
+        next(line for line in info.stdout.splitlines() if line.startswith("process_id:")).split(
+            ":"
+        )[1]
+    )
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_stalled_cache_neither_fails_nor_holds_a_committed_toggle(
+    policy, consumer, client, broker, redis_cache, django_capture_on_commit_callbacks
+):
+    client.force_login(consumer)
+
+    def toggle(value: str):
+        with django_capture_on_commit_callbacks(execute=True):
+            return client.post(
+                "/settings/privacy/",
+                {"policy_version": 1, "allowed": ["off", value]},
+                headers={"HX-Request": "true"},
+            )
+
+    assert toggle("on").status_code == 200  # and the app warmed up
+    with frozen(redis_cache):
+        began = time.monotonic()
+        response = toggle("off")
+        took = time.monotonic() - began
+
+    assert response.status_code == 200
+    assert took < 1.0
+    assert Delivery.objects.filter(subject_id=consumer.subject_id, event_number=2).exists()
+    assert queued_drains(broker).count("warehouse") == 2  # queued all the same
