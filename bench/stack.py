@@ -19,7 +19,8 @@ BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def configure(db_name: str, *, cache_db: int, broker_db: int) -> None:
-    """Point the app's settings at the benchmark's databases, DEBUG off, and set Django up."""
+    """Point the app's settings at the benchmark's databases and files, DEBUG off, and set
+    Django up."""
     os.environ.update(
         {
             "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -33,6 +34,9 @@ def configure(db_name: str, *, cache_db: int, broker_db: int) -> None:
             "SECURE_SSL_REDIRECT": "false",
             "SECURE_COOKIES": "false",
             "LOG_LEVEL": "WARNING",
+            # Files of its own (the audit's key and checkpoint copies among them): another
+            # benchmark's database is another log.
+            "DATA_DIR": str(ROOT / "var" / db_name),
         }
     )
     import django

@@ -16,6 +16,8 @@ from redis.retry import Retry
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from config.brokers import broker_for
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var"))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -187,26 +189,11 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER"):
     SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-if CELERY_BROKER_URL == "filesystem://":
-    _broker_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),  # else ./control, in the checkout
-    }
-elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # A stalled broker fails a publish in seconds (the sweep queues it later), never hangs.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": 300,
-        "socket_timeout": 5,
-        "socket_connect_timeout": 2,
-    }
-    # kombu's Redis transport, but for a defect that stops a worker when the broker connection
-    # drops while it holds a task (consent/broker.py).
-    CELERY_BROKER_TRANSPORT = "consent.broker:Transport"
+BROKER = broker_for(CELERY_BROKER_URL, DATA_DIR)
+CELERY_BROKER_TRANSPORT = BROKER.transport
+CELERY_BROKER_TRANSPORT_OPTIONS = BROKER.transport_options
+CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER.queue_type
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = BROKER.exchange_type
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -254,7 +241,8 @@ CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "1
 CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", "1"))
 CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "600"))
 CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
-CONSENT_DRAIN_DELAY = 0.25  # seconds a drain queued on commit waits, carrying later commits
+# Seconds a drain queued on commit waits, carrying the commits made meanwhile.
+CONSENT_DRAIN_DELAY = float(os.environ.get("CONSENT_DRAIN_DELAY", BROKER.drain_delay))
 CONSENT_DRAIN_DEBOUNCE = 10  # at most, seconds a queued drain stands for every later commit
 # The audit log's checkpoints (consent.audit): signed with an Ed25519 signer key
 # (PRIVATE+KEY+name+id+key; the embedded default makes one into DATA_DIR), trusted with that

@@ -58,8 +58,8 @@ def drain_queue(sink: str, *, countdown: float = 0) -> bool:
     """Queue a drain of the sink to start after countdown seconds; tell if the broker took it."""
     try:
         current_app.send_task(DELIVER_TASK, args=(sink,), countdown=countdown)
-    except Exception:  # the broker is down: the change is safe in the outbox
-        logger.warning("Could not queue a drain of %s; the sweep will.", sink)
+    except Exception as error:  # the broker is down: the change is safe in the outbox
+        logger.warning("Could not queue a drain of %s (%r); the sweep will.", sink, error)
         return False
     return True
 

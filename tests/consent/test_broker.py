@@ -1,13 +1,17 @@
 """The broker transport: kombu's Redis transport with a defect that stopped workers worked around
 (consent/broker.py). A real Redis server of the test's own."""
 
+import subprocess
+from contextlib import suppress
+
 import kombu
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 QUEUE = kombu.Queue("drain", exchange=kombu.Exchange("drain"), routing_key="drain")
 
 
-def holding_an_unacknowledged_task(url: str, transport: str):
+def holding_an_unacknowledged_task(url: str, transport: str, received=None):
     """Return a connection and a channel that received a task and did not acknowledge it yet."""
     connection = kombu.Connection(url, transport=transport)
     with connection.Producer() as producer:
@@ -15,12 +19,13 @@ def holding_an_unacknowledged_task(url: str, transport: str):
             {"task": "deliver"}, exchange=QUEUE.exchange, routing_key="drain", declare=[QUEUE]
         )
     channel = connection.channel()
-    received = []
+    received = [] if received is None else received
     kombu.Consumer(
-        channel, [QUEUE], callbacks=[lambda body, message: received.append(body)]
+        channel, [QUEUE], callbacks=[lambda body, message: received.append(message)]
     ).consume()
     connection.drain_events(timeout=5)
-    assert received == [{"task": "deliver"}] and channel.qos._delivered
+    assert [message.payload for message in received] == [{"task": "deliver"}]
+    assert channel.qos._delivered
     return connection, channel
 
 
@@ -44,3 +49,34 @@ def test_a_task_held_when_the_connection_goes_is_put_back_not_lost(private_redis
         message = again.SimpleQueue(QUEUE).get(timeout=5)
         assert message.payload == {"task": "deliver"}
         message.ack()
+
+
+def test_a_task_held_when_the_broker_itself_goes_does_not_stop_the_worker(redis_servers):
+    url = redis_servers()
+    connection, channel = holding_an_unacknowledged_task(url, "consent.broker:Transport")
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
+    connection._do_close_transport()
+
+    channel.close()  # nothing to restore it to: neither an error nor kombu's assertion
+
+    assert channel.closed
+
+
+@pytest.mark.parametrize(
+    ("transport", "fails_with"),
+    [("redis", AttributeError), ("consent.broker:Transport", RedisConnectionError)],
+)
+def test_a_task_acknowledged_after_its_channel_closed_is_a_connection_error(
+    redis_servers, transport, fails_with
+):
+    """kombu logs a connection error there ("Couldn't ack") and goes on; an AttributeError
+    stopped the worker."""
+    received: list = []
+    connection, channel = holding_an_unacknowledged_task(redis_servers(), transport, received)
+    connection._do_close_transport()
+    with suppress(AttributeError):  # kombu's own channel fails here already (above)
+        channel.close()
+
+    with pytest.raises(fails_with):
+        received[0].ack()

@@ -1,8 +1,10 @@
 """A whole propagation stack for a test: real workers, broker, PostgreSQL, Redis and webhook."""
 
 import os
+import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from django.db import connections
 from consent.models import Delivery
 from consent.reconcile import expected_changes
 from consent.sinks import configured_sinks
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for_port
 from tests.support.celery import celery_broker
 from tests.support.receiver import SECRET, WebhookReceiver
 from tests.support.workers import Worker, database_url
@@ -27,7 +29,34 @@ class Stack:
     broker_url: str
     receiver: WebhookReceiver
     base_env: dict[str, str]
+    broker_kind: str = "redis"
     workers: list[Worker] = field(default_factory=list)
+    restarted_brokers: list[subprocess.Popen] = field(default_factory=list)
+
+    def broker_stop(self) -> None:
+        """Stop the broker, losing what Redis holds (it keeps nothing on disk); RabbitMQ's
+        quorum queues keep theirs."""
+        if self.broker_kind == "rabbitmq":
+            subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True)
+        else:
+            subprocess.run(["redis-cli", "-p", self._port(), "shutdown", "nosave"], check=False)
+
+    def broker_start(self) -> None:
+        if self.broker_kind == "rabbitmq":
+            subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
+            subprocess.run(["rabbitmqctl", "await_startup"], check=True, capture_output=True)
+        else:
+            self.restarted_brokers.append(
+                subprocess.Popen(
+                    ["redis-server", "--port", self._port(), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no"],
+                    stdout=subprocess.DEVNULL,
+                )
+            )  # fmt: skip
+        wait_for_port(int(self._port()))
+
+    def _port(self) -> str:
+        return self.broker_url.rsplit(":", 1)[1].split("/")[0]
 
     def start_worker(self, *, beat: bool = False, **env: str) -> Worker:
         name = f"w{len(self.workers) + 1}"
@@ -96,7 +125,32 @@ class Monotonic:
 
 
 @pytest.fixture
-def stack(settings, tmp_path, private_redis, monkeypatch) -> Iterator[Stack]:
+def broker_kind() -> str:
+    """The broker a stack runs on; a test parametrizes it to run on RabbitMQ as well."""
+    return "redis"
+
+
+@pytest.fixture
+def broker_url(broker_kind, private_redis) -> Iterator[str]:
+    """A broker of the test's own: a Redis server, or a virtual host on the RabbitMQ server."""
+    if broker_kind == "redis":
+        yield private_redis
+        return
+    vhost = f"test-{uuid.uuid4().hex[:12]}"
+    subprocess.run(["rabbitmqctl", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(
+        ["rabbitmqctl", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        subprocess.run(["rabbitmqctl", "delete_vhost", vhost], check=False, capture_output=True)
+
+
+@pytest.fixture
+def stack(settings, tmp_path, broker_kind, broker_url, monkeypatch) -> Iterator[Stack]:
     receiver = WebhookReceiver().start(free_port())
     redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
     settings.CONSENT_SINKS = {
@@ -116,7 +170,7 @@ def stack(settings, tmp_path, private_redis, monkeypatch) -> Iterator[Stack]:
     base_env = os.environ | {
         "DATABASE_URL": database_url("default"),
         "WAREHOUSE_DATABASE_URL": database_url("warehouse"),
-        "CELERY_BROKER_URL": private_redis,
+        "CELERY_BROKER_URL": broker_url,
         "REDIS_URL": django_settings.REDIS_URL,
         "CONSENT_WEBHOOK_URL": receiver.url,
         "CONSENT_WEBHOOK_SECRETS": SECRET,
@@ -126,13 +180,16 @@ def stack(settings, tmp_path, private_redis, monkeypatch) -> Iterator[Stack]:
         "CONSENT_SWEEP_SECONDS": "1",
         "DATA_DIR": str(tmp_path),
     }
-    with celery_broker(private_redis, monkeypatch):
-        stack = Stack(tmp_path, private_redis, receiver, base_env)
+    with celery_broker(broker_url, monkeypatch):
+        stack = Stack(tmp_path, broker_url, receiver, base_env, broker_kind)
         try:
             yield stack
         finally:
             for worker in stack.workers:
                 worker.stop()
+            for broker in stack.restarted_brokers:
+                broker.terminate()
+                broker.wait(timeout=10)
             receiver.stop()
 
 

@@ -1,0 +1,52 @@
+"""What Celery needs to know of each kind of broker the app runs on."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Broker:
+    transport: str | None = None  # kombu's own for the URL's scheme, unless named
+    transport_options: dict[str, object] = field(default_factory=dict)
+    queue_type: str = "classic"
+    exchange_type: str = "direct"
+    drain_delay: float = 0.25  # seconds; see CONSENT_DRAIN_DELAY
+
+
+def broker_for(url: str, data_dir: Path) -> Broker:
+    """Return the settings for a broker URL: RabbitMQ (production), Redis, or the file system
+    (the embedded default, which needs no server)."""
+    if url == "filesystem://":
+        folders = {name: data_dir / "broker" / name for name in ("queue", "processed", "control")}
+        for folder in folders.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        return Broker(
+            transport_options={
+                "data_folder_in": str(folders["queue"]),
+                "data_folder_out": str(folders["queue"]),
+                "processed_folder": str(folders["processed"]),
+                "control_folder": str(folders["control"]),  # else ./control, in the checkout
+            }
+        )
+    if url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        # Replicated quorum queues, and a publish counts once the broker confirms it. A countdown
+        # goes through RabbitMQ's delayed delivery exchanges, which route by topic and count
+        # whole seconds (Celery refuses a countdown under one there).
+        return Broker(
+            transport_options={"confirm_publish": True},
+            queue_type="quorum",
+            exchange_type="topic",
+            drain_delay=1.0,
+        )
+    if url.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport but for a defect that stopped workers (consent/broker.py); a
+        # stalled broker fails a publish in seconds (the sweep queues it later), never hangs.
+        return Broker(
+            transport="consent.broker:Transport",
+            transport_options={
+                "visibility_timeout": 300,
+                "socket_timeout": 5,
+                "socket_connect_timeout": 2,
+            },
+        )
+    return Broker()
