@@ -29,11 +29,20 @@ from consent.merkle import Frontier, inclusion_path, leaf_hash, node_hash, split
 from consent.models import (
     AuditCheckpoint,
     AuditNode,
+    AuditRestore,
     AuditVerification,
     CheckpointCopy,
     ConsentEvent,
 )
-from consent.notes import Checkpoint, NoteError, Signer, Verifier, checkpoint_open
+from consent.notes import (
+    RESTORE_SUFFIX,
+    Checkpoint,
+    NoteError,
+    Restore,
+    Signer,
+    Verifier,
+    note_open,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,10 +130,12 @@ class Chains:
         subject, number = fields["subject_id"], fields["number"]
         last_number, last_hash = self.heads.get(subject, (0, GENESIS_HASH))
         self.heads[subject] = (number, stored)
-        if number != last_number + 1:
-            return AuditBreak(
-                event_id, subject, number, f"number {number}, expected {last_number + 1}"
-            )
+        # After a restore from a backup, the one event that re-establishes what the sinks held
+        # skips the numbers of the events lost, and says so (consent_restore).
+        skips = fields["kind"] == ConsentEvent.Kind.RESTORED and number > last_number
+        if number != last_number + 1 and not skips:
+            expected = last_number + 1
+            return AuditBreak(event_id, subject, number, f"number {number}, expected {expected}")
         if fields["prev_hash"] != last_hash:
             return AuditBreak(event_id, subject, number, "does not chain to the previous event")
         if stored != computed:
@@ -157,23 +168,28 @@ def audit_first_break(*, subject_id: UUID | None = None) -> AuditBreak | None:
 # Checkpoints
 
 
-def _copy_outside(checkpoint: AuditCheckpoint) -> None:
-    """Copy a checkpoint to the warehouse database and the checkpoint directory."""
+def _copy_outside(kind: str, size: int, note: str, at: datetime) -> None:
+    """Copy a signed note to the warehouse database and the checkpoint directory."""
     directory = Path(settings.AUDIT_CHECKPOINT_DIR)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{checkpoint.tree_size:020}.checkpoint"
+    path = directory / f"{size:020}-{at:%Y%m%dT%H%M%S%f}.{kind}"
     if not path.exists():
-        path.write_text(checkpoint.note)
-    CheckpointCopy.objects.get_or_create(
-        tree_size=checkpoint.tree_size, defaults={"note": checkpoint.note}
-    )
+        path.write_text(note)
+    CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
 
 
 def copies_complete() -> None:
-    """Copy outside every checkpoint that is not there yet (the warehouse may have been down)."""
-    copied = set(CheckpointCopy.objects.values_list("tree_size", flat=True))
-    for checkpoint in AuditCheckpoint.objects.exclude(tree_size__in=copied):
-        _copy_outside(checkpoint)
+    """Copy outside every checkpoint and restore statement not there yet (the warehouse may
+    have been down)."""
+    copied = set(CheckpointCopy.objects.values_list("note", flat=True))
+    for checkpoint in AuditCheckpoint.objects.all():
+        if checkpoint.note not in copied:
+            _copy_outside(
+                "checkpoint", checkpoint.tree_size, checkpoint.note, checkpoint.created_at
+            )
+    for restore in AuditRestore.objects.all():
+        if restore.note not in copied:
+            _copy_outside("restore", restore.kept, restore.note, restore.created_at)
 
 
 def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
@@ -229,29 +245,42 @@ class KnownCheckpoint:
     where: tuple[str, ...]
 
 
-def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[str]]:
-    """Return every checkpoint whose signature verifies, by size, with where each was found
-    (the database, the warehouse, the directory); and what is wrong with the others."""
-    keys = verifiers()
-    found: dict[int, KnownCheckpoint] = {}
-    problems: list[str] = []
-    notes: list[tuple[str, str]] = [
-        ("database", note) for note in AuditCheckpoint.objects.values_list("note", flat=True)
-    ]
+def _notes() -> tuple[list[tuple[str, str]], list[str]]:
+    """Return every signed note kept in and outside the database, and where it was found."""
+    notes = [("database", note) for note in AuditCheckpoint.objects.values_list("note", flat=True)]
+    notes += [("database", note) for note in AuditRestore.objects.values_list("note", flat=True)]
+    problems = []
     try:
         notes += [("warehouse", n) for n in CheckpointCopy.objects.values_list("note", flat=True)]
     except Exception as error:  # verify what can be verified, and say what could not be read
         problems.append(f"the warehouse's copies could not be read: {error}")
     directory = Path(settings.AUDIT_CHECKPOINT_DIR)
     if directory.is_dir():
-        notes += [
-            ("directory", path.read_text()) for path in sorted(directory.glob("*.checkpoint"))
-        ]
+        notes += [("directory", path.read_text()) for path in sorted(directory.iterdir())]
+    return notes, problems
+
+
+def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list[str]]:
+    """Return every checkpoint whose signature verifies, by size, with where each was found
+    (the database, the warehouse, the directory), less those a signed restore statement set
+    aside; the restore statements; and what is wrong with the other notes."""
+    keys = verifiers()
+    notes, problems = _notes()
+    checkpoints: list[tuple[Checkpoint, str]] = []
+    restores: dict[str, Restore] = {}
     for where, note in notes:
         try:
-            checkpoint, _key = checkpoint_open(note, keys)
+            text, _key = note_open(note, keys)
+            if text.splitlines()[0].endswith(RESTORE_SUFFIX):
+                restore = Restore.parse(text)
+                restores.setdefault(text, restore)
+            else:
+                checkpoints.append((Checkpoint.parse(text), where))
         except NoteError as error:
-            problems.append(f"a checkpoint in the {where} does not verify: {error}")
+            problems.append(f"a note in the {where} does not verify: {error}")
+    found: dict[int, KnownCheckpoint] = {}
+    for checkpoint, where in checkpoints:
+        if any(r.sets_aside(checkpoint) for r in restores.values()):
             continue
         held = found.get(checkpoint.size)
         if held is None:
@@ -262,15 +291,16 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[str]]:
             problems.append(f"two signed checkpoints of {checkpoint.size} events disagree")
         elif where not in held.where:
             found[checkpoint.size] = replace(held, where=(*held.where, where))
-    return found, problems
+    return found, sorted(restores.values(), key=lambda r: r.time), problems
 
 
 @dataclass
 class AuditReport:
     verdict: str
     events: int
-    checkpoint: KnownCheckpoint | None
+    checkpoint: KnownCheckpoint | None  # the latest
     detail: str
+    kept: int = 0  # the size of the latest checkpoint the log agrees with
 
 
 def audit_verify() -> AuditReport:
@@ -278,7 +308,7 @@ def audit_verify() -> AuditReport:
     checkpoint, and tell apart: intact (events after the latest checkpoint are fine), tampered
     (events missing, changed or reordered before a checkpoint), and restored (the log is shorter
     than a checkpoint outside the database, yet agrees with an older one)."""
-    checkpoints, problems = known_checkpoints()
+    checkpoints, restores, problems = known_checkpoints()
     chains, frontier = Chains(), Frontier()
     first_break: AuditBreak | None = None
     mismatched: list[int] = []
@@ -331,8 +361,13 @@ def audit_verify() -> AuditReport:
             if latest
             else f"{size} events; no checkpoint yet"
         )
+        for restore in restores:
+            detail += (
+                f"; restored from a backup on {restore.time:%Y-%m-%d %H:%M} UTC, which kept "
+                f"{restore.kept} events and lost those signed up to {restore.lost_through}"
+            )
         verdict = Verdict.INTACT
-    return AuditReport(verdict, size, latest, detail)
+    return AuditReport(verdict, size, latest, detail, kept=max(agreed, default=0))
 
 
 def audit_verify_and_record() -> AuditVerification:
@@ -395,3 +430,19 @@ def inclusion_of(event: ConsentEvent) -> Inclusion | None:
     base_size, base_id = (before.tree_size, before.last_event_id) if before else (0, 0)
     index = base_size + ConsentEvent.objects.filter(pk__gt=base_id, pk__lt=event.pk).count()
     return Inclusion(checkpoint, index, inclusion_path(index, checkpoint.tree_size, _subtree))
+
+
+def audit_restore_record(*, kept: int, lost_through: int, detail: str) -> AuditRestore:
+    """Sign and keep, in and outside the database, that the database was restored from a backup
+    that kept `kept` events of a log signed up to `lost_through`."""
+    now = timezone.now()
+    text = Restore(settings.AUDIT_LOG_ORIGIN, kept, lost_through, now).text()
+    restore = AuditRestore.objects.create(
+        kept=kept,
+        lost_through=lost_through,
+        detail=detail,
+        note=signer().sign(text),
+        created_at=now,
+    )
+    copies_complete()
+    return restore

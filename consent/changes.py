@@ -10,6 +10,7 @@ PROPAGATED_KINDS = frozenset(
         ConsentEvent.Kind.PLAN_CHANGED,
         ConsentEvent.Kind.ACCOUNT_DELETED,
         ConsentEvent.Kind.CHOICE_EXPIRED,
+        ConsentEvent.Kind.RESTORED,
     }
 )
 

@@ -27,7 +27,13 @@ from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, 
 from consent.sinks.base import Interval
 
 Kind = ConsentEvent.Kind
-STATE_KINDS = (Kind.DECISION, Kind.PLAN_CHANGED, Kind.ACCOUNT_DELETED, Kind.CHOICE_EXPIRED)
+STATE_KINDS = (
+    Kind.DECISION,
+    Kind.PLAN_CHANGED,
+    Kind.ACCOUNT_DELETED,
+    Kind.CHOICE_EXPIRED,
+    Kind.RESTORED,
+)
 # What history_intervals reads of each event, in order.
 EVENT_FIELDS = (
     "kind",
@@ -47,15 +53,15 @@ def history_intervals(events: Iterable[tuple]) -> list[Interval]:
     decision: tuple[bool, int, int] | None = None  # allowed, its policy version, its retention
     deleted = False
     for kind, after, plan, at, version, retention in events:
-        if kind == Kind.DECISION:
+        if kind == Kind.DECISION or (kind == Kind.RESTORED and after != ConsentState.UNDECIDED):
             decision = (after == ConsentState.ALLOWED, version, retention)
-        elif kind == Kind.CHOICE_EXPIRED:
+        elif kind in (Kind.CHOICE_EXPIRED, Kind.RESTORED):
             decision = None
         elif kind == Kind.ACCOUNT_DELETED:
             deleted = True
         allowing = decision is not None and decision[0] and plan in User.CONSUMER_PLANS
         allowing = allowing and not deleted
-        if opened is not None and (not allowing or kind == Kind.DECISION):
+        if opened is not None and (not allowing or kind in (Kind.DECISION, Kind.RESTORED)):
             if opened[0] < at:
                 intervals.append(Interval(opened[0], at, opened[1], opened[2]))
             opened = None

@@ -167,6 +167,7 @@ class ConsentEvent(models.Model):
         PLAN_CHANGED = "plan_changed", _("Plan changed")
         ACCOUNT_DELETED = "account_deleted", _("Account deleted")
         CHOICE_EXPIRED = "choice_expired", _("Choice expired: new terms ask for a new choice")
+        RESTORED = "restored", _("Restored after the database was restored from a backup")
 
     class Channel(models.TextChoices):
         POPUP = "popup", _("Pop-up")
@@ -477,11 +478,34 @@ class AuditVerification(models.Model):
         return f"{self.get_verdict_display()} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
-class CheckpointCopy(models.Model):
-    """In the warehouse database: a copy of each signed checkpoint, outside the app's own."""
+@pgtrigger.register(
+    pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
+)
+class AuditRestore(models.Model):
+    """A signed statement that the database was restored from a backup: its log agreed with the
+    checkpoint of `kept` events, and the checkpoints signed before this of more events describe
+    events it lost. verify_audit sets those aside, and holds the log to the ones after."""
 
-    tree_size = models.PositiveBigIntegerField(unique=True)
-    note = models.TextField()
+    kept = models.PositiveBigIntegerField(_("events kept"))
+    lost_through = models.PositiveBigIntegerField(_("events signed before the restore"))
+    detail = models.TextField(_("what was lost and what was recovered"))
+    note = models.TextField(_("signed note"))
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("audit restore")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"restore of {self.created_at:%Y-%m-%d %H:%M}: {self.kept} events kept"
+
+
+class CheckpointCopy(models.Model):
+    """In the warehouse database: a copy of each signed checkpoint and restore statement,
+    outside the app's own."""
+
+    tree_size = models.PositiveBigIntegerField()
+    note = models.TextField(unique=True)
     copied_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

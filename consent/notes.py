@@ -153,3 +153,37 @@ def checkpoint_open(note: str, verifiers: list[Verifier]) -> tuple[Checkpoint, V
     """Return the checkpoint a signed note states, and the key that signed it."""
     text, verifier = note_open(note, verifiers)
     return Checkpoint.parse(text), verifier
+
+
+RESTORE_SUFFIX = " restore"
+
+
+@dataclass(frozen=True)
+class Restore:
+    """A statement that the log was restored from a backup that kept `kept` events: the
+    checkpoints signed before it of more events describe events it lost."""
+
+    origin: str
+    kept: int
+    lost_through: int
+    time: datetime
+
+    def text(self) -> str:
+        return (
+            f"{self.origin}{RESTORE_SUFFIX}\n{self.kept}\n{self.lost_through}\n"
+            f"time {self.time.isoformat()}\n"
+        )
+
+    @classmethod
+    def parse(cls, text: str) -> "Restore":
+        lines = text.splitlines()
+        try:
+            origin, kept, lost, time_line = lines[:4]
+            when = datetime.fromisoformat(time_line.removeprefix("time "))
+            return cls(origin.removesuffix(RESTORE_SUFFIX), int(kept), int(lost), when)
+        except ValueError as error:
+            raise NoteError("Not an audit restore statement.") from error
+
+    def sets_aside(self, checkpoint: Checkpoint) -> bool:
+        """Tell whether the checkpoint describes events this restore lost."""
+        return checkpoint.size > self.kept and checkpoint.time < self.time

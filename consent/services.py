@@ -105,13 +105,15 @@ def _append(
     shown_default: bool | None = None,
     reason: str = "",
     reference: str = "",
+    number: int | None = None,
     now: datetime,
 ) -> ConsentEvent:
-    """Append the user's next event and its deliveries, and save the locked row as its head."""
+    """Append the user's next event (or the one numbered so, past the head) and its deliveries,
+    and save the locked row as its head."""
     user = consent.user
     event = ConsentEvent(
         subject_id=user.subject_id,
-        number=consent.head_number + 1,
+        number=number or consent.head_number + 1,
         kind=kind,
         before=consent.state,
         after=after,
@@ -404,3 +406,55 @@ def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
             )
             expired += 1
     return expired
+
+
+@transaction.atomic
+def consent_restore(
+    *,
+    user: User,
+    number: int,
+    allowed: bool | None,
+    deleted: bool,
+    plan: str,
+    policy: ConsentPolicy | None,
+    decided_at: datetime | None,
+    detail: str,
+    now: datetime | None = None,
+) -> ConsentEvent:
+    """Re-establish, after the database was restored from an older backup, the newest state the
+    sinks hold for the user: one event, numbered past every number they were sent, that says
+    what was lost. A state that cannot be established (allowed is None, or its policy is gone)
+    becomes undecided: not eligible anywhere, and asked again (fail closed).
+    """
+    consent = _lock(user)
+    if number <= consent.head_number:
+        raise ConsentError(f"Event {number} is not past the user's head ({consent.head_number}).")
+    established = allowed is not None and policy is not None and not deleted
+    if allowed is not None and allowed and not established:
+        detail += " The choice could not be established: not allowed until the user chooses."
+    after = (
+        (ConsentState.ALLOWED if allowed else ConsentState.DECLINED)
+        if established
+        else ConsentState.UNDECIDED
+    )
+    if plan != user.plan and plan in User.Plan.values:
+        user.plan = plan
+        User.objects.filter(pk=user.pk).update(plan=plan)
+    now = now or timezone.now()
+    consent.policy = policy if established else None
+    consent.decided_at = (decided_at or now) if established else None
+    consent.deferred_until = None
+    event = _append(
+        consent,
+        kind=ConsentEvent.Kind.RESTORED,
+        after=after,
+        policy=policy if established else policy_current(),
+        channel=Channel.SYSTEM,
+        role=Role.SYSTEM,
+        reason=detail,
+        number=number,
+        now=now,
+    )
+    if deleted:
+        user.delete()
+    return event

@@ -14,6 +14,7 @@ APPEND_ONLY = [
     ("consent", "AuditCheckpoint"),
     ("consent", "AuditNode"),
     ("consent", "AuditVerification"),
+    ("consent", "AuditRestore"),
     ("support", "AccessRecord"),
 ]
 

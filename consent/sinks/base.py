@@ -56,11 +56,14 @@ APPLIED = Result(Outcome.APPLIED)
 
 @dataclass(frozen=True)
 class Entry:
-    """One subject as a sink holds it, for reconciliation."""
+    """One subject as a sink holds it, for reconciliation and for recovery after a restore."""
 
     version: int
     allowed: bool
     deleted: bool
+    plan: str = ""
+    policy_version: int | None = None
+    changed_at: datetime | None = None
 
 
 class Sink(Protocol):

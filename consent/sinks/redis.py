@@ -1,5 +1,6 @@
 """A per-user record in Redis that an online service reads in one round trip (HGETALL)."""
 
+from datetime import datetime
 from uuid import UUID
 
 import redis
@@ -59,10 +60,18 @@ class RedisSink:
         keys = list(self.client.scan_iter(match=f"{self.prefix}*", count=1000))
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.hmget(key, "version", "allowed", "deleted")
-        for key, (version, allowed, deleted) in zip(keys, pipe.execute(), strict=True):
+            pipe.hmget(key, "version", "allowed", "deleted", "plan", "policy_version", "changed_at")
+        for key, values in zip(keys, pipe.execute(), strict=True):
+            version, allowed, deleted, plan, policy_version, changed_at = values
             subject_id = UUID(key.decode().removeprefix(self.prefix))
-            found[subject_id] = Entry(int(version or 0), allowed == b"1", deleted == b"1")
+            found[subject_id] = Entry(
+                int(version or 0),
+                allowed == b"1",
+                deleted == b"1",
+                (plan or b"").decode(),
+                int(policy_version) if policy_version else None,
+                datetime.fromisoformat(changed_at.decode()) if changed_at else None,
+            )
         return found
 
     def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:

@@ -95,7 +95,7 @@ class WarehouseSink:
 
     def entries(self) -> dict[UUID, Entry]:
         rows = EligibilityRecord.objects.using(self.database).values_list(
-            "subject_id", "version", "allowed", "deleted"
+            "subject_id", "version", "allowed", "deleted", "plan", "policy_version", "changed_at"
         )
         return {row[0]: Entry(*row[1:]) for row in rows.iterator(chunk_size=10_000)}
 

@@ -115,7 +115,7 @@ def test_a_checkpoint_is_signed_and_copied_outside_the_database(users, settings)
     assert CheckpointCopy.objects.get().note == checkpoint.note
     (copy,) = settings.AUDIT_CHECKPOINT_DIR.glob("*.checkpoint")
     assert copy.read_text() == checkpoint.note
-    found, problems = known_checkpoints()
+    found, _restores, problems = known_checkpoints()
     assert problems == []
     assert found[checkpoint.tree_size].where == ("database", "warehouse", "directory")
     assert audit_checkpoint() is None  # nothing new since

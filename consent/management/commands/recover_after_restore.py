@@ -1,0 +1,31 @@
+from django.core.management.base import BaseCommand, CommandParser
+
+from consent.recovery import recover, recovery_plan
+
+
+class Command(BaseCommand):
+    help = (
+        "After the database was restored from an older backup: take back from the downstream "
+        "stores the newest state of every user they know newer than the database, move each "
+        "one's numbering past what was sent, drop from the stores whom the database never knew, "
+        "and sign a statement of the restore for verify_audit (docs/operations.md)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dry-run", action="store_true", help="say what would be done")
+
+    def handle(self, *args: object, **options: object) -> None:
+        plan = recovery_plan()
+        self.stdout.write(f"Audit log: {plan.audit.verdict}: {plan.audit.detail}.")
+        self.stdout.write(
+            f"{len(plan.ahead)} users are known newer downstream than here; "
+            f"{len(plan.unknown)} subjects downstream are unknown here."
+        )
+        for ahead in plan.ahead[:20]:
+            self.stdout.write(f"  {ahead.subject_id}: {ahead.detail()}")
+        if options["dry_run"]:
+            self.stdout.write("Dry run: nothing was changed.")
+            return
+        for drift in recover(plan):
+            self.stdout.write(f"  {drift}")
+        self.stdout.write(self.style.SUCCESS("Recovered. Start the workers, then run verify_audit."))
