@@ -11,10 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from config.brokers import broker_for
 
@@ -211,6 +211,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "expire-choices": {"task": "consent.tasks.expire_choices", "schedule": 60.0},
     "audit-checkpoint": {"task": "consent.tasks.audit_checkpoint", "schedule": 60.0},
     "verify-audit": {"task": "consent.tasks.verify_audit", "schedule": 3600.0},
+    "prune-outbox": {"task": "consent.tasks.prune_outbox", "schedule": 3600.0},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 
@@ -236,6 +237,8 @@ if os.environ.get("CONSENT_WEBHOOK_URL"):
             "secrets": env_list("CONSENT_WEBHOOK_SECRETS", ""),
         },
     }
+# Applied deliveries are kept this long; then only each user's newest per sink (consent.outbox).
+CONSENT_DELIVERY_RETENTION_DAYS = int(os.environ.get("CONSENT_DELIVERY_RETENTION_DAYS", "7"))
 CONSENT_DELIVERY_BATCH_SIZE = int(os.environ.get("CONSENT_DELIVERY_BATCH_SIZE", "200"))
 CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "12"))
 CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", "1"))

@@ -17,7 +17,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from consent.changes import PROPAGATED_KINDS, change_for
@@ -251,3 +251,23 @@ def delivery_retry_now(deliveries: Iterable[Delivery]) -> int:
         for sink in sinks:
             transaction.on_commit(partial(drain_queue, sink))
     return hurried
+
+
+def outbox_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
+    """Delete the applied and superseded deliveries older than CONSENT_DELIVERY_RETENTION_DAYS,
+    but each subject's newest in each sink, which says how far their latest change reached;
+    pending and dead ones stay until someone acts on them. Return how many went."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.CONSENT_DELIVERY_RETENTION_DAYS)
+    newer = Delivery.objects.filter(
+        sink=OuterRef("sink"),
+        subject_id=OuterRef("subject_id"),
+        event_number__gt=OuterRef("event_number"),
+    )
+    prunable = Delivery.objects.filter(
+        state__in=[State.APPLIED, State.SUPERSEDED], created_at__lt=cutoff
+    ).filter(Exists(newer))
+    pruned = 0
+    while ids := list(prunable.values_list("pk", flat=True)[:batch]):
+        pruned += Delivery.objects.filter(pk__in=ids).delete()[0]
+    return pruned

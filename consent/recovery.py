@@ -128,4 +128,3 @@ def recover(plan: RecoveryPlan) -> list[Drift]:
             ),
         )
     return reconcile(repair=True)
-

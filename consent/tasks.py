@@ -40,3 +40,9 @@ def audit_checkpoint() -> int | None:
 def verify_audit() -> str:
     """Verify the whole audit log against its checkpoints, and keep what was found."""
     return audit.audit_verify_and_record().verdict
+
+
+@shared_task(acks_late=True, soft_time_limit=3000, time_limit=3300)
+def prune_outbox() -> int:
+    """Delete the deliveries whose record is no longer needed."""
+    return outbox.outbox_prune()

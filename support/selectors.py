@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -130,6 +131,12 @@ class EventRow:
     note: str
     propagated: bool
     sinks: list[tuple[SinkStatus, str]] = field(default_factory=list)
+
+    @property
+    def pruned(self) -> bool:
+        """Tell whether the event's deliveries were pruned (consent.outbox.outbox_prune)."""
+        kept = timedelta(days=settings.CONSENT_DELIVERY_RETENTION_DAYS)
+        return self.propagated and not self.sinks and self.event.created_at < timezone.now() - kept
 
     @property
     def reach_label(self) -> str:

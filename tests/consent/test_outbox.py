@@ -17,9 +17,17 @@ from django.utils import timezone
 
 from consent import services
 from consent.models import ConsentEvent, Delivery, EligibilityRecord
-from consent.outbox import DELIVER_TASK, backoff, drain_started, outbox_drain, outbox_sweep
+from consent.outbox import (
+    DELIVER_TASK,
+    backoff,
+    drain_started,
+    outbox_drain,
+    outbox_prune,
+    outbox_sweep,
+)
 from consent.services import Channel
 from consent.tasks import deliver
+from tests.factories import UserFactory
 from tests.support.celery import celery_broker
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
@@ -281,3 +289,28 @@ def test_a_stalled_cache_neither_fails_nor_holds_a_committed_toggle(
     assert took < 1.0
     assert Delivery.objects.filter(subject_id=consumer.subject_id, event_number=2).exists()
     assert queued_drains(broker).count("warehouse") == 2  # queued all the same
+
+
+def test_pruning_keeps_each_subjects_newest_delivery_and_the_undelivered(policy, two_sinks):
+    users = UserFactory.create_batch(2, plan="pro")
+    for allowed in (True, False, True):
+        for user in users:
+            services.consent_change(user=user, allowed=allowed, channel=Channel.SETTINGS)
+    Delivery.objects.update(state=State.APPLIED, created_at=timezone.now() - timedelta(days=8))
+    dead = Delivery.objects.filter(subject_id=users[0].subject_id, event_number=1, sink="webhook")
+    dead.update(state=State.DEAD)
+    kept = set(Delivery.objects.filter(event_number=3).values_list("pk", flat=True))
+    kept |= set(dead.values_list("pk", flat=True))
+
+    assert outbox_prune() == 2 * 2 * 2 - 1  # two older changes, two users, two sinks; one dead
+
+    assert set(Delivery.objects.values_list("pk", flat=True)) == kept
+    assert outbox_prune() == 0
+
+
+def test_recent_deliveries_are_kept_whatever_came_after(policy, consumer, two_sinks):
+    for allowed in (True, False):
+        services.consent_change(user=consumer, allowed=allowed, channel=Channel.SETTINGS)
+    Delivery.objects.update(state=State.APPLIED)
+
+    assert outbox_prune() == 0

@@ -28,4 +28,6 @@ class Command(BaseCommand):
             return
         for drift in recover(plan):
             self.stdout.write(f"  {drift}")
-        self.stdout.write(self.style.SUCCESS("Recovered. Start the workers, then run verify_audit."))
+        self.stdout.write(
+            self.style.SUCCESS("Recovered. Start the workers, then run verify_audit.")
+        )
