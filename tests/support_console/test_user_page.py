@@ -366,4 +366,4 @@ def test_an_old_change_whose_deliveries_were_pruned_says_so(agent_client, policy
 
     page = agent_client.get(url(consumer)).content.decode()
 
-    assert "the record of each delivery is kept only for a user&#x27;s latest change" in page
+    assert "the record of each delivery is kept only for a user's latest change" in page
