@@ -7,7 +7,8 @@ DB_NAME ?= consent
 BROKER_DB ?= 14
 CACHE_DB ?= 15
 TEST_ENV := DATABASE_URL=$(PG_URL)/$(DB_NAME) WAREHOUSE_DATABASE_URL=$(PG_URL)/$(DB_NAME)_warehouse \
-	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) REDIS_URL=redis://127.0.0.1:6379/$(CACHE_DB)
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/$(BROKER_DB) REDIS_URL=redis://127.0.0.1:6379/$(CACHE_DB) \
+	PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d)
 
 .PHONY: install run test lint services
 
@@ -19,7 +20,8 @@ run: install
 	$(UV) run python manage.py migrate --no-input
 	$(UV) run python manage.py migrate --no-input --database warehouse
 	$(UV) run python manage.py seed_demo
-	$(UV) run honcho start -f Procfile
+	@# The processes add up their metrics in a directory of their own, fresh each time.
+	PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d) $(UV) run honcho start -f Procfile
 
 services:
 	@bash .ci/services

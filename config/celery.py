@@ -2,6 +2,8 @@ import os
 
 from celery import Celery
 
+from config import log  # noqa: F401 - its signals carry request ids into tasks
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")

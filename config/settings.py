@@ -6,6 +6,7 @@ unless DEBUG says otherwise), DATABASE_URL, WAREHOUSE_DATABASE_URL, CELERY_BROKE
 and ALLOWED_HOSTS.
 """
 
+import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -55,6 +56,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.log.RequestIdMiddleware",
+    "config.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -201,6 +204,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 30
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the workers log as LOGGING says, in JSON
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-outbox": {
@@ -290,12 +294,44 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
 
+# /metrics answers a scraper with the METRICS_TOKEN bearer token or on METRICS_ALLOWED_NETWORKS.
+# prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported, after these settings:
+# there the web and worker processes of a machine add up their counters. Empty it at boot.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+try:
+    METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n)
+        for n in env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128")
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from error
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
+Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+
+# One JSON object per line (LOG_FORMAT=text for a person reading a terminal), each with the id
+# of the request behind it; Celery's workers log through the same handler.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"client_errors_in_one_line": {"()": "config.log.ClientErrorsInOneLine"}},
+    "filters": {
+        "client_errors_in_one_line": {"()": "config.log.ClientErrorsInOneLine"},
+        "request_id": {"()": "config.log.RequestIdFilter"},
+    },
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["asctime", "levelname", "name", "message", "request_id"],
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "filters": ["client_errors_in_one_line"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id", "client_errors_in_one_line"],
+            "formatter": "text" if LOG_FORMAT == "text" else "json",
+        }
     },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # Django's own loggers write through the same handler, not Django's defaults beside it.

@@ -4,6 +4,7 @@ from django.urls import include, path, register_converter
 from config.api import api
 from config.converters import EventNumber, RowId
 from config.health import healthz
+from config.metrics import MetricsView
 
 register_converter(RowId, "row_id")
 register_converter(EventNumber, "event_number")
@@ -15,4 +16,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),
     path("healthz", healthz, name="healthz"),
+    path("metrics", MetricsView.as_view(), name="metrics"),
 ]

@@ -20,13 +20,13 @@ class Channel(redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> dict:
         if self.connection is None or self.connection.client is None:
             raise RedisConnectionError("The channel's connection is closed.")
-        return super()._connparams(asynchronous=asynchronous)
+        return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
     def close(self) -> None:
         if not self.closed:
             try:
                 self.qos.restore_unacked_once()
-            except self.connection_errors:
+            except self.connection_errors:  # type: ignore[attr-defined]
                 # The server is gone as well. Redis brings its unacknowledged messages back after
                 # the visibility timeout; what a server that kept nothing lost, the outbox's sweep
                 # queues again. kombu must not try once more on close (it asserts it did not).

@@ -264,6 +264,8 @@ class Delivery(models.Model):
     last_error = models.TextField(_("last error"), blank=True)
     applied_at = models.DateTimeField(_("applied at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    # The request that made the change: the worker that applies it logs it.
+    request_id = models.CharField(_("request id"), max_length=64, blank=True, default="")
 
     class Meta:
         verbose_name = _("delivery")

@@ -20,8 +20,10 @@ from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
+from config.log import request_id
 from consent.changes import PROPAGATED_KINDS, change_for
 from consent.eligibility import subjects_intervals
+from consent.metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED
 from consent.models import ConsentEvent, Delivery
 from consent.sinks import configured_sinks, sink_named
 from consent.sinks.base import Outcome, Result, Sink
@@ -45,6 +47,7 @@ def deliveries_for(event: ConsentEvent) -> list[Delivery]:
             event_number=event.number,
             created_at=event.created_at,
             next_attempt_at=event.created_at,
+            request_id=request_id(),
         )
         for sink in settings.CONSENT_SINKS
     ]
@@ -135,7 +138,9 @@ def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Deliver
     return keep
 
 
-def _record(deliveries: list[Delivery], results: dict[int, Result], now: datetime) -> None:
+def _record(
+    sink: Sink, deliveries: list[Delivery], results: dict[int, Result], now: datetime
+) -> None:
     applied = [d.pk for d in deliveries if results[d.pk].outcome == Outcome.APPLIED]
     Delivery.objects.filter(pk__in=applied).update(
         state=State.APPLIED,
@@ -162,6 +167,26 @@ def _record(deliveries: list[Delivery], results: dict[int, Result], now: datetim
     Delivery.objects.bulk_update(
         failed, ["attempts", "last_attempt_at", "last_error", "state", "next_attempt_at"]
     )
+    if deliveries:
+        transaction.on_commit(partial(_report, sink, deliveries, applied, failed))
+
+
+def _report(
+    sink: Sink, deliveries: list[Delivery], applied: list[int], failed: list[Delivery]
+) -> None:
+    """Count what a recorded batch did, and log it with the ids of the requests behind it."""
+    DELIVERIES_APPLIED.labels(sink.name).inc(len(applied))
+    for delivery in failed:
+        DELIVERIES_FAILED.labels(
+            sink.name, "dead" if delivery.state == State.DEAD else "retry"
+        ).inc()
+    logger.info(
+        "%s applied %d of %d changes",
+        sink.name,
+        len(applied),
+        len(deliveries),
+        extra={"sink": sink.name, "request_ids": sorted({d.request_id for d in deliveries} - {""})},
+    )
 
 
 def _drain_batch(sink: Sink, size: int) -> int:
@@ -186,7 +211,7 @@ def _drain_batch(sink: Sink, size: int) -> int:
             logger.warning("Sink %s failed a batch of %d: %s", sink.name, len(changes), error)
             failure = Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
             results = {d.pk: failure for d in keep}
-        _record(keep, results, timezone.now())
+        _record(sink, keep, results, timezone.now())
         return len(batch)
 
 

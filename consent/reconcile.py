@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from consent.changes import PROPAGATED_KINDS, change_for
 from consent.eligibility import subjects_intervals
+from consent.metrics import RECONCILE_DRIFT
 from consent.models import ConsentEvent, Delivery
 from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
@@ -146,5 +147,6 @@ def reconcile(*, sink: str | None = None, repair: bool = False) -> list[Drift]:
             _compare_readable(each, drift, repair)
         else:
             _compare_by_deliveries(each, drift, repair)
+        RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
         report.append(drift)
     return report

@@ -16,6 +16,7 @@ from accounts.models import User
 from consent.audit import GENESIS_HASH, event_hash
 from consent.exceptions import ConsentError, ConsentThrottled
 from consent.metadata import RequestMeta
+from consent.metrics import DECISIONS
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
 from consent.outbox import deliveries_for, drain_soon
 from consent.selectors import last_decision, needs_choice, policy_current, shown_default
@@ -133,6 +134,8 @@ def _append(
     )
     event.hash = event_hash(event)
     event.save(force_insert=True)
+    if kind in (ConsentEvent.Kind.DECISION, ConsentEvent.Kind.GPC_SIGNAL):
+        transaction.on_commit(DECISIONS.labels(channel, after).inc)
     deliveries = deliveries_for(event)
     if deliveries:
         Delivery.objects.bulk_create(deliveries)

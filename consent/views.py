@@ -28,6 +28,7 @@ from consent.exceptions import ConsentError, ConsentThrottled
 from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
+from consent.metrics import POPUPS_SERVED
 from consent.models import ConsentPolicy, TrainingConsent
 from consent.receipts import receipt_for
 from consent.selectors import (
@@ -92,6 +93,7 @@ def _too_many() -> str:
 def home(request: UserRequest) -> HttpResponse:
     prompt = prompt_for(request.user)
     if prompt.show:
+        POPUPS_SERVED.inc()
         meta = RequestMeta.from_request(request)
         if meta.gpc:
             gpc_record_signal(user=request.user, meta=meta)

@@ -1,0 +1,142 @@
+"""/metrics: who may read it, and that each figure says what happened."""
+
+import ipaddress
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from consent import audit, services
+from consent.models import Delivery
+from consent.services import Channel
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
+State = Delivery.State
+
+
+def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics", **headers)
+    assert response.status_code == 200, response.content
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def value(figures, name: str, **labels) -> float:
+    return figures.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_a_scraper_needs_an_allowed_network_or_the_token(client, settings):
+    settings.METRICS_TOKEN = "s3cret-token"
+    outside = {"REMOTE_ADDR": "203.0.113.9"}
+
+    assert client.get("/metrics").status_code == 200  # the test client comes from 127.0.0.1
+    assert client.get("/metrics", **outside).status_code == 403
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong", **outside).status_code == 403
+    with_token = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token", **outside)
+    assert with_token.status_code == 200
+    assert with_token["Cache-Control"].startswith("max-age=0")
+
+
+def test_without_a_token_only_the_allowed_networks_get_in(client, settings):
+    settings.METRICS_TOKEN = ""
+    outside = {"REMOTE_ADDR": "203.0.113.9"}
+
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ", **outside).status_code == 403
+    settings.METRICS_ALLOWED_NETWORKS = [ipaddress.ip_network("203.0.113.0/24")]
+    assert client.get("/metrics", **outside).status_code == 200
+
+
+def test_each_sinks_backlog_is_read_from_the_outbox(client, policy, settings):
+    settings.CONSENT_SINKS = {"warehouse": {}, "webhook": {}}
+    users = UserFactory.create_batch(3)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    first, second, third = (Delivery.objects.filter(sink="webhook", subject_id=u.subject_id)
+                            for u in users)  # fmt: skip
+    first.update(attempts=3, created_at=an_hour_ago)
+    second.update(state=State.DEAD, attempts=12)
+    Delivery.objects.filter(sink="warehouse").update(state=State.APPLIED)
+
+    figures = scrape(client)
+
+    assert value(figures, "consent_outbox_pending", sink="webhook") == 2
+    assert value(figures, "consent_outbox_failing", sink="webhook") == 1
+    assert value(figures, "consent_outbox_dead", sink="webhook") == 1
+    assert 3590 < value(figures, "consent_outbox_oldest_pending_age_seconds", sink="webhook") < 3700
+    assert value(figures, "consent_outbox_pending", sink="warehouse") == 0
+    assert value(figures, "consent_outbox_oldest_pending_age_seconds", sink="warehouse") == 0
+    assert value(figures, "consent_database_up") == 1
+    assert third.get().state == State.PENDING
+
+
+def test_decisions_are_counted_by_channel_and_value_once_committed(
+    client, policy, consumer, django_capture_on_commit_callbacks
+):
+    def decisions(figures, value_):
+        return value(figures, "consent_decisions_total", channel="settings", value=value_)
+
+    def change_then_roll_back():
+        with transaction.atomic():
+            services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+            raise RuntimeError("rolled back")
+
+    before = scrape(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError):
+            change_then_roll_back()
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+        services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+        services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)  # no-op
+    after = scrape(client)
+
+    assert decisions(after, "allowed") - decisions(before, "allowed") == 1
+    assert decisions(after, "declined") - decisions(before, "declined") == 1
+
+
+def test_pop_ups_served_and_the_latency_of_each_view_are_counted(client, policy, consumer):
+    client.force_login(consumer)
+    count = "consent_request_duration_seconds_count"
+    before = scrape(client)
+
+    assert "consent-dialog" in client.get("/").content.decode()
+    client.get("/settings/privacy/")
+    client.get("/settings/privacy/")
+    after = scrape(client)
+
+    assert (
+        value(after, "consent_popups_served_total") - value(before, "consent_popups_served_total")
+        == 1
+    )
+    assert (
+        value(after, count, view="home", method="GET")
+        - value(before, count, view="home", method="GET")
+        == 1
+    )
+    assert (
+        value(after, count, view="privacy_settings", method="GET")
+        - value(before, count, view="privacy_settings", method="GET")
+        == 2
+    )
+
+
+def test_the_age_of_the_last_checkpoint_and_what_it_does_not_cover(client, policy, consumer):
+    now = timezone.now()
+    services.consent_change(
+        user=consumer, allowed=True, channel=Channel.SETTINGS, now=now - timedelta(minutes=20)
+    )
+    figures = scrape(client)
+    assert value(figures, "consent_audit_events_unchecked") == 1
+    assert ("consent_audit_checkpoint_age_seconds", ()) not in figures
+
+    audit.audit_checkpoint(now=now - timedelta(minutes=10))
+    figures = scrape(client)
+
+    assert value(figures, "consent_audit_events_unchecked") == 0
+    assert 590 < value(figures, "consent_audit_checkpoint_age_seconds") < 700
