@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consent import audit, services
 from consent.models import Delivery
+from consent.reconcile import reconcile
 from consent.services import Channel
 from tests.factories import UserFactory
 
@@ -140,3 +141,22 @@ def test_the_age_of_the_last_checkpoint_and_what_it_does_not_cover(client, polic
 
     assert value(figures, "consent_audit_events_unchecked") == 0
     assert 590 < value(figures, "consent_audit_checkpoint_age_seconds") < 700
+
+
+def test_reconcile_counts_the_drift_it_finds(client, policy, consumer, settings):
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        }
+    }
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    Delivery.objects.update(state=State.APPLIED)  # recorded as applied, but never written
+    before = value(scrape(client), "consent_reconcile_drift_total", sink="warehouse")
+
+    (drift,) = reconcile()
+    reconcile()
+
+    assert drift.missing == [consumer.subject_id]
+    after = value(scrape(client), "consent_reconcile_drift_total", sink="warehouse")
+    assert after - before == 2  # found twice: the second look did not repair it either
