@@ -1,12 +1,14 @@
 """A webhook receiver for benchmarks: accepts every POST, keeps the newest version per subject.
 
-GET /stats answers {"received": n, "subjects": {subject: version}}. Run: python receiver.py PORT
+GET /stats?version=V answers {"received": n, "subjects": how many hold version V or newer}.
+Run: python receiver.py PORT
 """
 
 import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 latest: dict[str, int] = {}
 received = 0
@@ -27,8 +29,10 @@ class Handler(BaseHTTPRequestHandler):
         self._answer(b"{}")
 
     def do_GET(self) -> None:
+        version = int(parse_qs(urlsplit(self.path).query).get("version", ["1"])[0])
         with lock:
-            body = json.dumps({"received": received, "subjects": latest}).encode()
+            at_least = sum(1 for held in latest.values() if held >= version)
+            body = json.dumps({"received": received, "subjects": at_least}).encode()
         self._answer(body)
 
     def do_DELETE(self) -> None:
