@@ -199,7 +199,7 @@ def main() -> None:
     body = bodies[0]
     parse_s, parsed = timed(lambda: EligibilityIn.model_validate_json(body))
     subjects = {subject for subject, _ in parsed.pairs}
-    withheld_s, _ = timed(lambda: subjects_withheld(as_of, subjects))
+    withheld_s, _ = timed(lambda: subjects_withheld(as_of))
     read_s, stored = timed(lambda: stored_intervals(subjects, as_of))
     terms = Terms.published()
     clip_s, clipped = timed(lambda: {s: terms.as_of(i, as_of) for s, i in stored.items()})

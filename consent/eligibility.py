@@ -21,6 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, EligibilityInterval
@@ -156,24 +157,29 @@ def history_store() -> str:
     return sink.get("OPTIONS", {}).get("database", "warehouse")
 
 
-def subjects_withheld(as_of: datetime, subjects: Iterable[UUID] | None = None) -> set[UUID]:
+def subjects_withheld(as_of: datetime) -> set[UUID]:
     """Return the subjects with a change made by as_of that the history store has not applied:
-    their answers could be out of date, so they are not eligible (fail closed)."""
+    their answers could be out of date, so they are not eligible (fail closed). They are the
+    sink's backlog (partial indexes on pending and dead deliveries), read whole: cheaper than
+    naming a batch's tens of thousands of subjects in the query."""
     unapplied = Delivery.objects.filter(
         sink=settings.CONSENT_ELIGIBILITY_SINK,
         state__in=[Delivery.State.PENDING, Delivery.State.DEAD],
         created_at__lte=as_of,
     )
-    if subjects is not None:
-        unapplied = unapplied.filter(subject_id__in=list(subjects))
     return set(unapplied.values_list("subject_id", flat=True))
 
 
 def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
-    """Return the intervals the history store holds for these subjects, begun by as_of."""
+    """Return the intervals the history store holds for these subjects, begun by as_of, of
+    those subjects who allowed training at as_of: no one else's data can be eligible then."""
+    store = EligibilityInterval.objects.using(history_store())
+    under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(
+        Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)
+    )
     rows = (
-        EligibilityInterval.objects.using(history_store())
-        .filter(subject_id__in=list(subjects), allowed_from__lte=as_of)
+        store.filter(subject_id__in=list(subjects), allowed_from__lte=as_of)
+        .filter(Exists(under_way))
         .order_by("subject_id", "allowed_from")
         .values_list(
             "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
@@ -189,7 +195,7 @@ def eligibility(pairs: Sequence[tuple[UUID, datetime]], *, as_of: datetime) -> l
     """Answer, for each (subject, moment of the data), whether a run selecting at as_of may use
     it, in order."""
     subjects = {subject_id for subject_id, _ in pairs}
-    subjects -= subjects_withheld(as_of, subjects)
+    subjects -= subjects_withheld(as_of)
     terms = Terms.published()
     intervals = {
         subject_id: terms.as_of(stored, as_of)
