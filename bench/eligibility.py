@@ -130,9 +130,9 @@ def seed(total: int) -> None:
     while outbox_drain("warehouse", time_budget=3600):
         pass
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")  # autovacuum may be off, as here
     with connections["warehouse"].cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")  # autovacuum may be off, as here
 
 
 def random_pairs(count: int, chooser: random.Random) -> list[list[str]]:
