@@ -14,7 +14,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from consent.models import AuditCheckpoint, ConsentEvent
+from consent.models import AuditCheckpoint, AuditVerification, ConsentEvent
 from consent.selectors import sink_overview
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,8 @@ REQUEST_LATENCY = Histogram(
 
 
 class DatabaseCollector(Collector):
-    """Read at each scrape what the database says: each sink's backlog, and the checkpoints."""
+    """Read at each scrape what the database says: each sink's backlog, the checkpoints, and
+    the latest verification of the audit log."""
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("consent_database_up", "Whether the scrape could read the database.")
@@ -98,3 +99,12 @@ class DatabaseCollector(Collector):
             )
             since.add_metric([], (now - last.created_at).total_seconds())
             yield since
+        verification = AuditVerification.objects.first()  # the latest
+        if verification:
+            intact = GaugeMetricFamily(
+                "consent_audit_intact",
+                "Whether the latest verification of the whole audit log found it intact "
+                "(0: tampered with, or restored from a backup and not yet recovered).",
+            )
+            intact.add_metric([], verification.verdict == AuditVerification.Verdict.INTACT)
+            yield intact

@@ -9,13 +9,14 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from consent import audit, services
-from consent.models import Delivery
+from consent.models import AuditVerification, Delivery
 from consent.reconcile import reconcile
 from consent.services import Channel
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 State = Delivery.State
+Verdict = AuditVerification.Verdict
 
 
 def scrape(client, **headers) -> dict[tuple[str, tuple], float]:
@@ -141,6 +142,19 @@ def test_the_age_of_the_last_checkpoint_and_what_it_does_not_cover(client, polic
 
     assert value(figures, "consent_audit_events_unchecked") == 0
     assert 590 < value(figures, "consent_audit_checkpoint_age_seconds") < 700
+
+
+def test_the_latest_verification_of_the_audit_log_says_whether_it_is_intact(
+    client, policy, consumer
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    assert ("consent_audit_intact", ()) not in scrape(client)  # never verified yet
+
+    audit.audit_verify_and_record()
+    assert scrape(client)[("consent_audit_intact", ())] == 1
+
+    AuditVerification.objects.create(verdict=Verdict.TAMPERED, events=1, detail="changed")
+    assert scrape(client)[("consent_audit_intact", ())] == 0
 
 
 def test_reconcile_counts_the_drift_it_finds(client, policy, consumer, settings):
