@@ -44,7 +44,10 @@ def broker_for(url: str, data_dir: Path) -> Broker:
         return Broker(
             transport="consent.broker:Transport",
             transport_options={
-                "visibility_timeout": 300,
+                # Above the longest task's time limit (verify_audit, 55 min), so that a task
+                # still running is never handed to a second worker; a drain lost with its
+                # worker is queued again by the sweep within seconds, the hourly tasks by beat.
+                "visibility_timeout": 3600,
                 "socket_timeout": 5,
                 "socket_connect_timeout": 2,
             },
