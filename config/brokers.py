@@ -45,8 +45,9 @@ def broker_for(url: str, data_dir: Path) -> Broker:
             transport="consent.broker:Transport",
             transport_options={
                 # Above the longest task's time limit (verify_audit, 55 min), so that a task
-                # still running is never handed to a second worker; a drain lost with its
-                # worker is queued again by the sweep within seconds, the hourly tasks by beat.
+                # still running is not handed to a second worker. A drain lost with its worker
+                # is queued again by the sweep within seconds, a scheduled task by beat (each is
+                # safe to run twice at once).
                 "visibility_timeout": 3600,
                 "socket_timeout": 5,
                 "socket_connect_timeout": 2,

@@ -159,20 +159,18 @@ def history_store() -> str:
 
 def subjects_withheld(as_of: datetime) -> set[UUID]:
     """Return the subjects with a change made by as_of that the history store has not applied:
-    their answers could be out of date, so they are not eligible (fail closed). They are the
-    sink's backlog, read whole: cheaper than naming a batch's tens of thousands of subjects in
-    the query. Pending and dead are asked apart, so that each reads its partial index, not the
-    applied history (one `state IN (…)` scans every delivery)."""
+    their answers could be out of date, so they are not eligible (fail closed)."""
     made = Delivery.objects.filter(sink=settings.CONSENT_ELIGIBILITY_SINK, created_at__lte=as_of)
+    # Asked apart, each reads its partial index; `state IN (...)` would read every delivery.
     pending = made.filter(state=Delivery.State.PENDING).values_list("subject_id", flat=True)
     dead = made.filter(state=Delivery.State.DEAD).values_list("subject_id", flat=True)
-    return set(pending.union(dead))
+    return set(pending.union(dead, all=True))
 
 
 def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
-    """Return the intervals the history store holds for these subjects, begun by as_of, of
-    those subjects who allowed training at as_of: no one else's data can be eligible then."""
+    """Return the intervals begun by as_of of those subjects who allowed training at as_of."""
     store = EligibilityInterval.objects.using(history_store())
+    # Nobody else's data can be eligible: is_eligible wants an interval under way at as_of.
     under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(
         Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)
     )

@@ -99,12 +99,17 @@ class DatabaseCollector(Collector):
             )
             since.add_metric([], (now - last.created_at).total_seconds())
             yield since
-        verification = AuditVerification.objects.first()  # the latest
-        if verification:
+        latest = AuditVerification.objects.first()
+        if latest:
             intact = GaugeMetricFamily(
                 "consent_audit_intact",
                 "Whether the latest verification of the whole audit log found it intact "
                 "(0: tampered with, or restored from a backup and not yet recovered).",
             )
-            intact.add_metric([], verification.verdict == AuditVerification.Verdict.INTACT)
-            yield intact
+            intact.add_metric([], int(latest.verdict == AuditVerification.Verdict.INTACT))
+            verified = GaugeMetricFamily(
+                "consent_audit_verification_age_seconds",
+                "Time since the latest verification of the whole audit log.",
+            )
+            verified.add_metric([], (now - latest.created_at).total_seconds())
+            yield from (intact, verified)

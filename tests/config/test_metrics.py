@@ -153,8 +153,12 @@ def test_the_latest_verification_of_the_audit_log_says_whether_it_is_intact(
     audit.audit_verify_and_record()
     assert scrape(client)[("consent_audit_intact", ())] == 1
 
-    AuditVerification.objects.create(verdict=Verdict.TAMPERED, events=1, detail="changed")
+    AuditVerification.objects.create(verdict=Verdict.RESTORED, events=1, detail="shorter")
     assert scrape(client)[("consent_audit_intact", ())] == 0
+    AuditVerification.objects.create(verdict=Verdict.TAMPERED, events=1, detail="changed")
+    figures = scrape(client)
+    assert figures[("consent_audit_intact", ())] == 0
+    assert 0 <= figures[("consent_audit_verification_age_seconds", ())] < 60
 
 
 def test_reconcile_counts_the_drift_it_finds(client, policy, consumer, settings):

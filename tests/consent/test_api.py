@@ -99,6 +99,20 @@ def test_a_withdrawal_keeps_stored_data_out_of_runs_selecting_afterwards(
     ] == [True]
 
 
+def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
+    client, secret, consumer, allowed_an_hour_ago
+):
+    pair = [[str(consumer.subject_id), (allowed_an_hour_ago + timedelta(minutes=5)).isoformat()]]
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    Delivery.objects.filter(sink="warehouse", state=Delivery.State.PENDING).update(
+        state=Delivery.State.DEAD
+    )
+
+    # The warehouse still holds the allowing interval; the dead delivery must not let it answer.
+    assert EligibilityInterval.objects.filter(allowed_until__isnull=True).exists()
+    assert post(client, ELIGIBILITY, {"pairs": pair}, secret).json()["eligible"] == [False]
+
+
 @pytest.mark.parametrize(
     ("body", "fault"),
     [
