@@ -44,6 +44,7 @@ EVENT_FIELDS = (
     "policy__version",
     "policy__retention_days_allowed",
 )
+SUBJECTS_A_QUERY = 5000  # within SQLite's limit of parameters a statement (32,766 by default)
 
 
 def history_intervals(events: Iterable[tuple]) -> list[Interval]:
@@ -74,17 +75,23 @@ def history_intervals(events: Iterable[tuple]) -> list[Interval]:
 
 
 def subjects_intervals(up_to: dict[UUID, int]) -> dict[UUID, tuple[Interval, ...]]:
-    """Return each subject's intervals, from their events up to the numbers given."""
-    rows = (
-        ConsentEvent.objects.filter(subject_id__in=list(up_to), kind__in=STATE_KINDS)
-        .order_by("subject_id", "number")
-        .values_list("subject_id", "number", *EVENT_FIELDS)
-    )
-    events: dict[UUID, list[tuple]] = defaultdict(list)
-    for subject_id, number, *fields in rows:
-        if number <= up_to[subject_id]:
-            events[subject_id].append(fields)
-    return {subject_id: tuple(history_intervals(events[subject_id])) for subject_id in up_to}
+    """Return each subject's intervals, from their events up to the numbers given; a few
+    thousand subjects a query, however many are asked."""
+    subjects = list(up_to)
+    found: dict[UUID, tuple[Interval, ...]] = {}
+    for start in range(0, len(subjects), SUBJECTS_A_QUERY):
+        batch = subjects[start : start + SUBJECTS_A_QUERY]
+        rows = (
+            ConsentEvent.objects.filter(subject_id__in=batch, kind__in=STATE_KINDS)
+            .order_by("subject_id", "number")
+            .values_list("subject_id", "number", *EVENT_FIELDS)
+        )
+        events: dict[UUID, list[tuple]] = defaultdict(list)
+        for subject_id, number, *fields in rows.iterator(chunk_size=10_000):
+            if number <= up_to[subject_id]:
+                events[subject_id].append(fields)
+        found.update({subject: tuple(history_intervals(events[subject])) for subject in batch})
+    return found
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,9 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
     # Read the sink first: what it holds can only be older than the source.
     observed = sink.entries()
     expected = expected_changes()
+    if sink.keeps_history:
+        history = subjects_intervals({s: change.version for s, change in expected.items()})
+        expected = {s: replace(change, intervals=history[s]) for s, change in expected.items()}
     in_flight = _in_flight(sink.name)
     drift.in_flight = len(in_flight & expected.keys())
     for subject_id, change in expected.items():
@@ -71,18 +74,16 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
         held = observed.get(subject_id)
         if held is None:
             drift.missing.append(subject_id)
-        elif (held.version, held.allowed, held.deleted) != (
+        elif (held.version, held.allowed, held.deleted, held.intervals) != (
             change.version,
             change.allowed,
             change.deleted,
+            change.intervals,
         ):
             drift.stale.append(subject_id)
     drift.extra = [s for s in observed if s not in expected]
     if repair and not drift.clean:
         fixes = [expected[s] for s in drift.missing + drift.stale]
-        if sink.keeps_history:
-            history = subjects_intervals({fix.subject_id: fix.version for fix in fixes})
-            fixes = [replace(fix, intervals=history[fix.subject_id]) for fix in fixes]
         ceiling = {
             c.subject_id: max(
                 c.version, observed[c.subject_id].version if c.subject_id in observed else 0

@@ -64,6 +64,7 @@ class Entry:
     plan: str = ""
     policy_version: int | None = None
     changed_at: datetime | None = None
+    intervals: tuple[Interval, ...] = ()  # for a sink that keeps them
 
 
 class Sink(Protocol):

@@ -1,6 +1,7 @@
 """The training-data eligibility tables in the warehouse database: each subject's current state,
 and the whole history of when they allowed training (the intervals the API and snapshots read)."""
 
+from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
@@ -8,7 +9,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from consent.models import EligibilityInterval, EligibilityRecord
-from consent.sinks.base import APPLIED, Change, Entry, Result
+from consent.sinks.base import APPLIED, Change, Entry, Interval, Result
 
 _COLUMNS = (
     "subject_id",
@@ -94,10 +95,24 @@ class WarehouseSink:
         return {change.delivery_id: APPLIED for change in changes}
 
     def entries(self) -> dict[UUID, Entry]:
+        history = EligibilityInterval.objects.using(self.database).order_by(
+            "subject_id", "allowed_from"
+        )
+        intervals: dict[UUID, list[Interval]] = defaultdict(list)
+        for subject_id, since, until, version, retention in history.values_list(
+            "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
+        ).iterator(chunk_size=10_000):
+            intervals[subject_id].append(Interval(since, until, version, retention))
         rows = EligibilityRecord.objects.using(self.database).values_list(
             "subject_id", "version", "allowed", "deleted", "plan", "policy_version", "changed_at"
         )
-        return {row[0]: Entry(*row[1:]) for row in rows.iterator(chunk_size=10_000)}
+        held = {
+            row[0]: Entry(*row[1:], intervals=tuple(intervals.pop(row[0], ())))
+            for row in rows.iterator(chunk_size=10_000)
+        }
+        # Intervals with no record are held too, as what they are: nothing anyone decided.
+        orphans = {s: Entry(0, False, False, intervals=tuple(i)) for s, i in intervals.items()}
+        return held | orphans
 
     def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:
         with (

@@ -6,9 +6,11 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import User
-from consent import policies, services
+from consent import eligibility, policies, services
+from consent.eligibility import subjects_intervals
 from consent.services import Channel
 from tests.conftest import eligible_answers, is_eligible
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
@@ -103,3 +105,21 @@ def test_a_deleted_account_is_not_eligible_afterwards(policy, consumer):
     soon, later = t0 + timedelta(minutes=1), t0 + timedelta(hours=2)
     assert eligible_answers([(subject_id, soon)], as_of=soon) == [True]
     assert eligible_answers([(subject_id, soon)], as_of=later) == [False]  # deleted by then
+
+
+def test_intervals_read_a_few_subjects_at_a_time_are_the_same(policy, monkeypatch):
+    users = UserFactory.create_batch(5)
+    t0 = timezone.now()
+    for step, user in enumerate(users):
+        for hour in range(step + 1):  # 1 to 5 decisions, on and off
+            at = t0 + timedelta(hours=hour)
+            services.consent_change(
+                user=user, allowed=hour % 2 == 0, channel=Channel.SETTINGS, now=at
+            )
+    up_to = {user.subject_id: 3 for user in users}
+
+    whole = subjects_intervals(up_to)
+    monkeypatch.setattr(eligibility, "SUBJECTS_A_QUERY", 2)
+
+    assert subjects_intervals(up_to) == whole
+    assert [len(whole[user.subject_id]) for user in users] == [1, 1, 2, 2, 2]

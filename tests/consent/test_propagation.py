@@ -3,6 +3,7 @@
 import random
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
@@ -10,7 +11,7 @@ from django.db import connections
 
 from accounts.models import User
 from consent import services
-from consent.models import Delivery, EligibilityRecord, TrainingConsent
+from consent.models import Delivery, EligibilityInterval, EligibilityRecord, TrainingConsent
 from consent.services import Channel
 from consent.sinks import sink_named
 from tests.conftest import free_port
@@ -229,6 +230,15 @@ def test_concurrent_changes_for_the_same_users_end_on_the_last_version(policy, s
     assert stack.held()["warehouse"] == expected
 
 
+def intervals_of(user: User) -> list[tuple]:
+    return list(
+        EligibilityInterval.objects.using("warehouse")
+        .filter(subject_id=user.subject_id)
+        .order_by("allowed_from")
+        .values_list("allowed_from", "allowed_until", "policy_version", "retention_days")
+    )
+
+
 def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
     stack.start_worker(beat=True)
     users = UserFactory.create_batch(6)
@@ -242,10 +252,22 @@ def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
     stray = EligibilityRecord.objects.get(subject_id=users[2].subject_id)
     stray.pk = "00000000-0000-0000-0000-000000000001"
     stray.save(force_insert=True)
+    # The interval history drifts too: one lost, one moved, one for nobody.
+    intervals = EligibilityInterval.objects.using("warehouse")
+    lost, moved = (intervals.get(subject_id=user.subject_id) for user in users[3:5])
+    truth = {user.subject_id: intervals_of(user) for user in users}
+    lost.delete()
+    intervals.filter(pk=moved.pk).update(allowed_from=moved.allowed_from - timedelta(days=90))
+    orphan = intervals.create(
+        subject_id="00000000-0000-0000-0000-000000000002",
+        allowed_from=moved.allowed_from,
+        policy_version=moved.policy_version,
+        retention_days=moved.retention_days,
+    )
 
     call_command("reconcile")
     report = capsys.readouterr().out
-    assert "warehouse: 0 missing, 1 stale, 1 extra" in report
+    assert "warehouse: 0 missing, 3 stale, 2 extra" in report
     assert "redis: 1 missing, 0 stale, 0 extra" in report
     assert "webhook: 0 missing, 0 stale, 0 extra" in report
 
@@ -255,6 +277,8 @@ def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
     assert capsys.readouterr().out.count("0 missing, 0 stale, 0 extra, 0 in flight (in sync)") == 3
     assert EligibilityRecord.objects.get(subject_id=tampered.subject_id).allowed
     assert not EligibilityRecord.objects.filter(pk=stray.pk).exists()
+    assert {user.subject_id: intervals_of(user) for user in users} == truth
+    assert not intervals.filter(subject_id=orphan.subject_id).exists()
     assert sink_named("redis").client.hget(sink_named("redis").key(removed.subject_id), "allowed")
     stack.wait_converged()
 
