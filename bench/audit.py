@@ -22,6 +22,7 @@ import random
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bench.stack import configure, databases_create
 
@@ -128,6 +129,14 @@ def hashlib_alone(sample: int) -> float:
     return len(payloads) / (time.perf_counter() - began)
 
 
+def memory_mb(field: str) -> float:
+    """Return this process's resident memory (VmRSS) or its peak so far (VmHWM), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=10_000_000)
@@ -156,15 +165,18 @@ def main() -> None:
         print(f"the first checkpoint, over all {first.tree_size:,} events: {seconds:.1f} s")
 
     size = ConsentEvent.objects.count()
+    subjects = ConsentEvent.objects.values("subject_id").distinct().count()
     minute_of_changes(args.minute)
     began = time.perf_counter()
     checkpoint = audit_checkpoint()
     minute_s = time.perf_counter() - began
     assert checkpoint is not None
 
+    resident = memory_mb("VmRSS")
     began = time.perf_counter()
     report = audit_verify()
     verify_s = time.perf_counter() - began
+    peak = memory_mb("VmHWM")
     rate = report.events / verify_s
     baseline = hashlib_alone(args.sample)
 
@@ -180,6 +192,10 @@ def main() -> None:
         f"verification of the whole log: {report.events:,} events in {verify_s:.1f} s, "
         f"{rate:,.0f} events/s (bar: 100,000/s): {'met' if rate >= 100_000 else 'NOT met'}; "
         f"verdict: {report.verdict}"
+    )
+    print(
+        f"  memory: {resident:,.0f} MB resident before it, {peak:,.0f} MB at its peak "
+        f"({subjects:,} subjects' chains followed at once)"
     )
     print(f"hashlib alone over the same bytes ({args.sample:,} events): {baseline:,.0f} events/s")
     print(f"verification / hashlib alone: {rate / baseline:.0%} (goal: 50%)")

@@ -1,10 +1,31 @@
-"""The machine clients' API, /api/v1/, and its OpenAPI document (/api/v1/openapi.json)."""
+"""The machine clients' API, /api/v1/: its OpenAPI document (/api/v1/openapi.json) and a page
+that shows it (/api/v1/docs)."""
+
+from datetime import datetime
+from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import ValidationError
+from ninja.errors import AuthenticationError, ValidationError
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
 
 from consent.api import router as consent_router
+
+
+class Encoder(NinjaJSONEncoder):
+    """Times to the microsecond, as given and as the snapshots say them (Django's encoder cuts
+    them to the millisecond, so a pipeline would not get back the as_of it was answered for)."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()
+        return super().default(o)
+
+
+class Renderer(JSONRenderer):
+    encoder_class = Encoder
+
 
 api = NinjaAPI(
     title="Help improve the model: consent for training pipelines",
@@ -12,7 +33,8 @@ api = NinjaAPI(
     description="Point-in-time eligibility of users' chats and coding sessions for training, "
     "and the ledger of training runs with their fixed snapshots.",
     urls_namespace="api",
-    docs_url=None,
+    renderer=Renderer(),
+    docs_url="/docs",
 )
 api.add_router("/", consent_router)
 
@@ -21,10 +43,27 @@ SHOWN_ERRORS = 20
 
 @api.exception_handler(ValidationError)
 def refuse_invalid(request: HttpRequest, error: ValidationError) -> HttpResponse:
-    """Refuse a request whole with 400, naming its first faults (not a 100,000 of them)."""
+    """Refuse a request whole with 400, naming its first faults (not a 100,000 of them), each
+    where it is in the request: ["body", "pairs", "0", "1"] is the time of the first pair."""
     faults = [
-        {"where": [str(part) for part in fault.get("loc", ())], "problem": fault.get("msg")}
+        {"where": where(fault.get("loc", ())), "problem": fault.get("msg")}
         for fault in error.errors[:SHOWN_ERRORS]
     ]
     body = {"detail": "The request was refused whole.", "faults": len(error.errors)}
     return api.create_response(request, body | {"first_faults": faults}, status=400)
+
+
+def where(location: tuple) -> list[str]:
+    # Ninja says where a fault is as (source, the view's argument, path...): the argument's name
+    # means nothing to a client when the argument is the whole body.
+    parts = [str(part) for part in location]
+    return parts[:1] + parts[2:] if parts[:2] == ["body", "body"] else parts
+
+
+@api.exception_handler(AuthenticationError)
+def refuse_unauthenticated(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
+    """401 with the scheme it wants (RFC 6750), the same whatever was wrong with the token."""
+    body = {"detail": "A valid API token is needed: Authorization: Bearer <token>."}
+    response = api.create_response(request, body, status=401)
+    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response

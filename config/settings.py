@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # the API docs page's own scripts, served from here (CSP: self only)
     "django_htmx",
     "pgtrigger",
     "axes",

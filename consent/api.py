@@ -5,6 +5,7 @@ Machine clients send `Authorization: Bearer <token>`; a token carries the scopes
 """
 
 from datetime import datetime
+from typing import Annotated
 from uuid import UUID
 
 from django.http import FileResponse, HttpRequest
@@ -13,7 +14,7 @@ from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import HttpBearer
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict
 
 from accounts.models import ApiToken
 from accounts.services import api_token_use
@@ -44,11 +45,34 @@ class TokenRequest(HttpRequest):
 
 
 router = Router()
-Pair = tuple[UUID, AwareDatetime]
+
+
+def _not_a_number(value: object) -> object:
+    if isinstance(value, int | float):  # pydantic would take it for seconds since 1970
+        raise ValueError("a moment is RFC 3339 text with a zone, e.g. 2026-12-01T12:00:00Z")
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+Pair = tuple[UUID, Moment]
+REFUSE_UNKNOWN = ConfigDict(extra="forbid")  # a field the API does not know is a mistake: say so
+
+
+class Problem(Schema):
+    detail: str = Field(description="Why the request was refused.")
+
+
+class Refusal(Problem):
+    faults: int | None = Field(None, description="How many faults the request has.")
+    first_faults: list[dict] | None = Field(None, description="Where the first ones are, and why.")
+
+
+REFUSALS: dict[int, type[Schema]] = {400: Refusal, 401: Problem, 403: Problem}
 
 
 class EligibilityIn(Schema):
-    as_of: AwareDatetime | None = Field(
+    model_config = REFUSE_UNKNOWN
+    as_of: Moment | None = Field(
         None, description="The moment the run selects its data (R); now if left out."
     )
     pairs: list[Pair] = Field(
@@ -64,12 +88,14 @@ class EligibilityOut(Schema):
 
 
 class PairsIn(Schema):
+    model_config = REFUSE_UNKNOWN
     pairs: list[Pair] = Field(max_length=MAX_PAIRS)
 
 
 class RunIn(Schema):
+    model_config = REFUSE_UNKNOWN
     name: str = Field(min_length=1, max_length=200)
-    as_of: AwareDatetime | None = Field(None, description="Now if left out.")
+    as_of: Moment | None = Field(None, description="Now if left out.")
 
 
 class SnapshotFile(Schema):
@@ -110,14 +136,18 @@ def _run_out(request: HttpRequest, run: TrainingRun) -> dict:
     }
 
 
-@router.post("/eligibility", response=EligibilityOut, auth=TokenAuth(ApiToken.Scope.ELIGIBILITY))
+@router.post(
+    "/eligibility",
+    response={200: EligibilityOut, **REFUSALS},
+    auth=TokenAuth(ApiToken.Scope.ELIGIBILITY),
+)
 def eligibility_answer(request: HttpRequest, body: EligibilityIn) -> dict:
     """Answer, for each pair, whether a run selecting data at as_of may use that data."""
     as_of = _as_of(body.as_of)
     return {"as_of": as_of, "eligible": eligibility(body.pairs, as_of=as_of)}
 
 
-@router.post("/runs", response={201: RunOut}, auth=TokenAuth(ApiToken.Scope.RUNS))
+@router.post("/runs", response={201: RunOut, **REFUSALS}, auth=TokenAuth(ApiToken.Scope.RUNS))
 def run_create(request: TokenRequest, body: RunIn) -> Status:
     """Register a training run and take its snapshot, fixed from then on."""
     try:
@@ -127,18 +157,27 @@ def run_create(request: TokenRequest, body: RunIn) -> Status:
     return Status(201, _run_out(request, run))
 
 
-@router.get("/runs", response=list[RunOut], auth=TokenAuth(ApiToken.Scope.RUNS))
+@router.get("/runs", response={200: list[RunOut], **REFUSALS}, auth=TokenAuth(ApiToken.Scope.RUNS))
 def run_list(request: HttpRequest) -> list[dict]:
     """The 100 latest registered runs, newest first."""
     return [_run_out(request, run) for run in TrainingRun.objects.all()[:100]]
 
 
-@router.get("/runs/{run_id}", response=RunOut, auth=TokenAuth(ApiToken.Scope.RUNS))
+@router.get(
+    "/runs/{run_id}",
+    response={200: RunOut, 404: Problem, **REFUSALS},
+    auth=TokenAuth(ApiToken.Scope.RUNS),
+)
 def run_detail(request: HttpRequest, run_id: UUID) -> dict:
+    """A registered run: its moment and its snapshot's manifest and files."""
     return _run_out(request, get_object_or_404(TrainingRun, pk=run_id))
 
 
-@router.get("/runs/{run_id}/files/{name}", auth=TokenAuth(ApiToken.Scope.RUNS))
+@router.get(
+    "/runs/{run_id}/files/{name}",
+    response={404: Problem, **REFUSALS},
+    auth=TokenAuth(ApiToken.Scope.RUNS),
+)
 def run_file(request: HttpRequest, run_id: UUID, name: str) -> FileResponse:
     """One Parquet file of the run's snapshot."""
     run = get_object_or_404(TrainingRun, pk=run_id)
@@ -149,7 +188,9 @@ def run_file(request: HttpRequest, run_id: UUID, name: str) -> FileResponse:
 
 
 @router.post(
-    "/runs/{run_id}/eligibility", response=EligibilityOut, auth=TokenAuth(ApiToken.Scope.RUNS)
+    "/runs/{run_id}/eligibility",
+    response={200: EligibilityOut, 404: Problem, **REFUSALS},
+    auth=TokenAuth(ApiToken.Scope.RUNS),
 )
 def run_eligibility_answer(request: HttpRequest, run_id: UUID, body: PairsIn) -> dict:
     """Answer pairs as the run's snapshot does: the same answers, whenever asked."""

@@ -53,7 +53,7 @@ def test_pairs_are_answered_in_order_with_the_as_of_used(
     client, secret, consumer, allowed_an_hour_ago
 ):
     subject = str(consumer.subject_id)
-    as_of = timezone.now().replace(microsecond=0)
+    as_of = timezone.now().replace(microsecond=123456)  # given to the microsecond, said back so
     pairs = [
         [subject, (allowed_an_hour_ago - timedelta(minutes=1)).isoformat()],  # before deciding
         [subject, (allowed_an_hour_ago + timedelta(minutes=1)).isoformat()],
@@ -64,10 +64,7 @@ def test_pairs_are_answered_in_order_with_the_as_of_used(
     response = post(client, ELIGIBILITY, {"as_of": as_of.isoformat(), "pairs": pairs}, secret)
 
     assert response.status_code == 200
-    assert response.json() == {
-        "as_of": as_of.isoformat().replace("+00:00", "Z"),
-        "eligible": [False, True, False, False],
-    }
+    assert response.json() == {"as_of": as_of.isoformat(), "eligible": [False, True, False, False]}
     assert response["Cache-Control"] == "private, no-store"
 
 
@@ -120,18 +117,41 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "timezone"),
         ({"pairs": [[str(uuid4())]]}, "Field required"),
         ({"pairs": [[str(uuid4()), "yesterday"]]}, "datetime"),
+        ({"pairs": [[str(uuid4()), 1767225600]]}, "RFC 3339"),
+        ({"asof": "2026-01-01T00:00:00Z", "pairs": []}, "Extra inputs are not permitted"),
         ({"as_of": "2026-01-01", "pairs": []}, "timezone"),
         ({"pairs": "all of them"}, "list"),
         ({}, "Field required"),
         ("{not json", "parse"),
     ],
-    ids=["uuid", "no-zone", "half-pair", "time", "as-of-no-zone", "not-a-list", "empty", "json"],
+    ids=[
+        "uuid",
+        "no-zone",
+        "half-pair",
+        "time",
+        "a-number",
+        "unknown-field",
+        "as-of-no-zone",
+        "not-a-list",
+        "empty",
+        "json",
+    ],
 )
 def test_a_bad_request_gets_a_400_that_says_why(client, secret, body, fault):
     response = post(client, ELIGIBILITY, body, secret)
 
     assert response.status_code == 400
     assert fault.lower() in response.content.decode().lower()
+
+
+def test_a_fault_is_placed_where_it_is_in_the_body(client, secret):
+    pairs = [[str(uuid4()), "2026-01-01T00:00:00Z"], [str(uuid4()), "2026-01-01T00:00:00"]]
+
+    response = post(client, ELIGIBILITY, {"pairs": pairs}, secret)
+
+    assert [fault["where"] for fault in response.json()["first_faults"]] == [
+        ["body", "pairs", "1", "1"]
+    ]
 
 
 def test_more_than_100000_pairs_are_refused_whole(client, secret):
@@ -159,6 +179,8 @@ def test_a_missing_or_wrong_token_gets_a_401(client, token):
     )
 
     assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert "Authorization: Bearer <token>" in response.json()["detail"]
 
 
 def test_a_revoked_or_expired_token_gets_a_401(client):
@@ -209,6 +231,9 @@ def test_the_openapi_document_describes_the_api(client):
     assert {"/api/v1/eligibility", "/api/v1/runs", "/api/v1/runs/{run_id}"} <= set(
         document["paths"]
     )
+    answers = document["paths"]["/api/v1/eligibility"]["post"]["responses"]
+    assert {"200", "400", "401", "403"} <= set(answers)
+    assert client.get("/api/v1/docs").status_code == 200
 
 
 # Training runs
@@ -232,6 +257,11 @@ def test_a_run_keeps_its_snapshot_and_answers_while_users_change(
     assert again.json()["snapshot"] == run["snapshot"]
     answers = post(client, f"/api/v1/runs/{run['id']}/eligibility", {"pairs": chat}, secret)
     assert answers.json() == {"as_of": run["as_of"], "eligible": [True]}
+    assert run["as_of"] == run["snapshot"]["as_of"]
+    # A run answers as of its own moment: one asked for another is refused, not ignored.
+    other_moment = {"pairs": chat, "as_of": timezone.now().isoformat()}
+    refused = post(client, f"/api/v1/runs/{run['id']}/eligibility", other_moment, secret)
+    assert refused.status_code == 400
     assert post(client, ELIGIBILITY, {"pairs": chat}, secret).json()["eligible"] == [False]
     file = run["files"][0]
     download = client.get(file["url"], headers={"Authorization": f"Bearer {secret}"})
