@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BeforeValidator, ConfigDict
 from accounts.models import ApiToken
 from accounts.services import api_token_use
 from consent.eligibility import eligibility
-from consent.exceptions import ConsentError
+from consent.exceptions import ConsentError, RunExists
 from consent.models import TrainingRun
 from consent.runs import run_eligibility, run_files, run_register
 
@@ -147,14 +147,22 @@ def eligibility_answer(request: HttpRequest, body: EligibilityIn) -> dict:
     return {"as_of": as_of, "eligible": eligibility(body.pairs, as_of=as_of)}
 
 
-@router.post("/runs", response={201: RunOut, **REFUSALS}, auth=TokenAuth(ApiToken.Scope.RUNS))
+@router.post(
+    "/runs",
+    response={201: RunOut, 200: RunOut, 409: Problem, **REFUSALS},
+    auth=TokenAuth(ApiToken.Scope.RUNS),
+)
 def run_create(request: TokenRequest, body: RunIn) -> Status:
-    """Register a training run and take its snapshot, fixed from then on."""
+    """Register a training run and take its snapshot, fixed from then on. A name is registered
+    once: asked again with the same as_of, the run already registered is returned (200); with
+    another as_of, or none, the request is refused (409)."""
     try:
-        run = run_register(name=body.name, as_of=_as_of(body.as_of), token=request.auth)
+        run, new = run_register(name=body.name, as_of=body.as_of, token=request.auth)
+    except RunExists as error:
+        raise HttpError(409, str(error)) from error
     except ConsentError as error:
         raise HttpError(400, str(error)) from error
-    return Status(201, _run_out(request, run))
+    return Status(201 if new else 200, _run_out(request, run))
 
 
 @router.get("/runs", response={200: list[RunOut], **REFUSALS}, auth=TokenAuth(ApiToken.Scope.RUNS))

@@ -1,3 +1,9 @@
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from consent.models import TrainingRun
+
+
 class ConsentError(Exception):
     """A change of consent or of a policy that cannot be made; nothing was written."""
 
@@ -8,3 +14,14 @@ class ConsentThrottled(ConsentError):
     def __init__(self, *, retry_after: int) -> None:
         super().__init__(f"Too many changes: try again in {retry_after} s.")
         self.retry_after = retry_after
+
+
+class RunExists(ConsentError):
+    """A training run of that name is registered already, selecting as of another moment."""
+
+    def __init__(self, run: "TrainingRun") -> None:
+        super().__init__(
+            f"A run named {run.name!r} is registered already, selecting data as of "
+            f"{run.as_of.isoformat()}: /api/v1/runs/{run.pk}. Give this one another name."
+        )
+        self.run = run

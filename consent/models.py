@@ -340,7 +340,7 @@ class TrainingRun(models.Model):
     """A training run a pipeline registered, and the eligibility snapshot fixed for it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(_("name"), max_length=200)
+    name = models.CharField(_("name"), max_length=200, unique=True)
     as_of = models.DateTimeField(_("selects data as of"))
     registered_by = models.ForeignKey(
         "accounts.ApiToken",

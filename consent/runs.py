@@ -4,6 +4,7 @@ A run's snapshot is written once, when it is registered, and never again: its an
 same however the users change afterwards.
 """
 
+import shutil
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -12,10 +13,11 @@ from uuid import UUID
 import duckdb
 import pyarrow as pa
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from consent.exceptions import ConsentError
+from consent.exceptions import ConsentError, RunExists
 from consent.models import TrainingRun
 from consent.snapshots import snapshot_write
 
@@ -44,19 +46,34 @@ def run_files(run: TrainingRun) -> list[Path]:
 
 def run_register(
     *, name: str, as_of: datetime | None = None, token: ApiToken | None = None
-) -> TrainingRun:
+) -> tuple[TrainingRun, bool]:
     """Register a training run that selects its data as of a moment (now by default), and take
-    its snapshot."""
+    its snapshot; return it, and whether it is new.
+
+    A name is registered once, so that a retried request never counts a run twice (users are
+    told how many runs selected their data): the same name as of the same moment is the run
+    already registered; as of another moment, or of none given, it is refused (RunExists).
+    """
     now = timezone.now()
-    as_of = as_of or now
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise ConsentError("A run needs a name.")
-    if as_of > now:
+    if as_of is not None and as_of > now:
         raise ConsentError("A run cannot select data as of a moment still to come.")
-    run = TrainingRun(name=name.strip(), as_of=as_of, registered_by=token, snapshot={})
-    run.snapshot = snapshot_write(as_of=as_of, out=run_directory(run))
-    run.save(force_insert=True)
-    return run
+    registered = TrainingRun.objects.filter(name=name).first()
+    if registered is not None:
+        if registered.as_of != as_of:
+            raise RunExists(registered)
+        return registered, False
+    run = TrainingRun(name=name, as_of=as_of or now, registered_by=token, snapshot={})
+    run.snapshot = snapshot_write(as_of=run.as_of, out=run_directory(run))
+    try:
+        with transaction.atomic():
+            run.save(force_insert=True)
+    except IntegrityError:  # registered meanwhile by a request just like this one
+        shutil.rmtree(run_directory(run), ignore_errors=True)
+        return run_register(name=name, as_of=as_of, token=token)
+    return run, True
 
 
 def snapshot_eligibility(

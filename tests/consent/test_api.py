@@ -275,6 +275,24 @@ def test_a_run_needs_a_name_and_a_moment_already_past(client, secret):
     assert not TrainingRun.objects.exists()
 
 
+def test_a_retried_registration_is_the_run_already_registered(
+    client, secret, consumer, allowed_an_hour_ago, settings
+):
+    as_of = timezone.now().isoformat()
+    first = post(client, "/api/v1/runs", {"name": "model-9", "as_of": as_of}, secret)
+
+    again = post(client, "/api/v1/runs", {"name": " model-9 ", "as_of": as_of}, secret)
+    other = post(client, "/api/v1/runs", {"name": "model-9"}, secret)
+
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+    assert again.json() == first.json()
+    assert f"/api/v1/runs/{first.json()['id']}" in other.json()["detail"]
+    assert TrainingRun.objects.count() == 1
+    assert [path.name for path in settings.TRAINING_RUNS_DIR.iterdir()] == [first.json()["id"]]
+    client.force_login(consumer)
+    assert "1 training run selected" in client.get("/settings/privacy/").content.decode()
+
+
 def test_an_unknown_run_or_file_is_a_404(client, secret):
     headers = {"Authorization": f"Bearer {secret}"}
     run = post(client, "/api/v1/runs", {"name": "x"}, secret).json()
