@@ -234,6 +234,7 @@ def test_the_openapi_document_describes_the_api(client):
     answers = document["paths"]["/api/v1/eligibility"]["post"]["responses"]
     assert {"200", "400", "401", "403"} <= set(answers)
     assert client.get("/api/v1/docs").status_code == 200
+    assert client.get("/api/v1/").url == "/api/v1/docs"
 
 
 # Training runs
