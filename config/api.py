@@ -46,16 +46,16 @@ def refuse_invalid(request: HttpRequest, error: ValidationError) -> HttpResponse
     """Refuse a request whole with 400, naming its first faults (not a 100,000 of them), each
     where it is in the request: ["body", "pairs", "0", "1"] is the time of the first pair."""
     faults = [
-        {"where": where(fault.get("loc", ())), "problem": fault.get("msg")}
+        {"where": _where(fault.get("loc", ())), "problem": fault.get("msg")}
         for fault in error.errors[:SHOWN_ERRORS]
     ]
     body = {"detail": "The request was refused whole.", "faults": len(error.errors)}
     return api.create_response(request, body | {"first_faults": faults}, status=400)
 
 
-def where(location: tuple) -> list[str]:
-    # Ninja says where a fault is as (source, the view's argument, path...): the argument's name
-    # means nothing to a client when the argument is the whole body.
+def _where(location: tuple) -> list[str]:
+    # Ninja says where a fault is as (source, the view's argument, path...). Every view here
+    # takes the whole body as its argument `body`, a name that means nothing to a client.
     parts = [str(part) for part in location]
     return parts[:1] + parts[2:] if parts[:2] == ["body", "body"] else parts
 

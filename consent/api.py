@@ -4,6 +4,7 @@ Machine clients send `Authorization: Bearer <token>`; a token carries the scopes
 (accounts.ApiToken). A bad request is refused whole, with a 4xx that says why.
 """
 
+import re
 from datetime import datetime
 from typing import Annotated
 from uuid import UUID
@@ -47,13 +48,17 @@ class TokenRequest(HttpRequest):
 router = Router()
 
 
-def _not_a_number(value: object) -> object:
-    if isinstance(value, int | float):  # pydantic would take it for seconds since 1970
-        raise ValueError("a moment is RFC 3339 text with a zone, e.g. 2026-12-01T12:00:00Z")
-    return value
+RFC_3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
 
 
-Moment = Annotated[AwareDatetime, BeforeValidator(_not_a_number)]
+def _rfc_3339(value: object) -> object:
+    # Pydantic would also take a number, or text of one, for seconds since 1970.
+    if isinstance(value, datetime) or (isinstance(value, str) and RFC_3339_DATE.match(value)):
+        return value
+    raise ValueError("a moment is RFC 3339 text with a zone, e.g. 2026-12-01T12:00:00Z")
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc_3339)]
 Pair = tuple[UUID, Moment]
 REFUSE_UNKNOWN = ConfigDict(extra="forbid")  # a field the API does not know is a mistake: say so
 
@@ -159,7 +164,8 @@ def run_create(request: TokenRequest, body: RunIn) -> Status:
     try:
         run, new = run_register(name=body.name, as_of=body.as_of, token=request.auth)
     except RunExists as error:
-        raise HttpError(409, str(error)) from error
+        where = request.build_absolute_uri(f"/api/v1/runs/{error.run.pk}")
+        raise HttpError(409, f"{error} The run: {where}") from error
     except ConsentError as error:
         raise HttpError(400, str(error)) from error
     return Status(201 if new else 200, _run_out(request, run))
@@ -185,6 +191,14 @@ def run_detail(request: HttpRequest, run_id: UUID) -> dict:
     "/runs/{run_id}/files/{name}",
     response={404: Problem, **REFUSALS},
     auth=TokenAuth(ApiToken.Scope.RUNS),
+    openapi_extra={
+        "responses": {
+            "200": {
+                "description": "The file, as its SHA-256 in the manifest says.",
+                "content": {"application/vnd.apache.parquet": {}},
+            }
+        }
+    },
 )
 def run_file(request: HttpRequest, run_id: UUID, name: str) -> FileResponse:
     """One Parquet file of the run's snapshot."""

@@ -22,6 +22,6 @@ class RunExists(ConsentError):
     def __init__(self, run: "TrainingRun") -> None:
         super().__init__(
             f"A run named {run.name!r} is registered already, selecting data as of "
-            f"{run.as_of.isoformat()}: /api/v1/runs/{run.pk}. Give this one another name."
+            f"{run.as_of.isoformat()}. Give this one another name."
         )
         self.run = run

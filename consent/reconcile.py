@@ -72,7 +72,7 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
         if subject_id in in_flight:
             continue
         held = observed.get(subject_id)
-        if held is None:
+        if held is None or not held.version:  # not held, or only intervals left of it
             drift.missing.append(subject_id)
         elif (held.version, held.allowed, held.deleted, held.intervals) != (
             change.version,

@@ -62,18 +62,26 @@ def run_register(
         raise ConsentError("A run cannot select data as of a moment still to come.")
     registered = TrainingRun.objects.filter(name=name).first()
     if registered is not None:
-        if registered.as_of != as_of:
-            raise RunExists(registered)
-        return registered, False
+        return _registered_again(registered, as_of), False
     run = TrainingRun(name=name, as_of=as_of or now, registered_by=token, snapshot={})
     run.snapshot = snapshot_write(as_of=run.as_of, out=run_directory(run))
     try:
         with transaction.atomic():
             run.save(force_insert=True)
-    except IntegrityError:  # registered meanwhile by a request just like this one
+    except IntegrityError:
         shutil.rmtree(run_directory(run), ignore_errors=True)
-        return run_register(name=name, as_of=as_of, token=token)
+        registered = TrainingRun.objects.filter(name=name).first()
+        if registered is None:  # not a request like this one, registered meanwhile
+            raise
+        return _registered_again(registered, as_of), False
     return run, True
+
+
+def _registered_again(run: TrainingRun, as_of: datetime | None) -> TrainingRun:
+    """Return the run registered under a name asked again, if asked as of the same moment."""
+    if run.as_of != as_of:
+        raise RunExists(run)
+    return run
 
 
 def snapshot_eligibility(

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.services import api_token_create, api_token_revoke
-from consent import services
+from consent import runs, services
 from consent.models import Delivery, EligibilityInterval, TrainingRun
 from consent.outbox import outbox_drain
 from consent.services import Channel
@@ -116,10 +116,11 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         ({"pairs": [["not-a-uuid", "2026-01-01T00:00:00Z"]]}, "UUID"),
         ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "timezone"),
         ({"pairs": [[str(uuid4())]]}, "Field required"),
-        ({"pairs": [[str(uuid4()), "yesterday"]]}, "datetime"),
+        ({"pairs": [[str(uuid4()), "yesterday"]]}, "RFC 3339"),
         ({"pairs": [[str(uuid4()), 1767225600]]}, "RFC 3339"),
+        ({"pairs": [[str(uuid4()), "1767225600.5"]]}, "RFC 3339"),
         ({"asof": "2026-01-01T00:00:00Z", "pairs": []}, "Extra inputs are not permitted"),
-        ({"as_of": "2026-01-01", "pairs": []}, "timezone"),
+        ({"as_of": "2026-01-01", "pairs": []}, "RFC 3339"),
         ({"pairs": "all of them"}, "list"),
         ({}, "Field required"),
         ("{not json", "parse"),
@@ -130,6 +131,7 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         "half-pair",
         "time",
         "a-number",
+        "a-number-as-text",
         "unknown-field",
         "as-of-no-zone",
         "not-a-list",
@@ -283,15 +285,33 @@ def test_a_retried_registration_is_the_run_already_registered(
     first = post(client, "/api/v1/runs", {"name": "model-9", "as_of": as_of}, secret)
 
     again = post(client, "/api/v1/runs", {"name": " model-9 ", "as_of": as_of}, secret)
-    other = post(client, "/api/v1/runs", {"name": "model-9"}, secret)
+    now = post(client, "/api/v1/runs", {"name": "model-9"}, secret)
+    earlier = (timezone.now() - timedelta(days=1)).isoformat()
+    other = post(client, "/api/v1/runs", {"name": "model-9", "as_of": earlier}, secret)
 
-    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 409)
+    assert [r.status_code for r in (first, again, now, other)] == [201, 200, 409, 409]
     assert again.json() == first.json()
     assert f"/api/v1/runs/{first.json()['id']}" in other.json()["detail"]
     assert TrainingRun.objects.count() == 1
     assert [path.name for path in settings.TRAINING_RUNS_DIR.iterdir()] == [first.json()["id"]]
     client.force_login(consumer)
     assert "1 training run selected" in client.get("/settings/privacy/").content.decode()
+
+
+def test_a_registration_that_loses_a_race_returns_the_winner(allowed_an_hour_ago, monkeypatch):
+    as_of = timezone.now()
+    snapshot_write, written = runs.snapshot_write, []
+
+    def meanwhile(*, as_of, out):  # the same request, made twice at once, wins while we write
+        written.append(out)
+        winner = TrainingRun.objects.create(name="model-10", as_of=as_of, snapshot={"files": []})
+        return snapshot_write(as_of=as_of, out=out) | {"winner": str(winner.pk)}
+
+    monkeypatch.setattr(runs, "snapshot_write", meanwhile)
+    run, new = runs.run_register(name="model-10", as_of=as_of)
+
+    assert (new, TrainingRun.objects.count(), run.snapshot) == (False, 1, {"files": []})
+    assert not written[0].exists()
 
 
 def test_an_unknown_run_or_file_is_a_404(client, secret):

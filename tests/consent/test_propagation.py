@@ -257,6 +257,7 @@ def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
     lost, moved = (intervals.get(subject_id=user.subject_id) for user in users[3:5])
     truth = {user.subject_id: intervals_of(user) for user in users}
     lost.delete()
+    EligibilityRecord.objects.filter(subject_id=users[5].subject_id).delete()  # intervals stay
     intervals.filter(pk=moved.pk).update(allowed_from=moved.allowed_from - timedelta(days=90))
     orphan = intervals.create(
         subject_id="00000000-0000-0000-0000-000000000002",
@@ -267,7 +268,7 @@ def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
 
     call_command("reconcile")
     report = capsys.readouterr().out
-    assert "warehouse: 0 missing, 3 stale, 2 extra" in report
+    assert "warehouse: 1 missing, 3 stale, 2 extra" in report
     assert "redis: 1 missing, 0 stale, 0 extra" in report
     assert "webhook: 0 missing, 0 stale, 0 extra" in report
 
