@@ -197,7 +197,7 @@ def main() -> None:
 
     # Where the time of one request of 100,000 goes, in this process.
     body = bodies[0]
-    parse_s, parsed = timed(lambda: EligibilityIn.model_validate_json(body))
+    parse_s, parsed = timed(lambda: EligibilityIn.model_validate(json.loads(body)))  # as Ninja
     subjects = {subject for subject, _ in parsed.pairs}
     withheld_s, _ = timed(lambda: subjects_withheld(as_of))
     read_s, stored = timed(lambda: stored_intervals(subjects, as_of))
@@ -259,7 +259,7 @@ def main() -> None:
     )
     print(f"\nOne request of {size:,} pairs, in this process ({len(subjects):,} subjects):")
     for name, seconds in [
-        ("JSON and validation (pydantic)", parse_s),
+        ("JSON and validation (json, pydantic)", parse_s),
         ("subjects with changes not yet applied", withheld_s),
         ("read their intervals from the warehouse", read_s),
         ("clip them by the terms in force", clip_s),

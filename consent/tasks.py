@@ -23,7 +23,7 @@ def expire_choices() -> int:
     return services.consent_expire_for_new_terms()
 
 
-@shared_task(acks_late=True, soft_time_limit=600, time_limit=900)
+@shared_task(acks_late=True, soft_time_limit=3000, time_limit=3300)
 def reconcile_sinks() -> None:
     """Find and repair drift between every sink and the source of truth."""
     reconcile(repair=True)
