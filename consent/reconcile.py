@@ -1,6 +1,7 @@
 """Compare each sink with the source of truth (the audit log) and repair the drift."""
 
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from functools import partial
 from uuid import UUID
 
@@ -54,22 +55,31 @@ def expected_changes() -> dict[UUID, Change]:
     return {subject_id: change_for(event) for subject_id, event in latest.items()}
 
 
+# Longer than a change's transaction takes to commit: a change made before the pending
+# deliveries are read, but committed after, is left alone too.
+SETTLING = timedelta(seconds=10)
+
+
 def _in_flight(sink: str) -> set[UUID]:
     pending = Delivery.objects.filter(sink=sink, state=Delivery.State.PENDING)
     return set(pending.values_list("subject_id", flat=True))
 
 
 def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
-    # Read the sink first: what it holds can only be older than the source.
+    # What is on its way is not drift: the deliveries pending before the sink is read, and the
+    # changes made since then (the reads take a while, and a change made meanwhile may reach
+    # the sink after it was read). Then the sink, then the source: what the sink holds of
+    # anyone else can only be as new as the source.
+    in_flight = _in_flight(sink.name)
+    since = timezone.now() - SETTLING
     observed = sink.entries()
     expected = expected_changes()
     if sink.keeps_history:
         history = subjects_intervals({s: change.version for s, change in expected.items()})
         expected = {s: replace(change, intervals=history[s]) for s, change in expected.items()}
-    in_flight = _in_flight(sink.name)
-    drift.in_flight = len(in_flight & expected.keys())
     for subject_id, change in expected.items():
-        if subject_id in in_flight:
+        if subject_id in in_flight or change.changed_at > since:
+            drift.in_flight += 1
             continue
         held = observed.get(subject_id)
         if held is None or not held.version:  # not held, or only intervals left of it

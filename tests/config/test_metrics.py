@@ -9,9 +9,11 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from consent import audit, services
-from consent.models import AuditVerification, Delivery
+from consent.models import AuditVerification, Delivery, EligibilityRecord
+from consent.outbox import outbox_drain
 from consent.reconcile import reconcile
 from consent.services import Channel
+from consent.sinks.warehouse import WarehouseSink
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
@@ -161,6 +163,34 @@ def test_the_latest_verification_of_the_audit_log_says_whether_it_is_intact(
     assert 0 <= figures[("consent_audit_verification_age_seconds", ())] < 60
 
 
+def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
+    policy, consumer, settings, monkeypatch
+):
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        }
+    }
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    outbox_drain("warehouse")
+    entries = WarehouseSink.entries
+
+    def read_then_change(sink):  # the user turns it off, and it lands, just after the read
+        held = entries(sink)
+        services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+        Delivery.objects.update(next_attempt_at=timezone.now())
+        outbox_drain("warehouse")
+        return held
+
+    monkeypatch.setattr(WarehouseSink, "entries", read_then_change)
+    (drift,) = reconcile()
+
+    assert (drift.clean, drift.in_flight) == (True, 1)
+    assert not EligibilityRecord.objects.get(subject_id=consumer.subject_id).allowed
+
+
 def test_reconcile_counts_the_drift_it_finds(client, policy, consumer, settings):
     settings.CONSENT_SINKS = {
         "warehouse": {
@@ -168,7 +198,8 @@ def test_reconcile_counts_the_drift_it_finds(client, policy, consumer, settings)
             "OPTIONS": {"database": "warehouse"},
         }
     }
-    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
     Delivery.objects.update(state=State.APPLIED)  # recorded as applied, but never written
     before = value(scrape(client), "consent_reconcile_drift_total", sink="warehouse")
 

@@ -391,8 +391,9 @@ def deliveries(policy, settings) -> dict[str, Delivery]:
         },
     }
     users = UserFactory.create_batch(4, plan="pro")
+    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
     for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
     rows = list(Delivery.objects.order_by("id"))
     Delivery.objects.filter(pk=rows[0].pk).update(state=State.APPLIED, applied_at=timezone.now())
     Delivery.objects.filter(pk=rows[1].pk).update(

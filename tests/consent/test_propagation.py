@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 from django.db import connections
+from django.utils import timezone
 
 from accounts.models import User
 from consent import services
@@ -242,8 +243,9 @@ def intervals_of(user: User) -> list[tuple]:
 def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
     stack.start_worker(beat=True)
     users = UserFactory.create_batch(6)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
     for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
     stack.wait_converged()
 
     tampered, removed = users[0], users[1]
