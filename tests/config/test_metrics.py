@@ -163,9 +163,10 @@ def test_the_latest_verification_of_the_audit_log_says_whether_it_is_intact(
     assert 0 <= figures[("consent_audit_verification_age_seconds", ())] < 60
 
 
-def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
-    policy, consumer, settings, monkeypatch
-):
+@pytest.fixture
+def allowed_a_minute_ago(policy, consumer, settings):
+    """The consumer allowed training a minute ago (reconcile leaves younger changes alone), and
+    the warehouse is the only sink."""
     settings.CONSENT_SINKS = {
         "warehouse": {
             "BACKEND": "consent.sinks.warehouse.WarehouseSink",
@@ -174,6 +175,11 @@ def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
     }
     a_minute_ago = timezone.now() - timedelta(minutes=1)
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+
+
+def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
+    allowed_a_minute_ago, consumer, monkeypatch
+):
     outbox_drain("warehouse")
     entries = WarehouseSink.entries
 
@@ -191,15 +197,7 @@ def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
     assert not EligibilityRecord.objects.get(subject_id=consumer.subject_id).allowed
 
 
-def test_reconcile_counts_the_drift_it_finds(client, policy, consumer, settings):
-    settings.CONSENT_SINKS = {
-        "warehouse": {
-            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
-            "OPTIONS": {"database": "warehouse"},
-        }
-    }
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+def test_reconcile_counts_the_drift_it_finds(client, allowed_a_minute_ago, consumer):
     Delivery.objects.update(state=State.APPLIED)  # recorded as applied, but never written
     before = value(scrape(client), "consent_reconcile_drift_total", sink="warehouse")
 
