@@ -25,7 +25,7 @@ from django.db.models import Exists, OuterRef, Q
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, EligibilityInterval
-from consent.sinks.base import Interval
+from consent.sinks.base import SUBJECTS_A_BATCH, Interval
 
 Kind = ConsentEvent.Kind
 STATE_KINDS = (
@@ -44,7 +44,6 @@ EVENT_FIELDS = (
     "policy__version",
     "policy__retention_days_allowed",
 )
-SUBJECTS_A_QUERY = 5000  # within SQLite's limit of parameters a statement (32,766 by default)
 
 
 def history_intervals(events: Iterable[tuple]) -> list[Interval]:
@@ -79,8 +78,8 @@ def subjects_intervals(up_to: dict[UUID, int]) -> dict[UUID, tuple[Interval, ...
     thousand subjects a query, however many are asked."""
     subjects = list(up_to)
     found: dict[UUID, tuple[Interval, ...]] = {}
-    for start in range(0, len(subjects), SUBJECTS_A_QUERY):
-        batch = subjects[start : start + SUBJECTS_A_QUERY]
+    for start in range(0, len(subjects), SUBJECTS_A_BATCH):
+        batch = subjects[start : start + SUBJECTS_A_BATCH]
         rows = (
             ConsentEvent.objects.filter(subject_id__in=batch, kind__in=STATE_KINDS)
             .order_by("subject_id", "number")

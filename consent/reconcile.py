@@ -1,8 +1,9 @@
-"""Compare each sink with the source of truth (the audit log) and repair the drift."""
+"""Compare each sink with the source of truth (the audit log) and repair the drift, a batch of
+subjects at a time."""
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from functools import partial
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -14,7 +15,7 @@ from consent.metrics import RECONCILE_DRIFT
 from consent.models import ConsentEvent, Delivery
 from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
-from consent.sinks.base import Change, Sink
+from consent.sinks.base import Change, Sink, subject_batches
 
 
 @dataclass
@@ -42,17 +43,27 @@ class Drift:
         )
 
 
-def expected_changes() -> dict[UUID, Change]:
-    """Return what every sink must hold: the change of each subject's latest propagated event."""
-    events = ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS).select_related("policy")
+def source_subjects() -> Iterator[list[UUID]]:
+    """Yield every subject of the source of truth, in order, a batch at a time."""
+    return subject_batches(ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS))
+
+
+def latest_events(subjects: list[UUID]) -> dict[UUID, ConsentEvent]:
+    """Return each subject's latest propagated event."""
+    events = ConsentEvent.objects.filter(
+        kind__in=PROPAGATED_KINDS, subject_id__in=subjects
+    ).select_related("policy")
     if connection.features.can_distinct_on_fields:
         events = events.order_by("subject_id", "-number").distinct("subject_id")
     else:
         events = events.order_by("subject_id", "number")
-    latest: dict[UUID, ConsentEvent] = {}
-    for event in events.iterator(chunk_size=5000):
-        latest[event.subject_id] = event
-    return {subject_id: change_for(event) for subject_id, event in latest.items()}
+    return {event.subject_id: event for event in events}
+
+
+def expected_changes(subjects: list[UUID]) -> dict[UUID, Change]:
+    """Return what every sink must hold of these subjects: the change of each one's latest
+    propagated event."""
+    return {subject_id: change_for(event) for subject_id, event in latest_events(subjects).items()}
 
 
 # Longer than a change's transaction takes to commit: a change made before the pending
@@ -66,85 +77,104 @@ def _in_flight(sink: str) -> set[UUID]:
 
 
 def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
+    # A batch of subjects at a time, so that memory stays bounded however many there are.
     # What is on its way is not drift: the deliveries pending before the sink is read, and the
     # changes made since then (the reads take a while, and a change made meanwhile may reach
     # the sink after it was read). Then the sink, then the source: what the sink holds of
     # anyone else can only be as new as the source.
     in_flight = _in_flight(sink.name)
     since = timezone.now() - SETTLING
-    observed = sink.entries()
-    expected = expected_changes()
-    if sink.keeps_history:
-        history = subjects_intervals({s: change.version for s, change in expected.items()})
-        expected = {s: replace(change, intervals=history[s]) for s, change in expected.items()}
-    for subject_id, change in expected.items():
-        if subject_id in in_flight or change.changed_at > since:
-            drift.in_flight += 1
-            continue
-        held = observed.get(subject_id)
-        if held is None or not held.version:  # not held, or only intervals left of it
-            drift.missing.append(subject_id)
-        elif (held.version, held.allowed, held.deleted, held.intervals) != (
-            change.version,
-            change.allowed,
-            change.deleted,
-            change.intervals,
-        ):
-            drift.stale.append(subject_id)
-    drift.extra = [s for s in observed if s not in expected]
-    if repair and not drift.clean:
-        fixes = [expected[s] for s in drift.missing + drift.stale]
-        ceiling = {
-            c.subject_id: max(
-                c.version, observed[c.subject_id].version if c.subject_id in observed else 0
-            )
-            for c in fixes
-        }
-        sink.repair(fixes, ceiling=ceiling, drop=drift.extra)
-        drift.repaired = True
+    for subjects in source_subjects():
+        observed = sink.entries(subjects)
+        expected = expected_changes(subjects)
+        if sink.keeps_history:
+            history = subjects_intervals({s: change.version for s, change in expected.items()})
+            expected = {s: replace(change, intervals=history[s]) for s, change in expected.items()}
+        drifted = []
+        for subject_id, change in expected.items():
+            if subject_id in in_flight or change.changed_at > since:
+                drift.in_flight += 1
+                continue
+            held = observed.get(subject_id)
+            if held is None or not held.version:  # not held, or only intervals left of it
+                drift.missing.append(subject_id)
+            elif (held.version, held.allowed, held.deleted, held.intervals) != (
+                change.version,
+                change.allowed,
+                change.deleted,
+                change.intervals,
+            ):
+                drift.stale.append(subject_id)
+            else:
+                continue
+            drifted.append(change)
+        if repair and drifted:
+            ceiling = {
+                c.subject_id: max(c.version, getattr(observed.get(c.subject_id), "version", 0))
+                for c in drifted
+            }
+            sink.repair(drifted, ceiling=ceiling, drop=[])
+    # What the sink holds of subjects the source never had (a subject may come twice).
+    extra: dict[UUID, None] = {}
+    for held_subjects in sink.subjects():
+        known = set(
+            ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS, subject_id__in=held_subjects)
+            .order_by()
+            .values_list("subject_id", flat=True)
+            .distinct()
+        )
+        unknown = [s for s in held_subjects if s not in known and s not in extra]
+        extra.update(dict.fromkeys(unknown))
+        if repair and unknown:
+            sink.repair([], ceiling={}, drop=unknown)
+    drift.extra = list(extra)
+    drift.repaired = repair and not drift.clean
 
 
 def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool) -> None:
     """For a sink that cannot be read back, trust its delivery log: was the latest change sent?"""
-    expected = expected_changes()
-    latest_events = dict(
-        ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS, subject_id__in=list(expected))
-        .order_by("subject_id", "number")
-        .values_list("subject_id", "pk")
-    )
-    deliveries = {
-        d.event_id: d
-        for d in Delivery.objects.filter(sink=sink.name, event_id__in=list(latest_events.values()))
-    }
-    for subject_id, event_id in latest_events.items():
-        delivery = deliveries.get(event_id)
-        if delivery is None:
-            drift.missing.append(subject_id)
-        elif delivery.state == Delivery.State.DEAD:
-            drift.stale.append(subject_id)
-        elif delivery.state == Delivery.State.PENDING:
-            drift.in_flight += 1
+    for subjects in source_subjects():
+        latest = latest_events(subjects)
+        deliveries = {
+            d.event_id: d
+            for d in Delivery.objects.filter(
+                sink=sink.name, event_id__in=[event.pk for event in latest.values()]
+            )
+        }
+        resend = []
+        for subject_id, event in latest.items():
+            delivery = deliveries.get(event.pk)
+            if delivery is None:
+                drift.missing.append(subject_id)
+            elif delivery.state == Delivery.State.DEAD:
+                drift.stale.append(subject_id)
+            elif delivery.state == Delivery.State.PENDING:
+                drift.in_flight += 1
+                continue
+            else:
+                continue
+            resend.append(event)
+        if repair and resend:
+            _deliver_again(sink, resend)
     if repair and not drift.clean:
-        with transaction.atomic():
-            now = timezone.now()
-            for subject_id in drift.missing + drift.stale:
-                event_id = latest_events[subject_id]
-                Delivery.objects.update_or_create(
-                    event_id=event_id,
-                    sink=sink.name,
-                    defaults={
-                        "state": Delivery.State.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                    },
-                    create_defaults={
-                        "subject_id": subject_id,
-                        "event_number": expected[subject_id].version,
-                        "next_attempt_at": now,
-                    },
-                )
-            transaction.on_commit(partial(drain_queue, sink.name))
+        drain_queue(sink.name)
         drift.repaired = True
+
+
+def _deliver_again(sink: Sink, events: list[ConsentEvent]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        for event in events:
+            Delivery.objects.update_or_create(
+                event_id=event.pk,
+                sink=sink.name,
+                defaults={"state": Delivery.State.PENDING, "attempts": 0, "next_attempt_at": now},
+                create_defaults={
+                    "subject_id": event.subject_id,
+                    "event_number": event.number,
+                    "next_attempt_at": now,
+                },
+            )
 
 
 def reconcile(*, sink: str | None = None, repair: bool = False) -> list[Drift]:

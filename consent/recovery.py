@@ -22,6 +22,7 @@ from consent.models import AuditVerification, ConsentEvent, ConsentPolicy
 from consent.reconcile import Drift, reconcile
 from consent.services import consent_restore
 from consent.sinks import configured_sinks
+from consent.sinks.base import all_entries
 
 
 @dataclass
@@ -73,7 +74,7 @@ def recovery_plan() -> RecoveryPlan:
     for name, sink in configured_sinks().items():
         if not sink.readable:
             continue
-        for subject_id, entry in sink.entries().items():
+        for subject_id, entry in all_entries(sink).items():
             held = heads.get(subject_id, 0)
             if entry.version <= held:
                 continue

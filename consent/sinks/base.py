@@ -1,8 +1,15 @@
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
+
+from django.db.models import QuerySet
+
+# Subjects read a query, or checked a batch: within SQLite's limit of parameters a statement
+# (32,766 by default), and a bounded memory however many subjects there are.
+SUBJECTS_A_BATCH = 5000
 
 
 @dataclass(frozen=True)
@@ -76,10 +83,30 @@ class Sink(Protocol):
         """Apply each change that is newer than what the sink holds; key results by delivery id."""
         ...
 
-    def entries(self) -> dict[UUID, Entry]:
-        """Return every subject the sink holds (readable sinks only)."""
+    def subjects(self) -> Iterator[list[UUID]]:
+        """Yield every subject the sink holds, a batch at a time; one may come twice (readable
+        sinks only)."""
+        ...
+
+    def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
+        """Return what the sink holds of these subjects (readable sinks only)."""
         ...
 
     def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:
         """Overwrite each subject unless it moved past its ceiling since it was read; drop some."""
         ...
+
+
+def all_entries(sink: Sink) -> dict[UUID, Entry]:
+    """Return everything the sink holds at once, for a one-off read (recovery, tests)."""
+    return {s: entry for batch in sink.subjects() for s, entry in sink.entries(batch).items()}
+
+
+def subject_batches(rows: QuerySet) -> Iterator[list[UUID]]:
+    """Yield the distinct subject ids of rows, in order, a batch at a time: each batch one short
+    read along an index that starts with subject_id."""
+    ids = rows.order_by("subject_id").values_list("subject_id", flat=True).distinct()
+    batch = list(ids[:SUBJECTS_A_BATCH])
+    while batch:
+        yield batch
+        batch = list(ids.filter(subject_id__gt=batch[-1])[:SUBJECTS_A_BATCH])

@@ -1,11 +1,13 @@
 """A per-user record in Redis that an online service reads in one round trip (HGETALL)."""
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime
+from itertools import batched
 from uuid import UUID
 
 import redis
 
-from consent.sinks.base import APPLIED, Change, Entry, Result
+from consent.sinks.base import APPLIED, SUBJECTS_A_BATCH, Change, Entry, Result
 
 # Write the record only if its version (ARGV[1]) is newer than what Redis holds or, for a repair,
 # if what Redis holds is not past the ceiling (ARGV[2]). Atomic: Redis runs a script alone.
@@ -55,15 +57,28 @@ class RedisSink:
         self._write(changes)
         return {change.delivery_id: APPLIED for change in changes}
 
-    def entries(self) -> dict[UUID, Entry]:
-        found = {}
-        keys = list(self.client.scan_iter(match=f"{self.prefix}*", count=1000))
+    def subjects(self) -> Iterator[list[UUID]]:
+        keys = self.client.scan_iter(match=f"{self.prefix}*", count=1000)
+        for batch in batched(keys, SUBJECTS_A_BATCH, strict=False):
+            yield [UUID(key.decode().removeprefix(self.prefix)) for key in batch]
+
+    def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
         pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.hmget(key, "version", "allowed", "deleted", "plan", "policy_version", "changed_at")
-        for key, values in zip(keys, pipe.execute(), strict=True):
+        for subject_id in subjects:
+            pipe.hmget(
+                self.key(subject_id),
+                "version",
+                "allowed",
+                "deleted",
+                "plan",
+                "policy_version",
+                "changed_at",
+            )
+        found = {}
+        for subject_id, values in zip(subjects, pipe.execute(), strict=True):
+            if not any(values):  # no such key
+                continue
             version, allowed, deleted, plan, policy_version, changed_at = values
-            subject_id = UUID(key.decode().removeprefix(self.prefix))
             found[subject_id] = Entry(
                 int(version or 0),
                 allowed == b"1",

@@ -2,6 +2,8 @@
 and the whole history of when they allowed training (the intervals the API and snapshots read)."""
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 from uuid import UUID
 
@@ -9,7 +11,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from consent.models import EligibilityInterval, EligibilityRecord
-from consent.sinks.base import APPLIED, Change, Entry, Interval, Result
+from consent.sinks.base import APPLIED, Change, Entry, Interval, Result, subject_batches
 
 _COLUMNS = (
     "subject_id",
@@ -94,22 +96,38 @@ class WarehouseSink:
                 self._replace_history(list(newest.values()), written)
         return {change.delivery_id: APPLIED for change in changes}
 
-    def entries(self) -> dict[UUID, Entry]:
-        history = EligibilityInterval.objects.using(self.database).order_by(
-            "subject_id", "allowed_from"
+    def subjects(self) -> Iterator[list[UUID]]:
+        # Intervals held without a record are held too (entries says what they are).
+        return chain(
+            subject_batches(EligibilityRecord.objects.using(self.database)),
+            subject_batches(EligibilityInterval.objects.using(self.database)),
+        )
+
+    def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
+        history = (
+            EligibilityInterval.objects.using(self.database)
+            .filter(subject_id__in=subjects)
+            .order_by("subject_id", "allowed_from")
         )
         intervals: dict[UUID, list[Interval]] = defaultdict(list)
         for subject_id, since, until, version, retention in history.values_list(
             "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
-        ).iterator(chunk_size=10_000):
+        ):
             intervals[subject_id].append(Interval(since, until, version, retention))
-        rows = EligibilityRecord.objects.using(self.database).values_list(
-            "subject_id", "version", "allowed", "deleted", "plan", "policy_version", "changed_at"
+        rows = (
+            EligibilityRecord.objects.using(self.database)
+            .filter(subject_id__in=subjects)
+            .values_list(
+                "subject_id",
+                "version",
+                "allowed",
+                "deleted",
+                "plan",
+                "policy_version",
+                "changed_at",
+            )
         )
-        held = {
-            row[0]: Entry(*row[1:], intervals=tuple(intervals.pop(row[0], ())))
-            for row in rows.iterator(chunk_size=10_000)
-        }
+        held = {row[0]: Entry(*row[1:], intervals=tuple(intervals.pop(row[0], ()))) for row in rows}
         # Intervals with no record are held too, as what they are: nothing anyone decided.
         orphans = {s: Entry(0, False, False, intervals=tuple(i)) for s, i in intervals.items()}
         return held | orphans

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
@@ -108,7 +109,10 @@ class WebhookSink:
             results = pool.map(self.send, changes)
             return {c.delivery_id: r for c, r in zip(changes, results, strict=True)}
 
-    def entries(self) -> dict[UUID, Entry]:
+    def subjects(self) -> Iterator[list[UUID]]:
+        raise NotImplementedError("A webhook receiver cannot be read back.")
+
+    def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
         raise NotImplementedError("A webhook receiver cannot be read back.")
 
     def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:

@@ -183,8 +183,8 @@ def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
     outbox_drain("warehouse")
     entries = WarehouseSink.entries
 
-    def read_then_change(sink):  # the user turns it off, and it lands, just after the read
-        held = entries(sink)
+    def read_then_change(sink, subjects):  # the user turns it off, and it lands, after the read
+        held = entries(sink, subjects)
         services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
         Delivery.objects.update(next_attempt_at=timezone.now())
         outbox_drain("warehouse")

@@ -67,9 +67,9 @@ def test_a_redis_repair_overwrites_drift_but_never_a_newer_change(redis_sink):
     redis_sink.apply([change(5, allowed=False)])
 
     redis_sink.repair([change(4, allowed=True)], ceiling={subject: 4}, drop=[])
-    assert redis_sink.entries()[subject].version == 5
+    assert redis_sink.entries([subject])[subject].version == 5
     redis_sink.repair([change(4, allowed=True)], ceiling={subject: 5}, drop=[])
-    assert redis_sink.entries()[subject].version == 4
+    assert redis_sink.entries([subject])[subject].version == 4
 
 
 def test_the_webhook_body_is_a_cloudevent_signed_per_standard_webhooks():

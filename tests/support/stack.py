@@ -15,8 +15,9 @@ from django.conf import settings as django_settings
 from django.db import connections
 
 from consent.models import Delivery
-from consent.reconcile import expected_changes
+from consent.reconcile import expected_changes, source_subjects
 from consent.sinks import configured_sinks
+from consent.sinks.base import all_entries
 from tests.conftest import free_port, wait_for_port
 from tests.support.celery import celery_broker
 from tests.support.receiver import SECRET, WebhookReceiver
@@ -72,7 +73,8 @@ class Stack:
         sinks = configured_sinks()
         state = {
             name: {
-                str(s): (e.version, e.allowed, e.deleted) for s, e in sinks[name].entries().items()
+                str(s): (e.version, e.allowed, e.deleted)
+                for s, e in all_entries(sinks[name]).items()
             }
             for name in ("warehouse", "redis")
         }
@@ -83,7 +85,11 @@ class Stack:
         return state
 
     def expected(self) -> dict[str, tuple[int, bool, bool]]:
-        return {str(s): (c.version, c.allowed, c.deleted) for s, c in expected_changes().items()}
+        return {
+            str(s): (c.version, c.allowed, c.deleted)
+            for subjects in source_subjects()
+            for s, c in expected_changes(subjects).items()
+        }
 
     def wait_converged(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,107 @@
+"""Reconcile a batch of subjects at a time: the same findings and repairs as one whole read."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+
+from consent import services
+from consent.models import EligibilityInterval, EligibilityRecord
+from consent.outbox import outbox_drain
+from consent.reconcile import reconcile
+from consent.services import Channel
+from consent.sinks import configured_sinks
+from consent.sinks.redis import RedisSink
+from consent.sinks.warehouse import WarehouseSink
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
+
+NOBODY = (uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3))
+
+
+@pytest.fixture
+def sinks(settings):
+    """The warehouse and a Redis sink of this test's own (the shared one holds other tests')."""
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        },
+        "redis": {
+            "BACKEND": "consent.sinks.redis.RedisSink",
+            "OPTIONS": {"url": django_settings.REDIS_URL, "prefix": f"test:{uuid.uuid4()}:"},
+        },
+    }
+    found = configured_sinks()
+    yield found
+    redis_sink = found["redis"]
+    for subjects in redis_sink.subjects():
+        redis_sink.repair([], ceiling={}, drop=subjects)
+
+
+@pytest.mark.parametrize("batch", [2, 5000])
+def test_reconcile_finds_and_repairs_the_same_drift_a_batch_at_a_time(
+    policy, sinks, monkeypatch, batch
+):
+    monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", batch)
+    monkeypatch.setattr("consent.sinks.redis.SUBJECTS_A_BATCH", batch)
+    read = []  # the subjects of each read of a sink
+
+    def counted(entries):
+        def read_and_count(sink, subjects):
+            read.append(subjects)
+            return entries(sink, subjects)
+
+        return read_and_count
+
+    for sink_class in (WarehouseSink, RedisSink):
+        monkeypatch.setattr(sink_class, "entries", counted(sink_class.entries))
+    users = UserFactory.create_batch(7)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    outbox_drain("warehouse")
+    outbox_drain("redis")
+    redis_sink = sinks["redis"]
+    stale, missing_record, missing_key, orphaned = (u.subject_id for u in users[:4])
+    EligibilityRecord.objects.filter(subject_id=stale).update(allowed=False)
+    EligibilityRecord.objects.filter(subject_id=missing_record).delete()  # intervals stay
+    redis_sink.client.delete(redis_sink.key(missing_key))
+    stray = EligibilityRecord.objects.get(subject_id=orphaned)
+    for nobody in NOBODY[:2]:  # records, one with intervals too, for subjects nobody has
+        stray.pk = nobody
+        stray.save(force_insert=True)
+    intervals = EligibilityInterval.objects.using("warehouse")
+    (kept,) = intervals.filter(subject_id=orphaned)
+    for nobody in NOBODY[1:]:  # intervals, one with no record
+        intervals.create(
+            subject_id=nobody,
+            allowed_from=kept.allowed_from,
+            policy_version=kept.policy_version,
+            retention_days=kept.retention_days,
+        )
+    redis_sink.client.hset(redis_sink.key(NOBODY[0]), mapping={"version": 1, "allowed": 1})
+
+    warehouse, redis_drift = reconcile()
+    assert (warehouse.missing, warehouse.stale, warehouse.extra) == (
+        [missing_record],
+        [stale],
+        list(NOBODY),
+    )
+    assert (redis_drift.missing, redis_drift.stale, redis_drift.extra) == (
+        [missing_key],
+        [],
+        [NOBODY[0]],
+    )
+    assert max(len(subjects) for subjects in read) == min(batch, 7)
+
+    assert all(drift.repaired for drift in reconcile(repair=True))
+    assert all(drift.clean for drift in reconcile())
+    assert EligibilityRecord.objects.get(subject_id=stale).allowed
+    assert EligibilityRecord.objects.filter(subject_id=missing_record).exists()
+    assert not intervals.filter(subject_id__in=NOBODY).exists()
+    assert redis_sink.client.hget(redis_sink.key(missing_key), "allowed") == b"1"
+    assert not redis_sink.client.exists(redis_sink.key(NOBODY[0]))
