@@ -105,10 +105,11 @@ def api_token_revoke(*, tokens: Iterable[ApiToken]) -> int:
     ).update(revoked_at=timezone.now())
 
 
-def api_token_use(secret: str) -> ApiToken | None:
-    """Return the usable token with this secret, marked as used now; None if there is none."""
+def api_token_use(secret: str, scope: str) -> ApiToken | None:
+    """Return the usable token with this secret, None if there is none; if it has the scope it
+    is used for, it is marked as used now."""
     token = ApiToken.objects.usable().filter(key_hash=api_token_hash(secret)).first()
-    if token is not None:
+    if token is not None and scope in token.scopes:
         token.last_used_at = timezone.now()
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=token.last_used_at)
     return token

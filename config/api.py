@@ -4,12 +4,15 @@ that shows it (/api/v1/docs)."""
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, ValidationError
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
 
+from consent.api import ScopeMissing
 from consent.api import router as consent_router
 
 
@@ -67,3 +70,20 @@ def refuse_unauthenticated(request: HttpRequest, error: AuthenticationError) -> 
     response = api.create_response(request, body, status=401)
     response["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
+
+
+@api.exception_handler(ScopeMissing)
+def refuse_out_of_scope(request: HttpRequest, error: ScopeMissing) -> HttpResponse:
+    """403 saying which scope the token lacks, in words and as RFC 6750 says it."""
+    response = api.create_response(request, {"detail": str(error)}, status=403)
+    response["WWW-Authenticate"] = (
+        f'Bearer realm="api", error="insufficient_scope", scope="{error.scope}"'
+    )
+    return response
+
+
+@api.exception_handler(RequestDataTooBig)
+def refuse_too_large(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
+    size = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    body = {"detail": f"The request is larger than {size:,} bytes: send fewer pairs a request."}
+    return api.create_response(request, body, status=413)

@@ -1,6 +1,6 @@
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.utils.cache import patch_cache_control
 
 
@@ -27,7 +27,37 @@ class NullCharactersRefusedMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/"):
+            # The API reads JSON, its own way and once a token is checked: request.POST would
+            # read a whole upload first, and leave nothing for the API to read.
+            return self.get_response(request)
         for values in (request.GET, request.POST):
             if any("\x00" in value for value in values.values()):
                 return HttpResponseBadRequest("A value holds a NUL character.")
         return self.get_response(request)
+
+
+class ApiAnswersInJsonMiddleware:
+    """Answer a machine client in JSON whatever refused its request under /api/: an unknown
+    path, a method the path does not take, or Django refusing it before the API saw it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        refused = 400 <= response.status_code < 500
+        if not refused or not request.path.startswith("/api/"):
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        details = {
+            404: "No such endpoint: the API is described at /api/v1/docs.",
+            405: f"This endpoint takes {response.get('Allow', 'another method')}.",
+        }
+        detail = details.get(response.status_code, f"{response.reason_phrase}.")
+        answer = JsonResponse({"detail": detail}, status=response.status_code)
+        for header in ("Allow", "WWW-Authenticate"):
+            if header in response:
+                answer[header] = response[header]
+        return answer

@@ -5,17 +5,16 @@ Machine clients send `Authorization: Bearer <token>`; a token carries the scopes
 """
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
 from django.http import FileResponse, HttpRequest
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import HttpBearer
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, ConfigDict
 
 from accounts.models import ApiToken
 from accounts.services import api_token_use
@@ -25,6 +24,13 @@ from consent.models import TrainingRun
 from consent.runs import run_eligibility, run_files, run_register
 
 MAX_PAIRS = 100_000
+PARQUET = "application/vnd.apache.parquet"
+
+
+class ScopeMissing(AuthorizationError):
+    def __init__(self, scope: str) -> None:
+        super().__init__(message=f"This token lacks the {scope} scope.")
+        self.scope = scope
 
 
 class TokenAuth(HttpBearer):
@@ -34,10 +40,15 @@ class TokenAuth(HttpBearer):
         super().__init__()
         self.scope = scope
 
+    def __call__(self, request: HttpRequest) -> ApiToken | None:
+        # As HttpBearer reads the header, but never logging it: it may hold a token.
+        scheme, _, token = request.headers.get(self.header, "").partition(" ")
+        return self.authenticate(request, token) if scheme.lower() == "bearer" else None
+
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
-        api_token = api_token_use(token)
+        api_token = api_token_use(token, self.scope)
         if api_token is not None and self.scope not in api_token.scopes:
-            raise AuthorizationError(message=f"This token lacks the {self.scope} scope.")
+            raise ScopeMissing(self.scope)
         return api_token
 
 
@@ -48,17 +59,32 @@ class TokenRequest(HttpRequest):
 router = Router()
 
 
-RFC_3339_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+RFC_3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:(?P<second>[0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def _rfc_3339(value: object) -> object:
-    # Pydantic would also take a number, or text of one, for seconds since 1970.
-    if isinstance(value, datetime) or (isinstance(value, str) and RFC_3339_DATE.match(value)):
+    # Pydantic would also take a number, or text of one, for seconds since 1970, and moments
+    # without seconds or with a zone written +0100.
+    matched = RFC_3339.fullmatch(value) if isinstance(value, str) else None
+    if matched and matched["second"] == "60":
+        raise ValueError("a leap second (:60) is not taken: say :59.999999")
+    if isinstance(value, datetime) or matched:
         return value
     raise ValueError("a moment is RFC 3339 text with a zone, e.g. 2026-12-01T12:00:00Z")
 
 
-Moment = Annotated[AwareDatetime, BeforeValidator(_rfc_3339)]
+def _within_utc(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a moment is between the years 1 and 9999 in UTC") from None
+    return value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_rfc_3339), AfterValidator(_within_utc)]
 Pair = tuple[UUID, Moment]
 REFUSE_UNKNOWN = ConfigDict(extra="forbid")  # a field the API does not know is a mistake: say so
 
@@ -99,7 +125,7 @@ class PairsIn(Schema):
 
 class RunIn(Schema):
     model_config = REFUSE_UNKNOWN
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=TrainingRun.NAME_LENGTH)
     as_of: Moment | None = Field(None, description="Now if left out.")
 
 
@@ -124,6 +150,13 @@ def _as_of(moment: datetime | None) -> datetime:
     if moment is not None and moment > now:
         raise HttpError(400, "as_of cannot be a moment still to come.")
     return moment or now
+
+
+def _run(run_id: UUID) -> TrainingRun:
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise HttpError(404, "No training run has this id.")
+    return run
 
 
 def _run_out(request: HttpRequest, run: TrainingRun) -> dict:
@@ -184,7 +217,7 @@ def run_list(request: HttpRequest) -> list[dict]:
 )
 def run_detail(request: HttpRequest, run_id: UUID) -> dict:
     """A registered run: its moment and its snapshot's manifest and files."""
-    return _run_out(request, get_object_or_404(TrainingRun, pk=run_id))
+    return _run_out(request, _run(run_id))
 
 
 @router.get(
@@ -195,18 +228,18 @@ def run_detail(request: HttpRequest, run_id: UUID) -> dict:
         "responses": {
             "200": {
                 "description": "The file, as its SHA-256 in the manifest says.",
-                "content": {"application/vnd.apache.parquet": {}},
+                "content": {PARQUET: {}},
             }
         }
     },
 )
 def run_file(request: HttpRequest, run_id: UUID, name: str) -> FileResponse:
     """One Parquet file of the run's snapshot."""
-    run = get_object_or_404(TrainingRun, pk=run_id)
+    run = _run(run_id)
     path = next((path for path in run_files(run) if path.name == name), None)
     if path is None or not path.exists():
         raise HttpError(404, "The run's snapshot has no such file.")
-    return FileResponse(path.open("rb"), as_attachment=True, filename=name)
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name, content_type=PARQUET)
 
 
 @router.post(
@@ -216,5 +249,5 @@ def run_file(request: HttpRequest, run_id: UUID, name: str) -> FileResponse:
 )
 def run_eligibility_answer(request: HttpRequest, run_id: UUID, body: PairsIn) -> dict:
     """Answer pairs as the run's snapshot does: the same answers, whenever asked."""
-    run = get_object_or_404(TrainingRun, pk=run_id)
+    run = _run(run_id)
     return {"as_of": run.as_of, "eligible": run_eligibility(run, body.pairs)}

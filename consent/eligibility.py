@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import batched
 from typing import Any
 from uuid import UUID
 
@@ -174,23 +175,25 @@ def subjects_withheld(as_of: datetime) -> set[UUID]:
 
 
 def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
-    """Return the intervals begun by as_of of those subjects who allowed training at as_of."""
+    """Return the intervals begun by as_of of those subjects who allowed training at as_of; a
+    few thousand subjects a query, however many are asked."""
     store = EligibilityInterval.objects.using(history_store())
     # Nobody else's data can be eligible: is_eligible wants an interval under way at as_of.
     under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(
         Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)
     )
-    rows = (
-        store.filter(subject_id__in=list(subjects), allowed_from__lte=as_of)
-        .filter(Exists(under_way))
-        .order_by("subject_id", "allowed_from")
-        .values_list(
-            "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
-        )
-    )
     intervals: dict[UUID, list[Interval]] = defaultdict(list)
-    for subject_id, since, until, version, retention in rows.iterator(chunk_size=10_000):
-        intervals[subject_id].append(Interval(since, until, version, retention))
+    for batch in batched(subjects, SUBJECTS_A_BATCH, strict=False):
+        rows = (
+            store.filter(subject_id__in=batch, allowed_from__lte=as_of)
+            .filter(Exists(under_way))
+            .order_by("subject_id", "allowed_from")
+            .values_list(
+                "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
+            )
+        )
+        for subject_id, since, until, version, retention in rows:
+            intervals[subject_id].append(Interval(since, until, version, retention))
     return intervals
 
 

@@ -339,8 +339,10 @@ class EligibilityInterval(models.Model):
 class TrainingRun(models.Model):
     """A training run a pipeline registered, and the eligibility snapshot fixed for it."""
 
+    NAME_LENGTH = 200
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(_("name"), max_length=200, unique=True)
+    name = models.CharField(_("name"), max_length=NAME_LENGTH, unique=True)
     as_of = models.DateTimeField(_("selects data as of"))
     registered_by = models.ForeignKey(
         "accounts.ApiToken",

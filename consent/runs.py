@@ -5,6 +5,7 @@ same however the users change afterwards.
 """
 
 import shutil
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,11 @@ ORDER BY p.n
 """
 
 
+# Characters a name shown in the admin or a terminal must not hold: controls (NUL, escapes),
+# format characters (zero-width, right-to-left overrides), surrogates, private and unassigned.
+UNSEEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+
+
 def run_directory(run: TrainingRun) -> Path:
     return Path(settings.TRAINING_RUNS_DIR) / str(run.pk)
 
@@ -55,9 +61,16 @@ def run_register(
     already registered; as of another moment, or of none given, it is refused (RunExists).
     """
     now = timezone.now()
-    name = name.strip()
+    name = unicodedata.normalize("NFC", name).strip()  # one way to write what looks the same
     if not name:
         raise ConsentError("A run needs a name.")
+    if len(name) > TrainingRun.NAME_LENGTH:
+        raise ConsentError(f"A run's name is at most {TrainingRun.NAME_LENGTH} characters.")
+    if any(unicodedata.category(character) in UNSEEN for character in name):
+        raise ConsentError(
+            "A run's name holds a character that cannot be seen (a control, format or "
+            "unassigned character)."
+        )
     if as_of is not None and as_of > now:
         raise ConsentError("A run cannot select data as of a moment still to come.")
     registered = TrainingRun.objects.filter(name=name).first()

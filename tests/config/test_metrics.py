@@ -130,6 +130,23 @@ def test_pop_ups_served_and_the_latency_of_each_view_are_counted(client, policy,
     )
 
 
+def test_made_up_methods_are_counted_under_one_label(client):
+    def others(figures) -> float:
+        return sum(
+            figure
+            for (name, labels), figure in figures.items()
+            if name == "consent_request_duration_seconds_count" and ("method", "other") in labels
+        )
+
+    before = scrape(client)
+    for n in range(3):
+        client.generic(f"M{n}X", "/api/v1/eligibility")
+    after = scrape(client)
+
+    assert not [labels for (_, labels) in after if ("method", "M0X") in labels]
+    assert others(after) - others(before) == 3
+
+
 def test_the_age_of_the_last_checkpoint_and_what_it_does_not_cover(client, policy, consumer):
     now = timezone.now()
     services.consent_change(

@@ -1,5 +1,6 @@
 """/api/v1/: tokens and scopes, bulk eligibility, training runs and their fixed snapshots."""
 
+import base64
 import hashlib
 import json
 from datetime import timedelta
@@ -114,11 +115,16 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
     ("body", "fault"),
     [
         ({"pairs": [["not-a-uuid", "2026-01-01T00:00:00Z"]]}, "UUID"),
-        ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "timezone"),
+        ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "with a zone"),
         ({"pairs": [[str(uuid4())]]}, "Field required"),
         ({"pairs": [[str(uuid4()), "yesterday"]]}, "RFC 3339"),
         ({"pairs": [[str(uuid4()), 1767225600]]}, "RFC 3339"),
         ({"pairs": [[str(uuid4()), "1767225600.5"]]}, "RFC 3339"),
+        ({"pairs": [[str(uuid4()), "2026-12-01T00:00Z"]]}, "RFC 3339"),
+        ({"pairs": [[str(uuid4()), "2026-12-01T00:00:00+0100"]]}, "RFC 3339"),
+        ({"pairs": [[str(uuid4()), "2016-12-31T23:59:60Z"]]}, "leap second"),
+        ({"pairs": [[str(uuid4()), "9999-12-31T23:30:00-01:00"]]}, "years 1 and 9999"),
+        ({"as_of": "0001-01-01T00:30:00+01:00", "pairs": []}, "years 1 and 9999"),
         ({"asof": "2026-01-01T00:00:00Z", "pairs": []}, "Extra inputs are not permitted"),
         ({"as_of": "2026-01-01", "pairs": []}, "RFC 3339"),
         ({"pairs": "all of them"}, "list"),
@@ -132,6 +138,11 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         "time",
         "a-number",
         "a-number-as-text",
+        "no-seconds",
+        "zone-without-colon",
+        "leap-second",
+        "past-9999-in-utc",
+        "before-year-1-in-utc",
         "unknown-field",
         "as-of-no-zone",
         "not-a-list",
@@ -207,6 +218,34 @@ def test_a_token_without_the_scope_gets_a_403(client):
     assert "runs scope" in response.content.decode()
 
 
+def test_a_refused_scope_says_which_and_is_not_a_use(client):
+    token, secret = api_token_create(name="answers", scopes=["eligibility"])
+
+    response = post(client, "/api/v1/runs", {"name": "x"}, secret)
+
+    assert response.status_code == 403
+    assert response["WWW-Authenticate"] == (
+        'Bearer realm="api", error="insufficient_scope", scope="runs"'
+    )
+    token.refresh_from_db()
+    assert token.last_used_at is None
+
+
+def test_a_token_sent_the_wrong_way_is_never_logged(client, settings, caplog):
+    settings.DEBUG = True  # ninja logs such a header whole when DEBUG is on
+    _, secret = api_token_create(name="answers", scopes=["eligibility"])
+    basic = base64.b64encode(f"x:{secret}".encode()).decode()
+
+    for header in (f"Token {secret}", f"Bearer\t{secret}", f"Basic {basic}"):
+        response = client.post(
+            ELIGIBILITY, "{}", content_type="application/json", headers={"Authorization": header}
+        )
+        assert response.status_code == 401
+
+    assert secret not in caplog.text
+    assert basic not in caplog.text
+
+
 def test_a_token_is_kept_hashed_and_its_use_is_noted(client):
     token, secret = api_token_create(name="pipeline", scopes=["eligibility"])
 
@@ -269,6 +308,7 @@ def test_a_run_keeps_its_snapshot_and_answers_while_users_change(
     file = run["files"][0]
     download = client.get(file["url"], headers={"Authorization": f"Bearer {secret}"})
     assert hashlib.sha256(b"".join(download.streaming_content)).hexdigest() == file["sha256"]
+    assert download["Content-Type"] == "application/vnd.apache.parquet"
 
 
 def test_a_run_needs_a_name_and_a_moment_already_past(client, secret):
@@ -276,6 +316,30 @@ def test_a_run_needs_a_name_and_a_moment_already_past(client, secret):
     later = (timezone.now() + timedelta(days=1)).isoformat()
     assert post(client, "/api/v1/runs", {"name": "x", "as_of": later}, secret).status_code == 400
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "name",
+    # U+0958 is one character, and two once normalised: 200 become 201.
+    ["nul\x00name", "\u200b", "red\x1b[31m", "abc\u202edef", "x" * 199 + "\u0958"],
+    ids=["nul", "zero-width-only", "terminal-escape", "right-to-left-override", "too-long"],
+)
+def test_a_run_name_must_be_seen_as_it_is(client, secret, name):
+    response = post(client, "/api/v1/runs", {"name": name}, secret)
+
+    assert response.status_code == 400
+    assert "cannot be seen" in response.json()["detail"] or "at most" in response.content.decode()
+    assert not TrainingRun.objects.exists()
+
+
+def test_names_written_two_ways_for_the_same_text_are_one_run(client, secret, allowed_an_hour_ago):
+    as_of = timezone.now().isoformat()
+
+    composed = post(client, "/api/v1/runs", {"name": "caf\u00e9", "as_of": as_of}, secret)
+    decomposed = post(client, "/api/v1/runs", {"name": "cafe\u0301", "as_of": as_of}, secret)
+
+    assert (composed.status_code, decomposed.status_code) == (201, 200)
+    assert decomposed.json()["id"] == composed.json()["id"]
 
 
 def test_a_retried_registration_is_the_run_already_registered(
@@ -318,11 +382,63 @@ def test_an_unknown_run_or_file_is_a_404(client, secret):
     headers = {"Authorization": f"Bearer {secret}"}
     run = post(client, "/api/v1/runs", {"name": "x"}, secret).json()
 
-    assert client.get(f"/api/v1/runs/{uuid4()}", headers=headers).status_code == 404
+    unknown = client.get(f"/api/v1/runs/{uuid4()}", headers=headers)
+    assert (unknown.status_code, unknown.json()) == (
+        404,
+        {"detail": "No training run has this id."},
+    )
     assert client.get(f"/api/v1/runs/{run['id']}/files/../x", headers=headers).status_code == 404
     assert (
         client.get(f"/api/v1/runs/{run['id']}/files/x.parquet", headers=headers).status_code == 404
     )
+
+
+def test_a_form_is_refused_in_json_and_never_read_before_the_token(client, secret):
+    form = {"pairs": "all of them"}  # the test client sends it as multipart/form-data
+
+    without_token = client.post(ELIGIBILITY, form)
+    with_token = client.post(ELIGIBILITY, form, headers={"Authorization": f"Bearer {secret}"})
+
+    assert without_token.status_code == 401
+    assert with_token.status_code == 400
+    assert with_token["Content-Type"].startswith("application/json")
+
+
+def test_a_request_too_large_gets_a_413_that_says_the_limit(client, secret, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    pairs = [[str(uuid4()), "2026-01-01T00:00:00Z"]] * 20
+
+    response = post(client, ELIGIBILITY, {"pairs": pairs}, secret)
+
+    assert response.status_code == 413
+    assert "1,000 bytes" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", ELIGIBILITY, 405),
+        ("POST", "/api/v1/nothing", 404),
+        ("GET", "/api/v1/runs/", 404),
+        ("GET", "/api/v1/runs?x=%00", 401),
+    ],
+)
+def test_every_refusal_under_the_api_is_json_and_private(client, method, path, status):
+    response = client.generic(method, path)
+
+    assert response.status_code == status
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["detail"]
+    assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}
+    if status == 405:
+        assert response["Allow"] == "POST"
+
+
+def test_a_request_for_another_host_is_refused_in_json(client):
+    response = client.get("/api/v1/runs", headers={"Host": "elsewhere.example"})
+
+    assert (response.status_code, response["Content-Type"]) == (400, "application/json")
+    assert "private" in response["Cache-Control"]
 
 
 # The history the answers are read from

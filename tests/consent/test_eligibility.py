@@ -117,9 +117,14 @@ def test_intervals_read_a_few_subjects_at_a_time_are_the_same(policy, monkeypatc
                 user=user, allowed=hour % 2 == 0, channel=Channel.SETTINGS, now=at
             )
     up_to = {user.subject_id: 3 for user in users}
+    as_of = t0 + timedelta(hours=5)
+    pairs = [(user.subject_id, t0 + timedelta(minutes=m)) for m in (30, 150) for user in users]
 
     whole = subjects_intervals(up_to)
+    answers = eligible_answers(pairs, as_of=as_of)
     monkeypatch.setattr(eligibility, "SUBJECTS_A_BATCH", 2)
 
     assert subjects_intervals(up_to) == whole
     assert [len(whole[user.subject_id]) for user in users] == [1, 1, 2, 2, 2]
+    assert eligible_answers(pairs, as_of=as_of) == answers
+    assert answers == [True, False, True, False, True] * 2
