@@ -29,6 +29,10 @@ from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, 
 from consent.sinks.base import SUBJECTS_A_BATCH, Interval
 
 Kind = ConsentEvent.Kind
+# The most subjects one read of the history store names: within SQLite's default limit of
+# 32,766 parameters a statement, yet few reads, as each may scan the whole table (for 63,000
+# subjects on PostgreSQL: 1.10 s in three reads, 1.06 s in one, 1.56 s in reads of 5,000).
+SUBJECTS_A_QUERY = 30_000
 STATE_KINDS = (
     Kind.DECISION,
     Kind.PLAN_CHANGED,
@@ -183,7 +187,7 @@ def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, li
         Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)
     )
     intervals: dict[UUID, list[Interval]] = defaultdict(list)
-    for batch in batched(subjects, SUBJECTS_A_BATCH, strict=False):
+    for batch in batched(subjects, SUBJECTS_A_QUERY, strict=False):
         rows = (
             store.filter(subject_id__in=batch, allowed_from__lte=as_of)
             .filter(Exists(under_way))

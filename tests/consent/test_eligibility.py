@@ -123,6 +123,7 @@ def test_intervals_read_a_few_subjects_at_a_time_are_the_same(policy, monkeypatc
     whole = subjects_intervals(up_to)
     answers = eligible_answers(pairs, as_of=as_of)
     monkeypatch.setattr(eligibility, "SUBJECTS_A_BATCH", 2)
+    monkeypatch.setattr(eligibility, "SUBJECTS_A_QUERY", 2)
 
     assert subjects_intervals(up_to) == whole
     assert [len(whole[user.subject_id]) for user in users] == [1, 1, 2, 2, 2]
