@@ -45,8 +45,8 @@ REQUEST_LATENCY = Histogram(
 
 
 class DatabaseCollector(Collector):
-    """Read at each scrape what the database says: each sink's backlog, the checkpoints, and
-    the latest verification of the audit log."""
+    """Read at each scrape what the database says: each sink's backlog and latest
+    reconciliation, the checkpoints, and the latest verification of the audit log."""
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("consent_database_up", "Whether the scrape could read the database.")
@@ -78,13 +78,22 @@ class DatabaseCollector(Collector):
             "Age of the oldest change not yet applied by the sink (0 when none waits).",
             labels=["sink"],
         )
+        reconciled = GaugeMetricFamily(
+            "consent_reconcile_age_seconds",
+            "Time since the latest comparison of the sink with the audit log finished.",
+            labels=["sink"],
+        )
         for row in sink_overview():
             age = row.oldest_pending_age(now)
             pending.add_metric([row.sink], row.pending)
             failing.add_metric([row.sink], row.failing)
             dead.add_metric([row.sink], row.dead)
             oldest.add_metric([row.sink], age.total_seconds() if age else 0)
-        yield from (pending, failing, dead, oldest)
+            if row.reconciled:
+                reconciled.add_metric(
+                    [row.sink], (now - row.reconciled.finished_at).total_seconds()
+                )
+        yield from (pending, failing, dead, oldest, reconciled)
 
         last = AuditCheckpoint.objects.order_by("-tree_size").first()
         unchecked = GaugeMetricFamily(

@@ -291,6 +291,32 @@ class Delivery(models.Model):
         return f"{self.sink} ← {self.subject_id} #{self.event_number} ({self.state})"
 
 
+class Reconciliation(models.Model):
+    """What one comparison of a sink with the audit log found, and when it finished: a
+    comparison cut short (the hourly task's time limit) records nothing."""
+
+    sink = models.CharField(_("sink"), max_length=64)
+    started_at = models.DateTimeField(_("started"))
+    finished_at = models.DateTimeField(_("finished"))
+    missing = models.PositiveIntegerField(_("missing"))
+    stale = models.PositiveIntegerField(_("stale"))
+    extra = models.PositiveIntegerField(_("extra"))
+    in_flight = models.PositiveIntegerField(_("in flight"))
+    repaired = models.BooleanField(_("repaired"))
+
+    class Meta:
+        verbose_name = _("reconciliation")
+        ordering = ["-finished_at", "-id"]
+        indexes = [models.Index(fields=["sink", "-finished_at"], name="reconciliation_sink_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.sink} at {self.finished_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def in_sync(self) -> bool:
+        return not (self.missing or self.stale or self.extra)
+
+
 class EligibilityRecord(models.Model):
     """The training-data eligibility store, in the warehouse database: one row per subject."""
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from consent.changes import PROPAGATED_KINDS, change_for
 from consent.eligibility import subjects_intervals
 from consent.metrics import RECONCILE_DRIFT
-from consent.models import ConsentEvent, Delivery
+from consent.models import ConsentEvent, Delivery, Reconciliation
 from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
 from consent.sinks.base import Change, Sink, subject_batches
@@ -184,10 +184,21 @@ def reconcile(*, sink: str | None = None, repair: bool = False) -> list[Drift]:
     report = []
     for each in chosen:
         drift = Drift(each.name)
+        started_at = timezone.now()
         if each.readable:
             _compare_readable(each, drift, repair)
         else:
             _compare_by_deliveries(each, drift, repair)
         RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
+        Reconciliation.objects.create(
+            sink=each.name,
+            started_at=started_at,
+            finished_at=timezone.now(),
+            missing=len(drift.missing),
+            stale=len(drift.stale),
+            extra=len(drift.extra),
+            in_flight=drift.in_flight,
+            repaired=drift.repaired,
+        )
         report.append(drift)
     return report

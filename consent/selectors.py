@@ -18,6 +18,7 @@ from consent.models import (
     ConsentPolicy,
     ConsentState,
     Delivery,
+    Reconciliation,
     TrainingConsent,
     TrainingRun,
 )
@@ -238,6 +239,7 @@ class SinkOverview:
     failing: int
     dead: int
     oldest_pending_at: datetime | None
+    reconciled: Reconciliation | None  # the latest comparison with the audit log to finish
 
     def oldest_pending_age(self, now: datetime) -> timedelta | None:
         return now - self.oldest_pending_at if self.oldest_pending_at else None
@@ -262,6 +264,7 @@ def sink_overview() -> list[SinkOverview]:
         .values_list("sink", "count")
     )
     names = sorted(set(settings.CONSENT_SINKS) | pending.keys() | dead.keys())
+    reconciled = {name: Reconciliation.objects.filter(sink=name).first() for name in names}
     overview = []
     for name in names:
         row: dict[str, Any] = pending.get(name, {})
@@ -272,6 +275,7 @@ def sink_overview() -> list[SinkOverview]:
                 failing=int(row.get("failing", 0)),
                 dead=dead.get(name, 0),
                 oldest_pending_at=row.get("oldest"),
+                reconciled=reconciled[name],
             )
         )
     return overview

@@ -214,6 +214,15 @@ def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
     assert not EligibilityRecord.objects.get(subject_id=consumer.subject_id).allowed
 
 
+def test_the_time_since_each_sink_was_last_reconciled(client, allowed_a_minute_ago):
+    age = ("consent_reconcile_age_seconds", (("sink", "warehouse"),))
+    assert age not in scrape(client)  # never reconciled yet
+
+    reconcile()
+
+    assert 0 <= scrape(client)[age] < 60
+
+
 def test_reconcile_counts_the_drift_it_finds(client, allowed_a_minute_ago, consumer):
     Delivery.objects.update(state=State.APPLIED)  # recorded as applied, but never written
     before = value(scrape(client), "consent_reconcile_drift_total", sink="warehouse")

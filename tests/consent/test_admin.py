@@ -1,5 +1,6 @@
 """The admin: policies drafted, published and extended; the audit read-only; deliveries run."""
 
+import re
 import time
 from datetime import timedelta
 
@@ -491,20 +492,32 @@ def test_retrying_a_dead_delivery_revives_it(deliveries, admin_client):
     assert (dead.state, dead.attempts) == ("pending", 0)
 
 
+def last_reconciled(response, sink: str) -> str:
+    """The sink table's "Last reconciled" cell of one sink, as plain words."""
+    row = re.search(rf'<th scope="row">{sink}</th>(.*?)</tr>', response.content.decode(), re.S)
+    assert row is not None
+    return " ".join(re.findall(r"<td>(.*?)</td>", row[1], re.S)[-1].split())
+
+
 @pytest.mark.django_db(databases=["default", "warehouse"])
 def test_reconciling_a_sink_reports_and_repairs_its_drift(deliveries, admin_client):
+    assert last_reconciled(admin_client.get(DELIVERIES), "warehouse") == "never"
+
     report = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
     page = report.content.decode()
     # Nothing ran the applied and dead deliveries: the warehouse lacks both.
     assert "Warehouse: 2 missing, 0 stale, 0 extra, 2 in flight (drift)" in page
+    assert last_reconciled(report, "warehouse") == "0 minutes ago: 2 missing, 0 stale, 0 extra"
 
     repaired = admin_client.post(
         f"{DELIVERIES}reconcile/", {"sink": "warehouse", "repair": "on"}, follow=True
     )
 
     assert "(repaired)" in repaired.content.decode()
+    assert last_reconciled(repaired, "warehouse").endswith("0 stale, 0 extra (repaired)")
     after = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
     assert "Warehouse: 0 missing, 0 stale, 0 extra, 2 in flight (in sync)" in after.content.decode()
+    assert last_reconciled(after, "warehouse") == "0 minutes ago: in sync"
 
 
 def test_reconciling_needs_a_configured_sink_and_a_post(deliveries, admin_client):

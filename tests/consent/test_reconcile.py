@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from consent import services
-from consent.models import EligibilityInterval, EligibilityRecord
+from consent.models import EligibilityInterval, EligibilityRecord, Reconciliation
 from consent.outbox import outbox_drain
 from consent.reconcile import reconcile
 from consent.services import Channel
@@ -97,6 +97,9 @@ def test_reconcile_finds_and_repairs_the_same_drift_a_batch_at_a_time(
         [NOBODY[0]],
     )
     assert max(len(subjects) for subjects in read) == min(batch, 7)
+    assert sorted(
+        Reconciliation.objects.values_list("sink", "missing", "stale", "extra", "repaired")
+    ) == [("redis", 1, 0, 1, False), ("warehouse", 1, 1, 3, False)]
 
     assert all(drift.repaired for drift in reconcile(repair=True))
     assert all(drift.clean for drift in reconcile())
