@@ -105,7 +105,7 @@ def api_token_revoke(*, tokens: Iterable[ApiToken]) -> int:
     ).update(revoked_at=timezone.now())
 
 
-def api_token_use(secret: str, scope: str) -> ApiToken | None:
+def api_token_use(*, secret: str, scope: str) -> ApiToken | None:
     """Return the usable token with this secret, None if there is none; if it has the scope it
     is used for, it is marked as used now."""
     token = ApiToken.objects.usable().filter(key_hash=api_token_hash(secret)).first()

@@ -1,6 +1,7 @@
+import json
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.utils.cache import patch_cache_control
 
 
@@ -56,8 +57,7 @@ class ApiAnswersInJsonMiddleware:
             405: f"This endpoint takes {response.get('Allow', 'another method')}.",
         }
         detail = details.get(response.status_code, f"{response.reason_phrase}.")
-        answer = JsonResponse({"detail": detail}, status=response.status_code)
-        for header in ("Allow", "WWW-Authenticate"):
-            if header in response:
-                answer[header] = response[header]
-        return answer
+        # The same answer, headers and all, saying it in JSON.
+        response.content = json.dumps({"detail": detail})
+        response["Content-Type"] = "application/json"
+        return response

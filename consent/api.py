@@ -46,7 +46,7 @@ class TokenAuth(HttpBearer):
         return self.authenticate(request, token) if scheme.lower() == "bearer" else None
 
     def authenticate(self, request: HttpRequest, token: str) -> ApiToken | None:
-        api_token = api_token_use(token, self.scope)
+        api_token = api_token_use(secret=token, scope=self.scope)
         if api_token is not None and self.scope not in api_token.scopes:
             raise ScopeMissing(self.scope)
         return api_token
@@ -75,7 +75,11 @@ def _rfc_3339(value: object) -> object:
     if value[17:19] == "60":
         raise ValueError("a leap second (:60) is not taken: say :59.999999")
     if value.startswith(("0001-", "9999-")):  # the only years a zone can take out of range
-        _within_utc(datetime.fromisoformat(value))
+        try:
+            moment = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise ValueError("not a moment that exists, e.g. 2026-12-01T12:00:00Z") from None
+        _within_utc(moment)
     return value
 
 

@@ -30,8 +30,7 @@ from consent.sinks.base import SUBJECTS_A_BATCH, Interval
 
 Kind = ConsentEvent.Kind
 # The most subjects one read of the history store names: within SQLite's default limit of
-# 32,766 parameters a statement, yet few reads, as each may scan the whole table (for 63,000
-# subjects on PostgreSQL: 1.10 s in three reads, 1.06 s in one, 1.56 s in reads of 5,000).
+# 32,766 parameters a statement, yet few reads, as each may scan the whole table.
 SUBJECTS_A_QUERY = 30_000
 STATE_KINDS = (
     Kind.DECISION,
@@ -179,8 +178,8 @@ def subjects_withheld(as_of: datetime) -> set[UUID]:
 
 
 def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
-    """Return the intervals begun by as_of of those subjects who allowed training at as_of; a
-    few thousand subjects a query, however many are asked."""
+    """Return the intervals begun by as_of of those subjects who allowed training at as_of;
+    SUBJECTS_A_QUERY subjects a query at most, however many are asked."""
     store = EligibilityInterval.objects.using(history_store())
     # Nobody else's data can be eligible: is_eligible wants an interval under way at as_of.
     under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(

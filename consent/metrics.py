@@ -8,6 +8,7 @@ of the last checkpoint are read from the database at each scrape.
 import logging
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client import Counter, Histogram
@@ -89,7 +90,7 @@ class DatabaseCollector(Collector):
             failing.add_metric([row.sink], row.failing)
             dead.add_metric([row.sink], row.dead)
             oldest.add_metric([row.sink], age.total_seconds() if age else 0)
-            if row.reconciled:
+            if row.reconciled and row.sink in settings.CONSENT_SINKS:
                 reconciled.add_metric(
                     [row.sink], (now - row.reconciled.finished_at).total_seconds()
                 )

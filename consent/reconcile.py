@@ -128,7 +128,6 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
         if repair and unknown:
             sink.repair([], ceiling={}, drop=unknown)
     drift.extra = list(extra)
-    drift.repaired = repair and not drift.clean
 
 
 def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool) -> None:
@@ -158,7 +157,6 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool) -> None:
             _deliver_again(sink, resend)
     if repair and not drift.clean:
         drain_queue(sink.name)
-        drift.repaired = True
 
 
 def _deliver_again(sink: Sink, events: list[ConsentEvent]) -> None:
@@ -189,6 +187,7 @@ def reconcile(*, sink: str | None = None, repair: bool = False) -> list[Drift]:
             _compare_readable(each, drift, repair)
         else:
             _compare_by_deliveries(each, drift, repair)
+        drift.repaired = repair and not drift.clean
         RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
         Reconciliation.objects.create(
             sink=each.name,

@@ -1,9 +1,10 @@
 """The training-data eligibility tables in the warehouse database: each subject's current state,
 and the whole history of when they allowed training (the intervals the API and snapshots read)."""
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from itertools import chain
+from itertools import batched, chain, groupby
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +12,15 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from consent.models import EligibilityInterval, EligibilityRecord
-from consent.sinks.base import APPLIED, Change, Entry, Interval, Result, subject_batches
+from consent.sinks.base import (
+    APPLIED,
+    SUBJECTS_A_BATCH,
+    Change,
+    Entry,
+    Interval,
+    Result,
+    subject_batches,
+)
 
 _COLUMNS = (
     "subject_id",
@@ -97,11 +106,14 @@ class WarehouseSink:
         return {change.delivery_id: APPLIED for change in changes}
 
     def subjects(self) -> Iterator[list[UUID]]:
-        # Intervals held without a record are held too (entries says what they are).
-        return chain(
-            subject_batches(EligibilityRecord.objects.using(self.database)),
-            subject_batches(EligibilityInterval.objects.using(self.database)),
+        # Intervals held without a record are held too (entries says what they are): the two
+        # tables' subjects, merged in order, each once.
+        records, intervals = (
+            chain.from_iterable(subject_batches(model.objects.using(self.database)))
+            for model in (EligibilityRecord, EligibilityInterval)
         )
+        merged = (subject for subject, _ in groupby(heapq.merge(records, intervals)))
+        return (list(batch) for batch in batched(merged, SUBJECTS_A_BATCH, strict=False))
 
     def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
         history = (

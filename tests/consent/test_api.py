@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import logging
 from datetime import timedelta
 from io import StringIO
 from uuid import uuid4
@@ -157,6 +158,14 @@ def test_a_bad_request_gets_a_400_that_says_why(client, secret, body, fault):
     assert fault.lower() in response.content.decode().lower()
 
 
+def test_moments_at_the_ends_of_the_calendar_are_answered(client, secret):
+    pairs = [[str(uuid4()), "9999-06-01T00:00:00z"], [str(uuid4()), "0001-01-01T00:00:00Z"]]
+
+    response = post(client, ELIGIBILITY, {"pairs": pairs}, secret)
+
+    assert (response.status_code, response.json()["eligible"]) == (200, [False, False])
+
+
 def test_a_fault_is_placed_where_it_is_in_the_body(client, secret):
     pairs = [[str(uuid4()), "2026-01-01T00:00:00Z"], [str(uuid4()), "2026-01-01T00:00:00"]]
 
@@ -231,8 +240,11 @@ def test_a_refused_scope_says_which_and_is_not_a_use(client):
     assert token.last_used_at is None
 
 
-def test_a_token_sent_the_wrong_way_is_never_logged(client, settings, caplog):
-    settings.DEBUG = True  # ninja logs such a header whole when DEBUG is on
+def test_a_token_sent_the_wrong_way_is_never_logged(client, settings, caplog, monkeypatch):
+    settings.DEBUG = (
+        True  # ninja logs such a header whole, on the logger "django", when DEBUG is on
+    )
+    monkeypatch.setattr(logging.getLogger("django"), "propagate", True)  # to reach caplog
     _, secret = api_token_create(name="answers", scopes=["eligibility"])
     basic = base64.b64encode(f"x:{secret}".encode()).decode()
 
@@ -318,17 +330,25 @@ def test_a_run_needs_a_name_and_a_moment_already_past(client, secret):
     assert not TrainingRun.objects.exists()
 
 
+UNSEEN = "holds a character that cannot be seen"
+
+
 @pytest.mark.parametrize(
-    "name",
-    # U+0958 is one character, and two once normalised: 200 become 201.
-    ["nul\x00name", "\u200b", "red\x1b[31m", "abc\u202edef", "x" * 199 + "\u0958"],
+    ("name", "fault"),
+    [
+        ("nul\x00name", UNSEEN),
+        ("\u200b", UNSEEN),
+        ("red\x1b[31m", UNSEEN),
+        ("abc\u202edef", UNSEEN),
+        ("x" * 199 + "\u0958", "at most 200 characters"),  # one character, two once normalised
+    ],
     ids=["nul", "zero-width-only", "terminal-escape", "right-to-left-override", "too-long"],
 )
-def test_a_run_name_must_be_seen_as_it_is(client, secret, name):
+def test_a_run_name_must_be_seen_as_it_is(client, secret, name, fault):
     response = post(client, "/api/v1/runs", {"name": name}, secret)
 
     assert response.status_code == 400
-    assert "cannot be seen" in response.json()["detail"] or "at most" in response.content.decode()
+    assert fault in response.json()["detail"]
     assert not TrainingRun.objects.exists()
 
 
@@ -430,6 +450,7 @@ def test_every_refusal_under_the_api_is_json_and_private(client, method, path, s
     assert response["Content-Type"].startswith("application/json")
     assert response.json()["detail"]
     assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}
+    assert response["X-Content-Type-Options"] == "nosniff"
     if status == 405:
         assert response["Allow"] == "POST"
 
