@@ -245,6 +245,9 @@ if os.environ.get("CONSENT_WEBHOOK_URL"):
         },
     }
 # Applied deliveries are kept this long; then only each user's newest per sink (consent.outbox).
+# Seconds the hourly reconcile spends, shared by the sinks, below its 50-minute limit: each
+# sink's sweep of its subjects goes on, part by part, where the last part stopped.
+CONSENT_RECONCILE_BUDGET = float(os.environ.get("CONSENT_RECONCILE_BUDGET", "2700"))
 CONSENT_DELIVERY_RETENTION_DAYS = int(os.environ.get("CONSENT_DELIVERY_RETENTION_DAYS", "7"))
 CONSENT_DELIVERY_BATCH_SIZE = int(os.environ.get("CONSENT_DELIVERY_BATCH_SIZE", "200"))
 CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "12"))

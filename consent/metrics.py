@@ -84,17 +84,26 @@ class DatabaseCollector(Collector):
             "Time since the latest comparison of the sink with the audit log finished.",
             labels=["sink"],
         )
+        swept = GaugeMetricFamily(
+            "consent_reconcile_sweep_age_seconds",
+            "Time since a comparison of the sink last reached the end of the subjects.",
+            labels=["sink"],
+        )
         for row in sink_overview():
             age = row.oldest_pending_age(now)
             pending.add_metric([row.sink], row.pending)
             failing.add_metric([row.sink], row.failing)
             dead.add_metric([row.sink], row.dead)
             oldest.add_metric([row.sink], age.total_seconds() if age else 0)
-            if row.reconciled and row.sink in settings.CONSENT_SINKS:
+            if row.sink not in settings.CONSENT_SINKS:
+                continue
+            if row.reconciled:
                 reconciled.add_metric(
                     [row.sink], (now - row.reconciled.finished_at).total_seconds()
                 )
-        yield from (pending, failing, dead, oldest, reconciled)
+            if row.swept_at:
+                swept.add_metric([row.sink], (now - row.swept_at).total_seconds())
+        yield from (pending, failing, dead, oldest, reconciled, swept)
 
         last = AuditCheckpoint.objects.order_by("-tree_size").first()
         unchecked = GaugeMetricFamily(

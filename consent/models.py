@@ -293,7 +293,8 @@ class Delivery(models.Model):
 
 class Reconciliation(models.Model):
     """What one comparison of a sink with the audit log found, and when it finished: a
-    comparison cut short (the hourly task's time limit) records nothing."""
+    comparison cut short (a task's time limit) records nothing. A comparison with a time budget
+    is a part of a sweep: it goes on from where the last part stopped."""
 
     sink = models.CharField(_("sink"), max_length=64)
     started_at = models.DateTimeField(_("started"))
@@ -303,6 +304,9 @@ class Reconciliation(models.Model):
     extra = models.PositiveIntegerField(_("extra"))
     in_flight = models.PositiveIntegerField(_("in flight"))
     repaired = models.BooleanField(_("repaired"))
+    # A sweep of the subjects in order may take several runs (each with its time budget).
+    began_after = models.UUIDField(_("went on after subject"), null=True)
+    through = models.UUIDField(_("stopped after subject"), null=True)  # empty: reached the end
 
     class Meta:
         verbose_name = _("reconciliation")

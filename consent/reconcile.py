@@ -1,6 +1,7 @@
 """Compare each sink with the source of truth (the audit log) and repair the drift, a batch of
 subjects at a time."""
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -26,6 +27,7 @@ class Drift:
     extra: list[UUID] = field(default_factory=list)
     in_flight: int = 0
     repaired: bool = False
+    through: UUID | None = None  # a part of a sweep stopped after this subject
 
     @property
     def clean(self) -> bool:
@@ -37,15 +39,17 @@ class Drift:
             if self.repaired and not self.clean
             else ("in sync" if self.clean else "drift")
         )
+        part = f"; the sweep goes on after subject {self.through}" if self.through else ""
         return (
             f"{self.sink}: {len(self.missing)} missing, {len(self.stale)} stale, "
-            f"{len(self.extra)} extra, {self.in_flight} in flight ({verdict})"
+            f"{len(self.extra)} extra, {self.in_flight} in flight ({verdict}{part})"
         )
 
 
-def source_subjects() -> Iterator[list[UUID]]:
-    """Yield every subject of the source of truth, in order, a batch at a time."""
-    return subject_batches(ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS))
+def source_subjects(*, after: UUID | None = None) -> Iterator[list[UUID]]:
+    """Yield every subject of the source of truth (after one, if given), in order, a batch at a
+    time."""
+    return subject_batches(ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS), after=after)
 
 
 def latest_events(subjects: list[UUID]) -> dict[UUID, ConsentEvent]:
@@ -76,7 +80,21 @@ def _in_flight(sink: str) -> set[UUID]:
     return set(pending.values_list("subject_id", flat=True))
 
 
-def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
+@dataclass(frozen=True)
+class Sweep:
+    """Where a comparison starts, and when it stops to leave the rest to the next one."""
+
+    after: UUID | None = None
+    deadline: float | None = None  # time.monotonic()
+
+    def stops_after(self, subjects: list[UUID], drift: Drift) -> bool:
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return False
+        drift.through = subjects[-1]
+        return True
+
+
+def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> None:
     # A batch of subjects at a time, so that memory stays bounded however many there are.
     # What is on its way is not drift: the deliveries pending before the sink is read, and the
     # changes made since then (the reads take a while, and a change made meanwhile may reach
@@ -84,7 +102,7 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
     # anyone else can only be as new as the source.
     in_flight = _in_flight(sink.name)
     since = timezone.now() - SETTLING
-    for subjects in source_subjects():
+    for subjects in source_subjects(after=sweep.after):
         observed = sink.entries(subjects)
         expected = expected_changes(subjects)
         if sink.keeps_history:
@@ -114,7 +132,10 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
                 for c in drifted
             }
             sink.repair(drifted, ceiling=ceiling, drop=[])
-    # What the sink holds of subjects the source never had (a subject may come twice).
+        if sweep.stops_after(subjects, drift):
+            return
+    # At the end of a sweep: what the sink holds of subjects the source never had (a subject
+    # may come twice).
     extra: dict[UUID, None] = {}
     for held_subjects in sink.subjects():
         known = set(
@@ -130,9 +151,9 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool) -> None:
     drift.extra = list(extra)
 
 
-def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool) -> None:
+def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> None:
     """For a sink that cannot be read back, trust its delivery log: was the latest change sent?"""
-    for subjects in source_subjects():
+    for subjects in source_subjects(after=sweep.after):
         latest = latest_events(subjects)
         deliveries = {
             d.event_id: d
@@ -155,6 +176,8 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool) -> None:
             resend.append(event)
         if repair and resend:
             _deliver_again(sink, resend)
+        if sweep.stops_after(subjects, drift):
+            break
     if repair and not drift.clean:
         drain_queue(sink.name)
 
@@ -175,18 +198,32 @@ def _deliver_again(sink: Sink, events: list[ConsentEvent]) -> None:
             )
 
 
-def reconcile(*, sink: str | None = None, repair: bool = False) -> list[Drift]:
-    """Report (and with repair, fix) missing, stale and extra entries of one sink or all."""
+def reconcile(
+    *, sink: str | None = None, repair: bool = False, budget: float | None = None
+) -> list[Drift]:
+    """Report (and with repair, fix) missing, stale and extra entries of one sink or all.
+
+    With a budget (seconds, each sink having an equal share of what is left), each sink's
+    comparison is a part of a sweep: it goes on after the subject where the last part stopped,
+    and stops once its share is spent (after one batch at least), leaving the rest to the next.
+    """
     sinks = configured_sinks()
     chosen = [sinks[sink]] if sink else list(sinks.values())
     report = []
-    for each in chosen:
+    end = time.monotonic() + (budget or 0)
+    for done, each in enumerate(chosen):
         drift = Drift(each.name)
         started_at = timezone.now()
+        sweep = Sweep()
+        if budget is not None:
+            last = Reconciliation.objects.filter(sink=each.name).first()
+            share = (end - time.monotonic()) / (len(chosen) - done)
+            after = last.through if last else None
+            sweep = Sweep(after=after, deadline=time.monotonic() + share)
         if each.readable:
-            _compare_readable(each, drift, repair)
+            _compare_readable(each, drift, repair, sweep)
         else:
-            _compare_by_deliveries(each, drift, repair)
+            _compare_by_deliveries(each, drift, repair, sweep)
         drift.repaired = repair and not drift.clean
         RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
         Reconciliation.objects.create(
@@ -198,6 +235,8 @@ def reconcile(*, sink: str | None = None, repair: bool = False) -> list[Drift]:
             extra=len(drift.extra),
             in_flight=drift.in_flight,
             repaired=drift.repaired,
+            began_after=sweep.after,
+            through=drift.through,
         )
         report.append(drift)
     return report

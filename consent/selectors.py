@@ -240,6 +240,7 @@ class SinkOverview:
     dead: int
     oldest_pending_at: datetime | None
     reconciled: Reconciliation | None  # the latest comparison with the audit log to finish
+    swept_at: datetime | None  # when a comparison last reached the end of the subjects
 
     def oldest_pending_age(self, now: datetime) -> timedelta | None:
         return now - self.oldest_pending_at if self.oldest_pending_at else None
@@ -265,6 +266,12 @@ def sink_overview() -> list[SinkOverview]:
     )
     names = sorted(set(settings.CONSENT_SINKS) | pending.keys() | dead.keys())
     reconciled = {name: Reconciliation.objects.filter(sink=name).first() for name in names}
+    swept = {
+        name: Reconciliation.objects.filter(sink=name, through__isnull=True)
+        .values_list("finished_at", flat=True)
+        .first()
+        for name in names
+    }
     overview = []
     for name in names:
         row: dict[str, Any] = pending.get(name, {})
@@ -276,6 +283,7 @@ def sink_overview() -> list[SinkOverview]:
                 dead=dead.get(name, 0),
                 oldest_pending_at=row.get("oldest"),
                 reconciled=reconciled[name],
+                swept_at=swept[name],
             )
         )
     return overview

@@ -1,4 +1,5 @@
 from celery import shared_task
+from django.conf import settings
 
 from consent import audit, outbox, services
 from consent.reconcile import reconcile
@@ -25,8 +26,9 @@ def expire_choices() -> int:
 
 @shared_task(acks_late=True, soft_time_limit=3000, time_limit=3300)
 def reconcile_sinks() -> None:
-    """Find and repair drift between every sink and the source of truth."""
-    reconcile(repair=True)
+    """Find and repair drift between every sink and the source of truth: the next part of each
+    sink's sweep, within a budget below the time limit."""
+    reconcile(repair=True, budget=settings.CONSENT_RECONCILE_BUDGET)
 
 
 @shared_task(acks_late=True, soft_time_limit=50, time_limit=55)

@@ -102,11 +102,11 @@ def all_entries(sink: Sink) -> dict[UUID, Entry]:
     return {s: entry for batch in sink.subjects() for s, entry in sink.entries(batch).items()}
 
 
-def subject_batches(rows: QuerySet) -> Iterator[list[UUID]]:
-    """Yield the distinct subject ids of rows, in order, a batch at a time: each batch one short
-    read along an index that starts with subject_id."""
+def subject_batches(rows: QuerySet, *, after: UUID | None = None) -> Iterator[list[UUID]]:
+    """Yield the distinct subject ids of rows (those after one, if given), in order, a batch at
+    a time: each batch one short read along an index that starts with subject_id."""
     ids = rows.order_by("subject_id").values_list("subject_id", flat=True).distinct()
-    batch = list(ids[:SUBJECTS_A_BATCH])
+    batch = list((ids if after is None else ids.filter(subject_id__gt=after))[:SUBJECTS_A_BATCH])
     while batch:
         yield batch
         batch = list(ids.filter(subject_id__gt=batch[-1])[:SUBJECTS_A_BATCH])

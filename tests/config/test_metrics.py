@@ -214,13 +214,19 @@ def test_a_change_that_lands_while_reconcile_reads_is_not_drift(
     assert not EligibilityRecord.objects.get(subject_id=consumer.subject_id).allowed
 
 
-def test_the_time_since_each_sink_was_last_reconciled(client, allowed_a_minute_ago):
+def test_the_time_since_each_sink_was_last_reconciled_and_swept(client, allowed_a_minute_ago):
     age = ("consent_reconcile_age_seconds", (("sink", "warehouse"),))
+    swept = ("consent_reconcile_sweep_age_seconds", (("sink", "warehouse"),))
     assert age not in scrape(client)  # never reconciled yet
 
-    reconcile()
+    (part,) = reconcile(budget=0)  # one batch, the consumer's: the sweep goes on after it
 
-    assert 0 <= scrape(client)[age] < 60
+    assert part.through is not None
+    figures = scrape(client)
+    assert 0 <= figures[age] < 60
+    assert swept not in figures
+    reconcile(budget=0)  # the next part reaches the end
+    assert 0 <= scrape(client)[swept] < 60
 
 
 def test_reconcile_counts_the_drift_it_finds(client, allowed_a_minute_ago, consumer):

@@ -14,6 +14,7 @@ from django.utils import timezone
 from consent import policies, services
 from consent.exceptions import ConsentError
 from consent.models import ConsentEvent, ConsentPolicy, Delivery, PolicyEvent
+from consent.reconcile import reconcile
 from consent.selectors import policy_current, prompt_for
 from consent.services import Channel
 from tests.factories import UserFactory
@@ -518,6 +519,15 @@ def test_reconciling_a_sink_reports_and_repairs_its_drift(deliveries, admin_clie
     after = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
     assert "Warehouse: 0 missing, 0 stale, 0 extra, 2 in flight (in sync)" in after.content.decode()
     assert last_reconciled(after, "warehouse") == "0 minutes ago: in sync"
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_the_sink_table_says_when_the_latest_comparison_was_a_part(deliveries, admin_client):
+    reconcile(sink="warehouse", budget=0)  # stops after its first batch: a sweep goes on
+
+    cell = last_reconciled(admin_client.get(DELIVERIES), "warehouse")
+
+    assert cell.endswith("; a part of a sweep, which goes on")
 
 
 def test_reconciling_needs_a_configured_sink_and_a_post(deliveries, admin_client):

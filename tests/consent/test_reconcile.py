@@ -8,7 +8,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from consent import services
-from consent.models import EligibilityInterval, EligibilityRecord, Reconciliation
+from consent.models import Delivery, EligibilityInterval, EligibilityRecord, Reconciliation
 from consent.outbox import outbox_drain
 from consent.reconcile import reconcile
 from consent.services import Channel
@@ -16,6 +16,7 @@ from consent.sinks import configured_sinks
 from consent.sinks.redis import RedisSink
 from consent.sinks.warehouse import WarehouseSink
 from tests.factories import UserFactory
+from tests.support.receiver import SECRET
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
@@ -108,3 +109,63 @@ def test_reconcile_finds_and_repairs_the_same_drift_a_batch_at_a_time(
     assert not intervals.filter(subject_id__in=NOBODY).exists()
     assert redis_sink.client.hget(redis_sink.key(missing_key), "allowed") == b"1"
     assert not redis_sink.client.exists(redis_sink.key(NOBODY[0]))
+
+
+def test_a_sweep_in_parts_finds_and_repairs_what_a_whole_run_does(policy, sinks, monkeypatch):
+    monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
+    users = UserFactory.create_batch(4)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    outbox_drain("warehouse")
+    first, second, third, last = sorted(user.subject_id for user in users)
+    EligibilityRecord.objects.filter(subject_id__in=[first, last]).update(allowed=False)
+    stray = EligibilityRecord.objects.get(subject_id=third)
+    stray.pk = NOBODY[0]
+    stray.save(force_insert=True)
+
+    # A budget of nothing: each part does one batch of two subjects, and the next goes on; the
+    # part that finds no subject left looks for those the audit log never had.
+    parts = [reconcile(sink="warehouse", repair=True, budget=0)[0] for _ in range(3)]
+
+    assert [part.through for part in parts] == [second, last, None]
+    assert [(part.stale, part.extra, part.repaired) for part in parts] == [
+        ([first], [], True),
+        ([last], [], True),
+        ([], [NOBODY[0]], True),
+    ]
+    assert list(Reconciliation.objects.order_by("pk").values_list("began_after", "through")) == [
+        (None, second),
+        (second, last),
+        (last, None),
+    ]
+    (whole,) = reconcile(sink="warehouse")
+    assert (whole.clean, whole.through) == (True, None)
+    (again,) = reconcile(sink="warehouse", budget=0)  # after a whole run, a new sweep
+    assert again.through == second
+
+
+def test_a_sink_read_through_its_deliveries_is_swept_in_parts_too(policy, settings, monkeypatch):
+    settings.CONSENT_SINKS = {
+        "webhook": {
+            "BACKEND": "consent.sinks.webhook.WebhookSink",
+            "OPTIONS": {"url": "http://127.0.0.1:9/", "secrets": [SECRET]},
+        }
+    }
+    monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
+    users = UserFactory.create_batch(3)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    first, second, last = sorted(user.subject_id for user in users)
+    Delivery.objects.filter(subject_id=second).update(state=Delivery.State.APPLIED)
+    Delivery.objects.filter(subject_id=first).update(state=Delivery.State.DEAD)
+    Delivery.objects.filter(subject_id=last).delete()
+
+    parts = [reconcile(budget=0)[0] for _ in range(3)]
+
+    assert [(part.through, part.stale, part.missing) for part in parts] == [
+        (second, [first], []),
+        (last, [], [last]),
+        (None, [], []),
+    ]
