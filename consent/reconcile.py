@@ -87,11 +87,8 @@ class Sweep:
     after: UUID | None = None
     deadline: float | None = None  # time.monotonic()
 
-    def stops_after(self, subjects: list[UUID], drift: Drift) -> bool:
-        if self.deadline is None or time.monotonic() < self.deadline:
-            return False
-        drift.through = subjects[-1]
-        return True
+    def spent(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
 
 def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> None:
@@ -132,7 +129,8 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> N
                 for c in drifted
             }
             sink.repair(drifted, ceiling=ceiling, drop=[])
-        if sweep.stops_after(subjects, drift):
+        if sweep.spent():
+            drift.through = subjects[-1]
             return
     # At the end of a sweep: what the sink holds of subjects the source never had (a subject
     # may come twice).
@@ -176,7 +174,8 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep)
             resend.append(event)
         if repair and resend:
             _deliver_again(sink, resend)
-        if sweep.stops_after(subjects, drift):
+        if sweep.spent():
+            drift.through = subjects[-1]
             break
     if repair and not drift.clean:
         drain_queue(sink.name)
