@@ -244,10 +244,10 @@ if os.environ.get("CONSENT_WEBHOOK_URL"):
             "secrets": env_list("CONSENT_WEBHOOK_SECRETS", ""),
         },
     }
-# Applied deliveries are kept this long; then only each user's newest per sink (consent.outbox).
-# Seconds the hourly reconcile spends, shared by the sinks, below its 50-minute limit: each
+# Seconds the hourly reconcile spends on the sinks (its time limit is 5 minutes more): each
 # sink's sweep of its subjects goes on, part by part, where the last part stopped.
-CONSENT_RECONCILE_BUDGET = float(os.environ.get("CONSENT_RECONCILE_BUDGET", "2700"))
+CONSENT_RECONCILE_BUDGET = int(os.environ.get("CONSENT_RECONCILE_BUDGET", "2700"))
+# Applied deliveries are kept this long; then only each user's newest per sink (consent.outbox).
 CONSENT_DELIVERY_RETENTION_DAYS = int(os.environ.get("CONSENT_DELIVERY_RETENTION_DAYS", "7"))
 CONSENT_DELIVERY_BATCH_SIZE = int(os.environ.get("CONSENT_DELIVERY_BATCH_SIZE", "200"))
 CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "12"))

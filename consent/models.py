@@ -304,9 +304,10 @@ class Reconciliation(models.Model):
     extra = models.PositiveIntegerField(_("extra"))
     in_flight = models.PositiveIntegerField(_("in flight"))
     repaired = models.BooleanField(_("repaired"))
-    # A sweep of the subjects in order may take several runs (each with its time budget).
+    # A sweep of the subjects in order may take several parts, each with its time budget.
+    part = models.BooleanField(_("part of a sweep"), default=False)
     began_after = models.UUIDField(_("went on after subject"), null=True)
-    through = models.UUIDField(_("stopped after subject"), null=True)  # empty: reached the end
+    stopped_after = models.UUIDField(_("stopped after subject"), null=True)  # empty: the end
 
     class Meta:
         verbose_name = _("reconciliation")

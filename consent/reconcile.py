@@ -27,7 +27,8 @@ class Drift:
     extra: list[UUID] = field(default_factory=list)
     in_flight: int = 0
     repaired: bool = False
-    through: UUID | None = None  # a part of a sweep stopped after this subject
+    part: bool = False  # of a sweep, with a time budget
+    stopped_after: UUID | None = None  # the part left the subjects after this one to the next
 
     @property
     def clean(self) -> bool:
@@ -39,10 +40,13 @@ class Drift:
             if self.repaired and not self.clean
             else ("in sync" if self.clean else "drift")
         )
-        part = f"; the sweep goes on after subject {self.through}" if self.through else ""
+        if self.stopped_after:
+            verdict += f"; a part of a sweep, which goes on after subject {self.stopped_after}"
+        elif self.part:
+            verdict += "; the last part of a sweep"
         return (
             f"{self.sink}: {len(self.missing)} missing, {len(self.stale)} stale, "
-            f"{len(self.extra)} extra, {self.in_flight} in flight ({verdict}{part})"
+            f"{len(self.extra)} extra, {self.in_flight} in flight ({verdict})"
         )
 
 
@@ -130,7 +134,7 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> N
             }
             sink.repair(drifted, ceiling=ceiling, drop=[])
         if sweep.spent():
-            drift.through = subjects[-1]
+            drift.stopped_after = subjects[-1]
             return
     # At the end of a sweep: what the sink holds of subjects the source never had (a subject
     # may come twice).
@@ -175,7 +179,7 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep)
         if repair and resend:
             _deliver_again(sink, resend)
         if sweep.spent():
-            drift.through = subjects[-1]
+            drift.stopped_after = subjects[-1]
             break
     if repair and not drift.clean:
         drain_queue(sink.name)
@@ -211,13 +215,13 @@ def reconcile(
     report = []
     end = time.monotonic() + (budget or 0)
     for done, each in enumerate(chosen):
-        drift = Drift(each.name)
+        drift = Drift(each.name, part=budget is not None)
         started_at = timezone.now()
         sweep = Sweep()
         if budget is not None:
-            last = Reconciliation.objects.filter(sink=each.name).first()
+            last = Reconciliation.objects.filter(sink=each.name, part=True).first()
             share = (end - time.monotonic()) / (len(chosen) - done)
-            after = last.through if last else None
+            after = last.stopped_after if last else None
             sweep = Sweep(after=after, deadline=time.monotonic() + share)
         if each.readable:
             _compare_readable(each, drift, repair, sweep)
@@ -234,8 +238,9 @@ def reconcile(
             extra=len(drift.extra),
             in_flight=drift.in_flight,
             repaired=drift.repaired,
+            part=drift.part,
             began_after=sweep.after,
-            through=drift.through,
+            stopped_after=drift.stopped_after,
         )
         report.append(drift)
     return report

@@ -267,7 +267,7 @@ def sink_overview() -> list[SinkOverview]:
     names = sorted(set(settings.CONSENT_SINKS) | pending.keys() | dead.keys())
     reconciled = {name: Reconciliation.objects.filter(sink=name).first() for name in names}
     swept = {
-        name: Reconciliation.objects.filter(sink=name, through__isnull=True)
+        name: Reconciliation.objects.filter(sink=name, stopped_after__isnull=True)
         .values_list("finished_at", flat=True)
         .first()
         for name in names

@@ -221,7 +221,7 @@ def test_the_time_since_each_sink_was_last_reconciled_and_swept(client, allowed_
 
     (part,) = reconcile(budget=0)  # one batch, the consumer's: the sweep goes on after it
 
-    assert part.through is not None
+    assert part.stopped_after is not None
     figures = scrape(client)
     assert 0 <= figures[age] < 60
     assert swept not in figures

@@ -125,24 +125,29 @@ def test_a_sweep_in_parts_finds_and_repairs_what_a_whole_run_does(policy, sinks,
     stray.save(force_insert=True)
 
     # A budget of nothing: each part does one batch of two subjects, and the next goes on; the
-    # part that finds no subject left looks for those the audit log never had.
-    parts = [reconcile(sink="warehouse", repair=True, budget=0)[0] for _ in range(3)]
+    # part that finds no subject left looks for those the audit log never had. A whole run in
+    # between, which repairs nothing, does not move the sweep.
+    parts = [reconcile(sink="warehouse", repair=True, budget=0)[0]]
+    (whole,) = reconcile(sink="warehouse")
+    parts += [reconcile(sink="warehouse", repair=True, budget=0)[0] for _ in range(2)]
 
-    assert [part.through for part in parts] == [second, last, None]
+    assert (whole.stale, whole.extra, whole.part) == ([last], [NOBODY[0]], False)
+    assert [part.stopped_after for part in parts] == [second, last, None]
     assert [(part.stale, part.extra, part.repaired) for part in parts] == [
         ([first], [], True),
         ([last], [], True),
         ([], [NOBODY[0]], True),
     ]
-    assert list(Reconciliation.objects.order_by("pk").values_list("began_after", "through")) == [
+    assert str(parts[-1]).endswith("(repaired; the last part of a sweep)")
+    rows = Reconciliation.objects.filter(part=True).order_by("pk")
+    assert list(rows.values_list("began_after", "stopped_after")) == [
         (None, second),
         (second, last),
         (last, None),
     ]
-    (whole,) = reconcile(sink="warehouse")
-    assert (whole.clean, whole.through) == (True, None)
-    (again,) = reconcile(sink="warehouse", budget=0)  # after a whole run, a new sweep
-    assert again.through == second
+    assert reconcile(sink="warehouse")[0].clean
+    (again,) = reconcile(sink="warehouse", budget=0)  # after the last part, a new sweep
+    assert again.stopped_after == second
 
 
 def test_a_sink_read_through_its_deliveries_is_swept_in_parts_too(policy, settings, monkeypatch):
@@ -164,7 +169,7 @@ def test_a_sink_read_through_its_deliveries_is_swept_in_parts_too(policy, settin
 
     parts = [reconcile(budget=0)[0] for _ in range(3)]
 
-    assert [(part.through, part.stale, part.missing) for part in parts] == [
+    assert [(part.stopped_after, part.stale, part.missing) for part in parts] == [
         (second, [first], []),
         (last, [], [last]),
         (None, [], []),
