@@ -22,6 +22,9 @@ return 0
 """
 
 
+FIELDS = ("version", "allowed", "deleted", "plan", "policy_version", "changed_at")  # as Entry
+
+
 class RedisSink:
     readable = True
     keeps_history = False
@@ -65,15 +68,7 @@ class RedisSink:
     def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
         pipe = self.client.pipeline(transaction=False)
         for subject_id in subjects:
-            pipe.hmget(
-                self.key(subject_id),
-                "version",
-                "allowed",
-                "deleted",
-                "plan",
-                "policy_version",
-                "changed_at",
-            )
+            pipe.hmget(self.key(subject_id), *FIELDS)
         found = {}
         for subject_id, values in zip(subjects, pipe.execute(), strict=True):
             if not any(values):  # no such key
