@@ -29,7 +29,7 @@ from consent.models import (
 )
 from consent.outbox import delivery_retry, delivery_retry_now
 from consent.policies import DEFERRAL_BOUNDS, RETENTION_DAYS_BOUNDS
-from consent.reconcile import reconcile
+from consent.reconcile import reconcile_queue
 from consent.selectors import policy_current, sink_overview
 
 # Policies: a draft is edited freely, publishing fixes it, and its deadline only moves later.
@@ -432,18 +432,33 @@ class DeliveryAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def reconcile_view(self, request: HttpRequest) -> HttpResponse:
-        """Compare one sink with the audit log now, and repair it if asked; report the drift."""
+        """Queue a comparison of one sink with the audit log, repairing it if asked: a worker
+        makes it, as long as it takes, and the sink table shows what it found."""
         if not self.has_change_permission(request):
             raise PermissionDenied
         form = ReconcileForm(request.POST)
         if not form.is_valid():
             self.message_user(request, _("Choose a configured sink."), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))
+        sink, repair = form.cleaned_data["sink"], form.cleaned_data["repair"]
+        if reconcile_queue(sink=sink, repair=repair):
+            queued = (
+                _("A comparison of %(sink)s with the audit log, with repair, is queued.")
+                if repair
+                else _("A comparison of %(sink)s with the audit log is queued.")
+            ) % {"sink": sink}
+            later = _("Its findings appear under “Last reconciled” once it has finished.")
+            self.message_user(request, f"{queued} {later}", messages.SUCCESS)
         else:
-            for drift in reconcile(
-                sink=form.cleaned_data["sink"], repair=form.cleaned_data["repair"]
-            ):
-                level = messages.SUCCESS if drift.clean or drift.repaired else messages.WARNING
-                self.message_user(request, str(drift), level)
+            self.message_user(
+                request,
+                _(
+                    "The task broker did not take the comparison of %(sink)s. Try again in a "
+                    "moment, or run “manage.py reconcile --sink %(sink)s” on a worker machine."
+                )
+                % {"sink": sink},
+                messages.ERROR,
+            )
         return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))
 
 

@@ -81,7 +81,7 @@ class DatabaseCollector(Collector):
         )
         reconciled = GaugeMetricFamily(
             "consent_reconcile_age_seconds",
-            "Time since the latest comparison of the sink with the audit log finished.",
+            "Time since a comparison of the sink with the audit log last finished without failing.",
             labels=["sink"],
         )
         swept = GaugeMetricFamily(
@@ -97,10 +97,8 @@ class DatabaseCollector(Collector):
             oldest.add_metric([row.sink], age.total_seconds() if age else 0)
             if row.sink not in settings.CONSENT_SINKS:
                 continue
-            if row.reconciled:
-                reconciled.add_metric(
-                    [row.sink], (now - row.reconciled.finished_at).total_seconds()
-                )
+            if row.compared_at:
+                reconciled.add_metric([row.sink], (now - row.compared_at).total_seconds())
             if row.swept_at:
                 swept.add_metric([row.sink], (now - row.swept_at).total_seconds())
         yield from (pending, failing, dead, oldest, reconciled, swept)

@@ -292,9 +292,11 @@ class Delivery(models.Model):
 
 
 class Reconciliation(models.Model):
-    """What one comparison of a sink with the audit log found, and when it finished: a
-    comparison cut short (a task's time limit) records nothing. A comparison with a time budget
+    """What one comparison of a sink with the audit log found, and when it finished or failed:
+    a comparison cut short (a task's time limit) records nothing. A comparison with a time budget
     is a part of a sweep: it goes on from where the last part stopped."""
+
+    ERROR_LENGTH = 1000
 
     sink = models.CharField(_("sink"), max_length=64)
     started_at = models.DateTimeField(_("started"))
@@ -308,6 +310,8 @@ class Reconciliation(models.Model):
     part = models.BooleanField(_("part of a sweep"), default=False)
     began_after = models.UUIDField(_("went on after subject"), null=True)
     stopped_after = models.UUIDField(_("stopped after subject"), null=True)  # empty: the end
+    # The sink's store did not answer, say: what is counted was found before it failed.
+    error = models.TextField(_("error"), blank=True, default="", max_length=ERROR_LENGTH)
 
     class Meta:
         verbose_name = _("reconciliation")

@@ -1,12 +1,15 @@
 """Compare each sink with the source of truth (the audit log) and repair the drift, a batch of
 subjects at a time."""
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from uuid import UUID
 
+from celery import current_app
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -17,6 +20,10 @@ from consent.models import ConsentEvent, Delivery, Reconciliation
 from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
 from consent.sinks.base import Change, Sink, subject_batches
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_TASK = "consent.tasks.reconcile_sink"  # by name: the tasks module imports this one
 
 
 @dataclass
@@ -29,20 +36,26 @@ class Drift:
     repaired: bool = False
     part: bool = False  # of a sweep, with a time budget
     stopped_after: UUID | None = None  # the part left the subjects after this one to the next
+    error: str = ""  # why the comparison stopped short: it found what is counted, no more
+
+    @property
+    def found(self) -> bool:
+        return bool(self.missing or self.stale or self.extra)
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.stale or self.extra)
+        return not (self.found or self.error)
 
     def __str__(self) -> str:
-        verdict = (
-            "repaired"
-            if self.repaired and not self.clean
-            else ("in sync" if self.clean else "drift")
-        )
+        if self.error:
+            verdict = f"failed: {self.error}"
+        elif self.repaired:
+            verdict = "repaired"
+        else:
+            verdict = "in sync" if self.clean else "drift"
         if self.stopped_after:
             verdict += f"; a part of a sweep, which goes on after subject {self.stopped_after}"
-        elif self.part:
+        elif self.part and not self.error:
             verdict += "; the last part of a sweep"
         return (
             f"{self.sink}: {len(self.missing)} missing, {len(self.stale)} stale, "
@@ -181,7 +194,7 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep)
         if sweep.spent():
             drift.stopped_after = subjects[-1]
             break
-    if repair and not drift.clean:
+    if repair and drift.found:
         drain_queue(sink.name)
 
 
@@ -209,6 +222,9 @@ def reconcile(
     With a budget (seconds, each sink having an equal share of what is left), each sink's
     comparison is a part of a sweep: it goes on after the subject where the last part stopped,
     and stops once its share is spent (after one batch at least), leaving the rest to the next.
+
+    A sink that cannot be compared (its store does not answer) is recorded as failed, with what
+    was found until then, and the others are compared all the same.
     """
     sinks = configured_sinks()
     chosen = [sinks[sink]] if sink else list(sinks.values())
@@ -219,15 +235,21 @@ def reconcile(
         started_at = timezone.now()
         sweep = Sweep()
         if budget is not None:
-            last = Reconciliation.objects.filter(sink=each.name, part=True).first()
+            last = Reconciliation.objects.filter(sink=each.name, part=True, error="").first()
             share = (end - time.monotonic()) / (len(chosen) - done)
             after = last.stopped_after if last else None
             sweep = Sweep(after=after, deadline=time.monotonic() + share)
-        if each.readable:
-            _compare_readable(each, drift, repair, sweep)
-        else:
-            _compare_by_deliveries(each, drift, repair, sweep)
-        drift.repaired = repair and not drift.clean
+        try:
+            if each.readable:
+                _compare_readable(each, drift, repair, sweep)
+            else:
+                _compare_by_deliveries(each, drift, repair, sweep)
+        except SoftTimeLimitExceeded:
+            raise  # the task is out of time: the sinks after this one would be too
+        except Exception as error:
+            logger.exception("Reconciling %s failed", each.name, extra={"sink": each.name})
+            drift.error = f"{type(error).__name__}: {error}"[: Reconciliation.ERROR_LENGTH]
+        drift.repaired = repair and drift.found and not drift.error
         RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
         Reconciliation.objects.create(
             sink=each.name,
@@ -241,6 +263,18 @@ def reconcile(
             part=drift.part,
             began_after=sweep.after,
             stopped_after=drift.stopped_after,
+            error=drift.error,
         )
         report.append(drift)
     return report
+
+
+def reconcile_queue(*, sink: str, repair: bool) -> bool:
+    """Queue a whole comparison of one sink, for a worker to make and record; tell if the broker
+    took it."""
+    try:
+        current_app.send_task(RECONCILE_TASK, args=(sink, repair))
+    except Exception as error:
+        logger.warning("Could not queue a comparison of %s (%r).", sink, error)
+        return False
+    return True

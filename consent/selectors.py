@@ -239,7 +239,8 @@ class SinkOverview:
     failing: int
     dead: int
     oldest_pending_at: datetime | None
-    reconciled: Reconciliation | None  # the latest comparison with the audit log to finish
+    reconciled: Reconciliation | None  # the latest comparison with the audit log, or failure
+    compared_at: datetime | None  # when a comparison last finished without failing
     swept_at: datetime | None  # when a comparison last reached the end of the subjects
 
     def oldest_pending_age(self, now: datetime) -> timedelta | None:
@@ -266,12 +267,9 @@ def sink_overview() -> list[SinkOverview]:
     )
     names = sorted(set(settings.CONSENT_SINKS) | pending.keys() | dead.keys())
     reconciled = {name: Reconciliation.objects.filter(sink=name).first() for name in names}
-    swept = {
-        name: Reconciliation.objects.filter(sink=name, stopped_after__isnull=True)
-        .values_list("finished_at", flat=True)
-        .first()
-        for name in names
-    }
+    finished = Reconciliation.objects.filter(error="").values_list("finished_at", flat=True)
+    compared = {name: finished.filter(sink=name).first() for name in names}
+    swept = {name: finished.filter(sink=name, stopped_after__isnull=True).first() for name in names}
     overview = []
     for name in names:
         row: dict[str, Any] = pending.get(name, {})
@@ -283,6 +281,7 @@ def sink_overview() -> list[SinkOverview]:
                 dead=dead.get(name, 0),
                 oldest_pending_at=row.get("oldest"),
                 reconciled=reconciled[name],
+                compared_at=compared[name],
                 swept_at=swept[name],
             )
         )

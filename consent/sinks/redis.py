@@ -1,5 +1,6 @@
 """A per-user record in Redis that an online service reads in one round trip (HGETALL)."""
 
+import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from itertools import batched
@@ -8,6 +9,8 @@ from uuid import UUID
 import redis
 
 from consent.sinks.base import APPLIED, SUBJECTS_A_BATCH, Change, Entry, Result
+
+logger = logging.getLogger(__name__)
 
 # Write the record only if its version (ARGV[1]) is newer than what Redis holds or, for a repair,
 # if what Redis holds is not past the ceiling (ARGV[2]). Atomic: Redis runs a script alone.
@@ -63,7 +66,13 @@ class RedisSink:
     def subjects(self) -> Iterator[list[UUID]]:
         keys = self.client.scan_iter(match=f"{self.prefix}*", count=1000)
         for batch in batched(keys, SUBJECTS_A_BATCH, strict=False):
-            yield [UUID(key.decode().removeprefix(self.prefix)) for key in batch]
+            subjects = []
+            for key in batch:
+                try:
+                    subjects.append(UUID(key.decode().removeprefix(self.prefix)))
+                except ValueError:  # not a record of ours: neither counted nor dropped
+                    logger.warning("%s: the key %r is not a subject's; left alone.", self.name, key)
+            yield subjects
 
     def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
         pipe = self.client.pipeline(transaction=False)

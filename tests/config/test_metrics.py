@@ -9,7 +9,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from consent import audit, services
-from consent.models import AuditVerification, Delivery, EligibilityRecord
+from consent.models import AuditVerification, Delivery, EligibilityRecord, Reconciliation
 from consent.outbox import outbox_drain
 from consent.reconcile import reconcile
 from consent.services import Channel
@@ -227,6 +227,26 @@ def test_the_time_since_each_sink_was_last_reconciled_and_swept(client, allowed_
     assert swept not in figures
     reconcile(budget=0)  # the next part reaches the end
     assert 0 <= scrape(client)[swept] < 60
+
+
+def test_a_comparison_that_failed_does_not_count_as_reconciled(client, allowed_a_minute_ago):
+    now = timezone.now()
+    Reconciliation.objects.create(
+        sink="warehouse",
+        started_at=now,
+        finished_at=now,
+        missing=0,
+        stale=0,
+        extra=0,
+        in_flight=0,
+        repaired=False,
+        error="OperationalError: the warehouse does not answer",
+    )
+
+    figures = scrape(client)
+
+    assert ("consent_reconcile_age_seconds", (("sink", "warehouse"),)) not in figures
+    assert ("consent_reconcile_sweep_age_seconds", (("sink", "warehouse"),)) not in figures
 
 
 def test_reconcile_counts_the_drift_it_finds(client, allowed_a_minute_ago, consumer):

@@ -13,11 +13,20 @@ from django.utils import timezone
 
 from consent import policies, services
 from consent.exceptions import ConsentError
-from consent.models import ConsentEvent, ConsentPolicy, Delivery, PolicyEvent
+from consent.models import (
+    ConsentEvent,
+    ConsentPolicy,
+    Delivery,
+    EligibilityRecord,
+    PolicyEvent,
+    Reconciliation,
+)
 from consent.reconcile import reconcile
 from consent.selectors import policy_current, prompt_for
 from consent.services import Channel
+from tests.conftest import free_port
 from tests.factories import UserFactory
+from tests.support.celery import celery_broker
 
 pytestmark = pytest.mark.django_db
 State = Delivery.State
@@ -500,25 +509,71 @@ def last_reconciled(response, sink: str) -> str:
     return " ".join(re.findall(r"<td>(.*?)</td>", row[1], re.S)[-1].split())
 
 
-@pytest.mark.django_db(databases=["default", "warehouse"])
-def test_reconciling_a_sink_reports_and_repairs_its_drift(deliveries, admin_client):
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
+def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and_repairs(
+    policy, stack, admin_client
+):
+    stack.start_worker()
+    users = UserFactory.create_batch(3, plan="pro")
+    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    stack.wait_converged()
+    lost = users[0].subject_id
+    EligibilityRecord.objects.filter(subject_id=lost).delete()
     assert last_reconciled(admin_client.get(DELIVERIES), "warehouse") == "never"
+    comparisons = Reconciliation.objects.filter(sink="warehouse")
 
-    report = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
-    page = report.content.decode()
-    # Nothing ran the applied and dead deliveries: the warehouse lacks both.
-    assert "Warehouse: 2 missing, 0 stale, 0 extra, 2 in flight (drift)" in page
-    assert last_reconciled(report, "warehouse") == "0 minutes ago: 2 missing, 0 stale, 0 extra"
+    queued = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
 
-    repaired = admin_client.post(
-        f"{DELIVERIES}reconcile/", {"sink": "warehouse", "repair": "on"}, follow=True
+    assert "A comparison of warehouse with the audit log is queued." in queued.content.decode()
+    wait_for(comparisons.exists, stack=stack, what="the worker to compare the warehouse")
+    found = admin_client.get(DELIVERIES)
+    assert last_reconciled(found, "warehouse") == "0 minutes ago: 1 missing, 0 stale, 0 extra"
+    assert not EligibilityRecord.objects.filter(subject_id=lost).exists()
+
+    repair = {"sink": "warehouse", "repair": "on"}
+    queued = admin_client.post(f"{DELIVERIES}reconcile/", repair, follow=True)
+
+    assert "with repair, is queued." in queued.content.decode()
+    wait_for(lambda: comparisons.count() == 2, stack=stack, what="the worker to repair it")
+    repaired = admin_client.get(DELIVERIES)
+    assert (
+        last_reconciled(repaired, "warehouse")
+        == "0 minutes ago: 1 missing, 0 stale, 0 extra (repaired)"
+    )
+    assert EligibilityRecord.objects.get(subject_id=lost).allowed
+
+
+def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_client, monkeypatch):
+    with celery_broker(f"redis://127.0.0.1:{free_port()}/0", monkeypatch):  # nobody listens
+        response = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
+
+    assert "The task broker did not take the comparison of warehouse." in response.content.decode()
+    assert "manage.py reconcile --sink warehouse" in response.content.decode()
+
+
+def test_the_sink_table_says_a_comparison_failed_and_why(deliveries, admin_client):
+    Reconciliation.objects.create(
+        sink="warehouse",
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        missing=1,
+        stale=0,
+        extra=0,
+        in_flight=0,
+        repaired=False,
+        part=True,
+        error="OperationalError: connection refused",
     )
 
-    assert "(repaired)" in repaired.content.decode()
-    assert last_reconciled(repaired, "warehouse").endswith("0 stale, 0 extra (repaired)")
-    after = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
-    assert "Warehouse: 0 missing, 0 stale, 0 extra, 2 in flight (in sync)" in after.content.decode()
-    assert last_reconciled(after, "warehouse") == "0 minutes ago: in sync"
+    cell = last_reconciled(admin_client.get(DELIVERIES), "warehouse")
+
+    assert cell == (
+        "0 minutes ago: failed: OperationalError: connection refused; "
+        "found until then: 1 missing, 0 stale, 0 extra"
+    )
 
 
 @pytest.mark.django_db(databases=["default", "warehouse"])

@@ -1,13 +1,17 @@
 """Reconcile a batch of subjects at a time: the same findings and repairs as one whole read."""
 
+import io
+import subprocess
 import uuid
 from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from consent import services
+from consent.exceptions import ReconcileFailed
 from consent.models import Delivery, EligibilityInterval, EligibilityRecord, Reconciliation
 from consent.outbox import outbox_drain
 from consent.reconcile import reconcile
@@ -15,6 +19,7 @@ from consent.services import Channel
 from consent.sinks import configured_sinks
 from consent.sinks.redis import RedisSink
 from consent.sinks.warehouse import WarehouseSink
+from consent.tasks import reconcile_sinks
 from tests.factories import UserFactory
 from tests.support.receiver import SECRET
 
@@ -174,3 +179,93 @@ def test_a_sink_read_through_its_deliveries_is_swept_in_parts_too(policy, settin
         (last, [], [last]),
         (None, [], []),
     ]
+
+
+def redis_down(url: str) -> None:
+    """Stop a Redis server of the test's own, as a crash would (it keeps nothing on disk)."""
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False)
+
+
+@pytest.fixture
+def redis_then_warehouse(settings, private_redis):
+    """A Redis sink on a server of the test's own, compared first, and the warehouse after it."""
+    settings.CONSENT_SINKS = {
+        "redis": {"BACKEND": "consent.sinks.redis.RedisSink", "OPTIONS": {"url": private_redis}},
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        },
+    }
+    return private_redis
+
+
+def test_a_sink_that_does_not_answer_is_recorded_as_failed_and_the_next_is_compared(
+    policy, redis_then_warehouse, caplog
+):
+    users = UserFactory.create_batch(3)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    outbox_drain("redis")
+    outbox_drain("warehouse")
+    stale = users[0].subject_id
+    EligibilityRecord.objects.filter(subject_id=stale).update(allowed=False)
+    redis_down(redis_then_warehouse)
+
+    redis_drift, warehouse = reconcile(repair=True, budget=60)
+
+    assert redis_drift.error.startswith("ConnectionError: ")
+    assert "failed: ConnectionError" in str(redis_drift)
+    assert not (redis_drift.clean or redis_drift.repaired)
+    assert (warehouse.stale, warehouse.repaired, warehouse.error) == ([stale], True, "")
+    assert EligibilityRecord.objects.get(subject_id=stale).allowed
+    assert "Reconciling redis failed" in caplog.text
+    rows = dict(Reconciliation.objects.values_list("sink", "error"))
+    assert rows["redis"] == redis_drift.error and rows["warehouse"] == ""
+
+    # The hourly task and the command fail too, once every sink has had its turn.
+    with pytest.raises(ReconcileFailed, match=r"redis: .*\(failed: ConnectionError: .*\.\)$"):
+        reconcile_sinks()
+    with pytest.raises(CommandError, match="Could not compare redis"):
+        call_command("reconcile", stdout=io.StringIO())
+    assert Reconciliation.objects.filter(sink="warehouse", error="").count() == 3
+
+
+def test_a_failed_part_leaves_the_sweep_where_the_last_part_stopped(
+    policy, redis_then_warehouse, redis_servers, settings, monkeypatch
+):
+    monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
+    settings.CONSENT_SINKS = {"redis": settings.CONSENT_SINKS["redis"]}
+    users = UserFactory.create_batch(4)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    outbox_drain("redis")
+    second = sorted(user.subject_id for user in users)[1]
+
+    (first_part,) = reconcile(repair=True, budget=0)
+    redis_down(redis_then_warehouse)
+    (failed,) = reconcile(repair=True, budget=0)
+    settings.CONSENT_SINKS = {  # back, on another server, empty: a restart without its data
+        "redis": {"BACKEND": "consent.sinks.redis.RedisSink", "OPTIONS": {"url": redis_servers()}}
+    }
+    (after_it,) = reconcile(repair=True, budget=0)
+
+    assert (first_part.stopped_after, failed.error != "") == (second, True)
+    assert list(
+        Reconciliation.objects.order_by("pk").values_list("began_after", "stopped_after")
+    ) == [(None, second), (second, None), (second, after_it.stopped_after)]
+    assert after_it.missing == sorted(user.subject_id for user in users)[2:]
+
+
+def test_a_key_of_someone_else_under_the_prefix_is_left_alone(policy, sinks, caplog):
+    redis_sink = sinks["redis"]
+    redis_sink.client.set(f"{redis_sink.prefix}not-a-subject", "theirs")
+
+    (drift,) = reconcile(sink="redis", repair=True)
+
+    assert drift.clean
+    assert redis_sink.client.get(f"{redis_sink.prefix}not-a-subject") == b"theirs"
+    assert "not-a-subject" in caplog.text and "is not a subject's" in caplog.text
+    redis_sink.client.delete(f"{redis_sink.prefix}not-a-subject")

@@ -15,6 +15,10 @@ class Command(BaseCommand):
         if sink is not None and sink not in configured_sinks():
             names = ", ".join(configured_sinks())
             raise CommandError(f"Unknown sink {sink!r}; configured: {names}.")
-        for drift in reconcile(sink=sink, repair=repair):
+        report = reconcile(sink=sink, repair=repair)
+        for drift in report:
             style = self.style.SUCCESS if drift.clean else self.style.WARNING
             self.stdout.write(style(str(drift)))
+        failed = [drift.sink for drift in report if drift.error]
+        if failed:
+            raise CommandError(f"Could not compare {', '.join(failed)}: see above.")
