@@ -29,7 +29,7 @@ from consent.models import (
 )
 from consent.outbox import delivery_retry, delivery_retry_now
 from consent.policies import DEFERRAL_BOUNDS, RETENTION_DAYS_BOUNDS
-from consent.reconcile import reconcile_queue
+from consent.reconcile import ReconcileFailed, reconcile_queue
 from consent.selectors import policy_current, sink_overview
 
 # Policies: a draft is edited freely, publishing fixes it, and its deadline only moves later.
@@ -432,8 +432,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def reconcile_view(self, request: HttpRequest) -> HttpResponse:
-        """Queue a comparison of one sink with the audit log, repairing it if asked: a worker
-        makes it, as long as it takes, and the sink table shows what it found."""
+        """Queue a whole comparison of one sink for a worker; its findings appear in the table."""
         if not self.has_change_permission(request):
             raise PermissionDenied
         form = ReconcileForm(request.POST)
@@ -441,23 +440,28 @@ class DeliveryAdmin(admin.ModelAdmin):
             self.message_user(request, _("Choose a configured sink."), messages.ERROR)
             return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))
         sink, repair = form.cleaned_data["sink"], form.cleaned_data["repair"]
-        if reconcile_queue(sink=sink, repair=repair):
-            queued = (
-                _("A comparison of %(sink)s with the audit log, with repair, is queued.")
-                if repair
-                else _("A comparison of %(sink)s with the audit log is queued.")
-            ) % {"sink": sink}
-            later = _("Its findings appear under “Last reconciled” once it has finished.")
-            self.message_user(request, f"{queued} {later}", messages.SUCCESS)
+        names = {"sink": sink, "command": f"manage.py reconcile --sink {sink}"}
+        if repair:
+            names["command"] += " --repair"
+        try:
+            queued = reconcile_queue(sink=sink, repair=repair)
+        except ReconcileFailed:
+            message = _(
+                "The task broker did not take the comparison of %(sink)s. Try again in a moment, "
+                "or run “%(command)s” on a worker machine."
+            )
+            self.message_user(request, message % names, messages.ERROR)
         else:
+            message = (
+                _("A comparison of %(sink)s with the audit log is queued.")
+                if queued
+                else _("A comparison of %(sink)s is already queued or under way.")
+            )
+            later = _("Its findings appear under “Last reconciled” once it has finished.")
             self.message_user(
                 request,
-                _(
-                    "The task broker did not take the comparison of %(sink)s. Try again in a "
-                    "moment, or run “manage.py reconcile --sink %(sink)s” on a worker machine."
-                )
-                % {"sink": sink},
-                messages.ERROR,
+                f"{message % names} {later}",
+                messages.SUCCESS if queued else messages.WARNING,
             )
         return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))
 

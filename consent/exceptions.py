@@ -25,7 +25,3 @@ class RunExists(ConsentError):
             f"{run.as_of.isoformat()}. Give this one another name."
         )
         self.run = run
-
-
-class ReconcileFailed(Exception):
-    """A sink could not be compared with the audit log; the others were, and each is recorded."""

@@ -292,9 +292,9 @@ class Delivery(models.Model):
 
 
 class Reconciliation(models.Model):
-    """What one comparison of a sink with the audit log found, and when it finished or failed:
-    a comparison cut short (a task's time limit) records nothing. A comparison with a time budget
-    is a part of a sweep: it goes on from where the last part stopped."""
+    """What one comparison of a sink with the audit log found, and when it finished or failed
+    (its store did not answer, or its task ran out of time). A comparison with a time budget is
+    a part of a sweep: it goes on from where the last part that finished stopped."""
 
     ERROR_LENGTH = 1000
 

@@ -4,12 +4,15 @@ subjects at a time."""
 import logging
 import time
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from uuid import UUID
 
 from celery import current_app
 from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -23,7 +26,11 @@ from consent.sinks.base import Change, Sink, subject_batches
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_TASK = "consent.tasks.reconcile_sink"  # by name: the tasks module imports this one
+RECONCILE_TASK = "consent.tasks.reconcile_requested"  # by name: tasks.py imports this module
+
+
+class ReconcileFailed(Exception):
+    """A sink could not be compared; the others were, and every comparison is recorded."""
 
 
 @dataclass
@@ -36,19 +43,21 @@ class Drift:
     repaired: bool = False
     part: bool = False  # of a sweep, with a time budget
     stopped_after: UUID | None = None  # the part left the subjects after this one to the next
-    error: str = ""  # why the comparison stopped short: it found what is counted, no more
+    error: str = ""  # why it stopped short: what is counted (and repaired) was found before
 
     @property
-    def found(self) -> bool:
+    def has_drift(self) -> bool:
         return bool(self.missing or self.stale or self.extra)
 
     @property
     def clean(self) -> bool:
-        return not (self.found or self.error)
+        return not (self.has_drift or self.error)
 
     def __str__(self) -> str:
         if self.error:
             verdict = f"failed: {self.error}"
+            if self.repaired:
+                verdict += "; what it found is repaired"
         elif self.repaired:
             verdict = "repaired"
         else:
@@ -122,36 +131,36 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> N
         if sink.keeps_history:
             history = subjects_intervals({s: change.version for s, change in expected.items()})
             expected = {s: replace(change, intervals=history[s]) for s, change in expected.items()}
-        drifted = []
+        missing, stale = [], []
         for subject_id, change in expected.items():
             if subject_id in in_flight or change.changed_at > since:
                 drift.in_flight += 1
                 continue
             held = observed.get(subject_id)
             if held is None or not held.version:  # not held, or only intervals left of it
-                drift.missing.append(subject_id)
+                missing.append(subject_id)
             elif (held.version, held.allowed, held.deleted, held.intervals) != (
                 change.version,
                 change.allowed,
                 change.deleted,
                 change.intervals,
             ):
-                drift.stale.append(subject_id)
-            else:
-                continue
-            drifted.append(change)
-        if repair and drifted:
+                stale.append(subject_id)
+        if repair and (missing or stale):
+            drifted = [expected[subject_id] for subject_id in missing + stale]
             ceiling = {
                 c.subject_id: max(c.version, getattr(observed.get(c.subject_id), "version", 0))
                 for c in drifted
             }
             sink.repair(drifted, ceiling=ceiling, drop=[])
+        drift.missing += missing  # counted once repaired, if asked: a failure may come between
+        drift.stale += stale
         if sweep.spent():
             drift.stopped_after = subjects[-1]
             return
     # At the end of a sweep: what the sink holds of subjects the source never had (a subject
     # may come twice).
-    extra: dict[UUID, None] = {}
+    seen: set[UUID] = set()
     for held_subjects in sink.subjects():
         known = set(
             ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS, subject_id__in=held_subjects)
@@ -159,11 +168,11 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> N
             .values_list("subject_id", flat=True)
             .distinct()
         )
-        unknown = [s for s in held_subjects if s not in known and s not in extra]
-        extra.update(dict.fromkeys(unknown))
+        unknown = [s for s in held_subjects if s not in known and s not in seen]
+        seen.update(unknown)
         if repair and unknown:
             sink.repair([], ceiling={}, drop=unknown)
-    drift.extra = list(extra)
+        drift.extra += unknown
 
 
 def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> None:
@@ -176,13 +185,13 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep)
                 sink=sink.name, event_id__in=[event.pk for event in latest.values()]
             )
         }
-        resend = []
+        missing, stale, resend = [], [], []
         for subject_id, event in latest.items():
             delivery = deliveries.get(event.pk)
             if delivery is None:
-                drift.missing.append(subject_id)
+                missing.append(subject_id)
             elif delivery.state == Delivery.State.DEAD:
-                drift.stale.append(subject_id)
+                stale.append(subject_id)
             elif delivery.state == Delivery.State.PENDING:
                 drift.in_flight += 1
                 continue
@@ -191,10 +200,12 @@ def _compare_by_deliveries(sink: Sink, drift: Drift, repair: bool, sweep: Sweep)
             resend.append(event)
         if repair and resend:
             _deliver_again(sink, resend)
+        drift.missing += missing
+        drift.stale += stale
         if sweep.spent():
             drift.stopped_after = subjects[-1]
             break
-    if repair and drift.found:
+    if repair and drift.has_drift:
         drain_queue(sink.name)
 
 
@@ -224,7 +235,8 @@ def reconcile(
     and stops once its share is spent (after one batch at least), leaving the rest to the next.
 
     A sink that cannot be compared (its store does not answer) is recorded as failed, with what
-    was found until then, and the others are compared all the same.
+    was found (and repaired) until then, and the others are compared all the same. A task's
+    time limit is recorded too, and stops the run.
     """
     sinks = configured_sinks()
     chosen = [sinks[sink]] if sink else list(sinks.values())
@@ -239,17 +251,18 @@ def reconcile(
             share = (end - time.monotonic()) / (len(chosen) - done)
             after = last.stopped_after if last else None
             sweep = Sweep(after=after, deadline=time.monotonic() + share)
+        out_of_time = None
         try:
             if each.readable:
                 _compare_readable(each, drift, repair, sweep)
             else:
                 _compare_by_deliveries(each, drift, repair, sweep)
-        except SoftTimeLimitExceeded:
-            raise  # the task is out of time: the sinks after this one would be too
+        except SoftTimeLimitExceeded as error:
+            drift.error, out_of_time = "cut short by the task's time limit", error
         except Exception as error:
             logger.exception("Reconciling %s failed", each.name, extra={"sink": each.name})
             drift.error = f"{type(error).__name__}: {error}"[: Reconciliation.ERROR_LENGTH]
-        drift.repaired = repair and drift.found and not drift.error
+        drift.repaired = repair and drift.has_drift
         RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
         Reconciliation.objects.create(
             sink=each.name,
@@ -266,15 +279,39 @@ def reconcile(
             error=drift.error,
         )
         report.append(drift)
+        if out_of_time is not None:
+            raise out_of_time  # the sinks after this one would be cut short too
     return report
 
 
+def raise_if_failed(report: list[Drift]) -> None:
+    """Raise ReconcileFailed if a sink of the report could not be compared."""
+    failed = [drift for drift in report if drift.error]
+    if failed:
+        raise ReconcileFailed("; ".join(str(drift) for drift in failed))
+
+
+def _queued_key(sink: str) -> str:
+    return f"consent:reconcile-queued:{sink}"
+
+
 def reconcile_queue(*, sink: str, repair: bool) -> bool:
-    """Queue a whole comparison of one sink, for a worker to make and record; tell if the broker
-    took it."""
+    """Queue a whole comparison of one sink for a worker, unless one waits or runs already;
+    raise ReconcileFailed if the broker does not take it."""
+    try:
+        if not cache.add(_queued_key(sink), 1, settings.CONSENT_RECONCILE_BUDGET + 900):
+            return False
+    except Exception:
+        logger.warning("The cache did not answer: a comparison queued without it.")
     try:
         current_app.send_task(RECONCILE_TASK, args=(sink, repair))
     except Exception as error:
-        logger.warning("Could not queue a comparison of %s (%r).", sink, error)
-        return False
+        reconcile_unqueue(sink)
+        raise ReconcileFailed(f"The broker did not take a comparison of {sink}.") from error
     return True
+
+
+def reconcile_unqueue(sink: str) -> None:
+    """Let another comparison of the sink be queued."""
+    with suppress(Exception):  # a cache that does not answer forgets by itself
+        cache.delete(_queued_key(sink))

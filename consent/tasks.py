@@ -2,8 +2,7 @@ from celery import shared_task
 from django.conf import settings
 
 from consent import audit, outbox, services
-from consent.exceptions import ReconcileFailed
-from consent.reconcile import Drift, reconcile
+from consent.reconcile import raise_if_failed, reconcile, reconcile_unqueue
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -33,7 +32,7 @@ def expire_choices() -> int:
 def reconcile_sinks() -> None:
     """Find and repair drift between every sink and the source of truth: the next part of each
     sink's sweep, within CONSENT_RECONCILE_BUDGET seconds."""
-    _raise_failures(reconcile(repair=True, budget=settings.CONSENT_RECONCILE_BUDGET))
+    raise_if_failed(reconcile(repair=True, budget=settings.CONSENT_RECONCILE_BUDGET))
 
 
 @shared_task(
@@ -41,18 +40,14 @@ def reconcile_sinks() -> None:
     soft_time_limit=settings.CONSENT_RECONCILE_BUDGET + 300,
     time_limit=settings.CONSENT_RECONCILE_BUDGET + 600,
 )
-def reconcile_sink(sink: str, repair: bool) -> str:
-    """Compare one sink whole with the source of truth, as an admin asked, and record it."""
-    report = reconcile(sink=sink, repair=repair)
-    _raise_failures(report)
+def reconcile_requested(sink: str, repair: bool) -> str:
+    """Compare one sink whole with the source of truth, as an admin asked."""
+    try:
+        report = reconcile(sink=sink, repair=repair)
+    finally:
+        reconcile_unqueue(sink)
+    raise_if_failed(report)
     return str(report[0])
-
-
-def _raise_failures(report: list[Drift]) -> None:
-    """Fail the task (after every sink had its turn) if a sink could not be compared."""
-    failed = [drift for drift in report if drift.error]
-    if failed:
-        raise ReconcileFailed("; ".join(str(drift) for drift in failed))
 
 
 @shared_task(acks_late=True, soft_time_limit=50, time_limit=55)

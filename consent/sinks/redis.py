@@ -68,10 +68,11 @@ class RedisSink:
         for batch in batched(keys, SUBJECTS_A_BATCH, strict=False):
             subjects = []
             for key in batch:
-                try:
-                    subjects.append(UUID(key.decode().removeprefix(self.prefix)))
-                except ValueError:  # not a record of ours: neither counted nor dropped
+                subject_id = _subject_of(key.removeprefix(self.prefix.encode()))
+                if subject_id is None:  # not a record of ours: neither counted nor dropped
                     logger.warning("%s: the key %r is not a subject's; left alone.", self.name, key)
+                else:
+                    subjects.append(subject_id)
             yield subjects
 
     def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
@@ -98,3 +99,12 @@ class RedisSink:
             self._write(changes, ceiling)
         if drop:
             self.client.delete(*[self.key(subject_id) for subject_id in drop])
+
+
+def _subject_of(suffix: bytes) -> UUID | None:
+    """Return the subject a key is for, if it is one: its id written as this sink writes it."""
+    try:
+        subject_id = UUID(suffix.decode())
+    except ValueError:
+        return None
+    return subject_id if str(subject_id).encode() == suffix else None

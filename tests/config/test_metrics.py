@@ -247,6 +247,11 @@ def test_a_comparison_that_failed_does_not_count_as_reconciled(client, allowed_a
 
     assert ("consent_reconcile_age_seconds", (("sink", "warehouse"),)) not in figures
     assert ("consent_reconcile_sweep_age_seconds", (("sink", "warehouse"),)) not in figures
+    reconcile()
+    Reconciliation.objects.filter(error="").update(finished_at=now - timedelta(hours=2))
+    Reconciliation.objects.filter(error__startswith="Op").update(finished_at=timezone.now())
+    figures = scrape(client)
+    assert 7200 <= figures[("consent_reconcile_age_seconds", (("sink", "warehouse"),))] < 7260
 
 
 def test_reconcile_counts_the_drift_it_finds(client, allowed_a_minute_ago, consumer):

@@ -5,6 +5,7 @@ import time
 from datetime import timedelta
 
 import pytest
+import redis
 from django.contrib.auth.models import Permission
 from django.db import connection, transaction
 from django.db.utils import ProgrammingError
@@ -21,7 +22,7 @@ from consent.models import (
     PolicyEvent,
     Reconciliation,
 )
-from consent.reconcile import reconcile
+from consent.reconcile import reconcile, reconcile_unqueue
 from consent.selectors import policy_current, prompt_for
 from consent.services import Channel
 from tests.conftest import free_port
@@ -472,7 +473,7 @@ def test_the_overview_counts_pending_failing_dead_and_the_oldest_age(deliveries,
     )
     page = response.content.decode()
     assert "42\xa0minutes old" in page
-    assert "Reconcile this sink now" in page
+    assert "Queue a comparison with the audit log" in page
 
 
 def test_retrying_a_failing_delivery_brings_it_forward(deliveries, admin_client):
@@ -536,7 +537,7 @@ def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and
     repair = {"sink": "warehouse", "repair": "on"}
     queued = admin_client.post(f"{DELIVERIES}reconcile/", repair, follow=True)
 
-    assert "with repair, is queued." in queued.content.decode()
+    assert "A comparison of warehouse with the audit log is queued." in queued.content.decode()
     wait_for(lambda: comparisons.count() == 2, stack=stack, what="the worker to repair it")
     repaired = admin_client.get(DELIVERIES)
     assert (
@@ -546,34 +547,57 @@ def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and
     assert EligibilityRecord.objects.get(subject_id=lost).allowed
 
 
-def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_client, monkeypatch):
-    with celery_broker(f"redis://127.0.0.1:{free_port()}/0", monkeypatch):  # nobody listens
-        response = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
+def test_a_comparison_is_queued_once_until_a_worker_has_made_it(
+    deliveries, admin_client, private_redis, monkeypatch
+):
+    with celery_broker(private_redis, monkeypatch):  # a broker of its own, that no worker reads
+        first = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
+        again = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
+        reconcile_unqueue("warehouse")  # as the worker does once it has finished
 
-    assert "The task broker did not take the comparison of warehouse." in response.content.decode()
-    assert "manage.py reconcile --sink warehouse" in response.content.decode()
+    assert "A comparison of warehouse with the audit log is queued." in first.content.decode()
+    assert "A comparison of warehouse is already queued or under way." in again.content.decode()
+    assert not Reconciliation.objects.exists()  # nothing is compared inside the request
+    assert redis.Redis.from_url(private_redis).llen("celery") == 1
+
+
+def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_client, monkeypatch):
+    repair = {"sink": "warehouse", "repair": "on"}
+    with celery_broker(f"redis://127.0.0.1:{free_port()}/0", monkeypatch):  # nobody listens
+        response = admin_client.post(f"{DELIVERIES}reconcile/", repair, follow=True)
+        again = admin_client.post(f"{DELIVERIES}reconcile/", repair, follow=True)
+
+    page = response.content.decode()
+    assert "The task broker did not take the comparison of warehouse." in page
+    assert "manage.py reconcile --sink warehouse --repair" in page
+    assert "already queued" not in again.content.decode()  # nothing was queued: try again
 
 
 def test_the_sink_table_says_a_comparison_failed_and_why(deliveries, admin_client):
-    Reconciliation.objects.create(
-        sink="warehouse",
-        started_at=timezone.now(),
-        finished_at=timezone.now(),
-        missing=1,
-        stale=0,
-        extra=0,
-        in_flight=0,
-        repaired=False,
-        part=True,
-        error="OperationalError: connection refused",
-    )
+    now = timezone.now()
+    failed = {
+        "sink": "warehouse",
+        "started_at": now,
+        "finished_at": now,
+        "missing": 1,
+        "stale": 0,
+        "extra": 0,
+        "in_flight": 0,
+        "repaired": True,
+        "error": "OperationalError: connection refused",
+    }
+    Reconciliation.objects.create(**failed)
 
     cell = last_reconciled(admin_client.get(DELIVERIES), "warehouse")
 
     assert cell == (
         "0 minutes ago: failed: OperationalError: connection refused; "
-        "found until then: 1 missing, 0 stale, 0 extra"
+        "found until then: 1 missing, 0 stale, 0 extra (repaired); none has finished yet"
     )
+    finished = failed | {"finished_at": now - timedelta(hours=2), "error": "", "missing": 0}
+    Reconciliation.objects.create(**finished)
+    cell = last_reconciled(admin_client.get(DELIVERIES), "warehouse")
+    assert cell.endswith("(repaired); the latest to finish: 2 hours ago")
 
 
 @pytest.mark.django_db(databases=["default", "warehouse"])

@@ -6,15 +6,15 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from consent import services
-from consent.exceptions import ReconcileFailed
+from consent import recovery, services
 from consent.models import Delivery, EligibilityInterval, EligibilityRecord, Reconciliation
 from consent.outbox import outbox_drain
-from consent.reconcile import reconcile
+from consent.reconcile import ReconcileFailed, reconcile
 from consent.services import Channel
 from consent.sinks import configured_sinks
 from consent.sinks.redis import RedisSink
@@ -227,7 +227,7 @@ def test_a_sink_that_does_not_answer_is_recorded_as_failed_and_the_next_is_compa
     # The hourly task and the command fail too, once every sink has had its turn.
     with pytest.raises(ReconcileFailed, match=r"redis: .*\(failed: ConnectionError: .*\.\)$"):
         reconcile_sinks()
-    with pytest.raises(CommandError, match="Could not compare redis"):
+    with pytest.raises(CommandError, match="Could not compare every sink: redis: "):
         call_command("reconcile", stdout=io.StringIO())
     assert Reconciliation.objects.filter(sink="warehouse", error="").count() == 3
 
@@ -259,13 +259,80 @@ def test_a_failed_part_leaves_the_sweep_where_the_last_part_stopped(
     assert after_it.missing == sorted(user.subject_id for user in users)[2:]
 
 
-def test_a_key_of_someone_else_under_the_prefix_is_left_alone(policy, sinks, caplog):
+@pytest.mark.parametrize("suffix", ["not-a-subject", uuid.UUID(int=7).hex, f"urn:uuid:{NOBODY[0]}"])
+def test_a_key_of_someone_else_under_the_prefix_is_left_alone(policy, sinks, caplog, suffix):
     redis_sink = sinks["redis"]
-    redis_sink.client.set(f"{redis_sink.prefix}not-a-subject", "theirs")
+    theirs = f"{redis_sink.prefix}{suffix}"  # an id written otherwise is not a key of ours
+    redis_sink.client.set(theirs, "theirs")
 
     (drift,) = reconcile(sink="redis", repair=True)
 
     assert drift.clean
-    assert redis_sink.client.get(f"{redis_sink.prefix}not-a-subject") == b"theirs"
-    assert "not-a-subject" in caplog.text and "is not a subject's" in caplog.text
-    redis_sink.client.delete(f"{redis_sink.prefix}not-a-subject")
+    assert redis_sink.client.get(theirs) == b"theirs"
+    assert suffix in caplog.text and "is not a subject's" in caplog.text
+    redis_sink.client.delete(theirs)
+
+
+def test_a_comparison_that_fails_midway_counts_what_it_found_and_repaired(
+    policy, redis_then_warehouse, settings, monkeypatch
+):
+    monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
+    settings.CONSENT_SINKS = {"redis": settings.CONSENT_SINKS["redis"]}
+    users = UserFactory.create_batch(4)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    Delivery.objects.update(state=Delivery.State.APPLIED)  # said so, but Redis holds none
+    entries, reads = RedisSink.entries, []
+
+    def down_before_the_second_read(sink, subjects):
+        reads.append(subjects)
+        if len(reads) == 2:
+            redis_down(redis_then_warehouse)
+        return entries(sink, subjects)
+
+    monkeypatch.setattr(RedisSink, "entries", down_before_the_second_read)
+    (drift,) = reconcile(repair=True)
+
+    first_batch = sorted(user.subject_id for user in users)[:2]
+    assert (drift.missing, drift.repaired) == (first_batch, True)
+    assert str(drift).endswith("; what it found is repaired)")
+    row = Reconciliation.objects.get()
+    assert (row.missing, row.repaired, row.error.startswith("ConnectionError")) == (2, True, True)
+    assert reads == [first_batch, sorted(user.subject_id for user in users)[2:]]
+
+
+def test_a_comparison_cut_short_by_the_time_limit_is_recorded_and_stops_the_run(
+    policy, redis_then_warehouse, monkeypatch
+):
+    services.consent_change(user=UserFactory(), allowed=True, channel=Channel.SETTINGS)
+
+    def out_of_time(sink, subjects):  # as Celery raises it when the soft time limit passes
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(RedisSink, "entries", out_of_time)
+    with pytest.raises(SoftTimeLimitExceeded):
+        reconcile(repair=True, budget=60)
+
+    # Redis is recorded; the warehouse, after it, was not begun.
+    assert list(Reconciliation.objects.values_list("sink", "error")) == [
+        ("redis", "cut short by the task's time limit")
+    ]
+
+
+def test_recovery_says_so_when_a_store_stops_answering_before_its_repair(
+    policy, redis_then_warehouse, monkeypatch
+):
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("redis")
+    outbox_drain("warehouse")
+    real_reconcile = recovery.reconcile
+
+    def down_then_reconcile(**options):
+        redis_down(redis_then_warehouse)
+        return real_reconcile(**options)
+
+    monkeypatch.setattr(recovery, "reconcile", down_then_reconcile)
+    with pytest.raises(CommandError, match="a sink could not be repaired: redis: "):
+        call_command("recover_after_restore", stdout=io.StringIO())

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.reconcile import reconcile
+from consent.reconcile import ReconcileFailed, raise_if_failed, reconcile
 from consent.sinks import configured_sinks
 
 
@@ -19,6 +19,7 @@ class Command(BaseCommand):
         for drift in report:
             style = self.style.SUCCESS if drift.clean else self.style.WARNING
             self.stdout.write(style(str(drift)))
-        failed = [drift.sink for drift in report if drift.error]
-        if failed:
-            raise CommandError(f"Could not compare {', '.join(failed)}: see above.")
+        try:
+            raise_if_failed(report)
+        except ReconcileFailed as error:
+            raise CommandError(f"Could not compare every sink: {error}") from error

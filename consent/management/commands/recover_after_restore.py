@@ -1,5 +1,6 @@
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consent.reconcile import ReconcileFailed, raise_if_failed
 from consent.recovery import recover, recovery_plan
 
 
@@ -26,8 +27,16 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.stdout.write("Dry run: nothing was changed.")
             return
-        for drift in recover(plan):
+        report = recover(plan)
+        for drift in report:
             self.stdout.write(f"  {drift}")
+        try:
+            raise_if_failed(report)
+        except ReconcileFailed as error:
+            raise CommandError(
+                f"Recovered, but a sink could not be repaired: {error}. Bring its store back "
+                "and run manage.py reconcile --repair before starting the workers."
+            ) from error
         self.stdout.write(
             self.style.SUCCESS("Recovered. Start the workers, then run verify_audit.")
         )
