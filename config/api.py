@@ -1,6 +1,8 @@
 """The machine clients' API, /api/v1/: its OpenAPI document (/api/v1/openapi.json) and a page
 that shows it (/api/v1/docs)."""
 
+import json
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -8,7 +10,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI
-from ninja.errors import AuthenticationError, ValidationError
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
 
@@ -30,6 +33,23 @@ class Renderer(JSONRenderer):
     encoder_class = Encoder
 
 
+class OnceEachParser(Parser):
+    """JSON bodies in which each key is said once: a body that says as_of twice is refused, not
+    read as whichever of them a reader keeps (a proxy that checks the first, the API the last)."""
+
+    def parse_body(self, request: HttpRequest) -> dict[str, Any]:
+        body: dict[str, Any] = json.loads(request.body, object_pairs_hook=_once_each)
+        return body
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        (twice, _), *_ = Counter(key for key, _ in pairs).most_common(1)
+        raise ValueError(f"it gives {twice!r} more than once")
+    return found
+
+
 api = NinjaAPI(
     title="Help improve the model: consent for training pipelines",
     version="1",
@@ -37,6 +57,7 @@ api = NinjaAPI(
     "and the ledger of training runs with their fixed snapshots.",
     urls_namespace="api",
     renderer=Renderer(),
+    parser=OnceEachParser(),
     docs_url="/docs",
 )
 api.add_router("/", consent_router)
@@ -61,6 +82,16 @@ def _where(location: tuple) -> list[str]:
     # takes the whole body as its argument `body`, a name that means nothing to a client.
     parts = [str(part) for part in location]
     return parts[:1] + parts[2:] if parts[:2] == ["body", "body"] else parts
+
+
+@api.exception_handler(HttpError)
+def refuse(request: HttpRequest, error: HttpError) -> HttpResponse:
+    """Say what is wrong, as ninja does, and why a body could not be read (ninja says so only
+    with DEBUG on: the reason is the JSON decoder's, which holds nothing of the server's)."""
+    detail = str(error)
+    if isinstance(error.__cause__, ValueError):  # raised reading the body: not JSON we take
+        detail = f"The body could not be read as JSON: {error.__cause__}."
+    return api.create_response(request, {"detail": detail}, status=error.status_code)
 
 
 @api.exception_handler(AuthenticationError)

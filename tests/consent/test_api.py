@@ -130,7 +130,12 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         ({"as_of": "2026-01-01", "pairs": []}, "RFC 3339"),
         ({"pairs": "all of them"}, "list"),
         ({}, "Field required"),
-        ("{not json", "parse"),
+        ("{not json", "could not be read as JSON: Expecting property name"),
+        ('{"pairs": [], "as_of": null, "pairs": []}', "it gives 'pairs' more than once"),
+        (
+            '{"pairs": [["\\udcff", "2026-01-01T00:00:00Z"]]}',
+            "unable to parse raw data as a unicode string",
+        ),
     ],
     ids=[
         "uuid",
@@ -149,6 +154,8 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         "not-a-list",
         "empty",
         "json",
+        "a-key-twice",
+        "a-lone-surrogate",
     ],
 )
 def test_a_bad_request_gets_a_400_that_says_why(client, secret, body, fault):
@@ -156,6 +163,18 @@ def test_a_bad_request_gets_a_400_that_says_why(client, secret, body, fault):
 
     assert response.status_code == 400
     assert fault.lower() in response.content.decode().lower()
+
+
+def test_a_body_that_is_not_utf_8_gets_a_400_that_says_why(client, secret):
+    response = client.post(
+        ELIGIBILITY,
+        b'{"pairs": [], "as_of": "\xff"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The body could not be read as JSON: 'utf-8'")
 
 
 def test_moments_at_the_ends_of_the_calendar_are_answered(client, secret):
