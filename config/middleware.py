@@ -57,7 +57,9 @@ class ApiAnswersInJsonMiddleware:
             405: f"This endpoint takes {response.get('Allow', 'another method')}.",
         }
         detail = details.get(response.status_code, f"{response.reason_phrase}.")
-        # The same answer, headers and all, saying it in JSON.
+        # The same answer, headers and all, saying it in JSON: its length too, which
+        # CommonMiddleware set for the page it replaces (a client would wait for the rest).
         response.content = json.dumps({"detail": detail})
         response["Content-Type"] = "application/json"
+        response["Content-Length"] = str(len(response.content))
         return response

@@ -468,6 +468,7 @@ def test_every_refusal_under_the_api_is_json_and_private(client, method, path, s
     assert response.status_code == status
     assert response["Content-Type"].startswith("application/json")
     assert response.json()["detail"]
+    assert response["Content-Length"] == str(len(response.content))
     assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}
     assert response["X-Content-Type-Options"] == "nosniff"
     if status == 405:
@@ -478,6 +479,7 @@ def test_a_request_for_another_host_is_refused_in_json(client):
     response = client.get("/api/v1/runs", headers={"Host": "elsewhere.example"})
 
     assert (response.status_code, response["Content-Type"]) == (400, "application/json")
+    assert response["Content-Length"] == str(len(response.content))
     assert "private" in response["Cache-Control"]
 
 
