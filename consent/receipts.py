@@ -71,7 +71,8 @@ def receipt_for(
         },
         "withdrawal": {
             "method": f"Turn '{settings.CONSENT_PRODUCT_NAME}' off in the privacy settings; "
-            "it applies from then on to new and resumed chats and coding sessions.",
+            "from then on no training run uses the chats and coding sessions, those already "
+            "stored included.",
             "url": settings_url,
         },
         "proof": proof_of(event),

@@ -269,7 +269,10 @@ def _saved_message(*, allowed: bool, changed: bool) -> str:
         return _("No change: the setting already was as you chose.")
     if allowed:
         return _("Saved: new and resumed chats and coding sessions may be used for training.")
-    return _("Saved: new and resumed chats and coding sessions will not be used for training.")
+    return _(
+        "Saved: from now on your chats and coding sessions, those already stored included, will "
+        "not be used for training."
+    )
 
 
 def _render_settings(

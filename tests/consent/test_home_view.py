@@ -334,7 +334,8 @@ def test_the_home_page_confirms_a_choice_made_in_the_pop_up(policy, signed_in):
 
     page = response.content.decode()
     assert 'id="consent-dialog"' not in page
-    assert "Saved: new and resumed chats and coding sessions will not be used for training." in page
+    saved = "Saved: from now on your chats and coding sessions, those already stored included, will"
+    assert saved in page
 
 
 def test_the_home_page_says_what_not_now_means_until_when(policy, signed_in):
