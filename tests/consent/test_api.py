@@ -9,7 +9,7 @@ from io import StringIO
 from uuid import uuid4
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import ApiToken
@@ -115,8 +115,9 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
 @pytest.mark.parametrize(
     ("body", "fault"),
     [
-        ({"pairs": [["not-a-uuid", "2026-01-01T00:00:00Z"]]}, "UUID"),
-        ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "with a zone"),
+        ({"pairs": [["not-a-uuid", "2026-01-01T00:00:00Z"]]}, "a subject id is written as"),
+        ({"pairs": [["x" * 36, "2026-01-01T00:00:00Z"]]}, "a valid UUID"),
+        ({"pairs": [[str(uuid4()), "2026-01-01T00:00:00"]]}, "with seconds and a zone"),
         ({"pairs": [[str(uuid4())]]}, "Field required"),
         ({"pairs": [[str(uuid4()), "yesterday"]]}, "RFC 3339"),
         ({"pairs": [[str(uuid4()), 1767225600]]}, "RFC 3339"),
@@ -134,11 +135,12 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         ('{"pairs": [], "as_of": null, "pairs": []}', "it gives 'pairs' more than once"),
         (
             '{"pairs": [["\\udcff", "2026-01-01T00:00:00Z"]]}',
-            "unable to parse raw data as a unicode string",
+            "a subject id is written as",
         ),
     ],
     ids=[
         "uuid",
+        "uuid-of-no-hex",
         "no-zone",
         "half-pair",
         "time",
@@ -185,6 +187,41 @@ def test_moments_at_the_ends_of_the_calendar_are_answered(client, secret):
     assert (response.status_code, response.json()["eligible"]) == (200, [False, False])
 
 
+def test_a_fault_says_what_is_wrong_without_the_validators_words(client, secret):
+    pairs = [[str(uuid4()), "2026-11-30T08:15Z"]]
+
+    (fault,) = post(client, ELIGIBILITY, {"pairs": pairs}, secret).json()["first_faults"]
+
+    assert fault["problem"] == (
+        "a moment is RFC 3339 text with seconds and a zone, e.g. 2026-12-01T12:00:00Z"
+    )
+
+
+@pytest.mark.parametrize(
+    "written",
+    [str.upper, lambda s: s.replace("-", ""), lambda s: f"{{{s}}}", lambda s: f"urn:uuid:{s}"],
+    ids=["upper-case", "no-dashes", "braces", "urn"],
+)
+def test_a_subject_id_is_taken_only_as_the_snapshots_write_it(
+    client, secret, policy, consumer, written
+):
+    """A pipeline's join compares ids as text: the API answering an id written otherwise would
+    say true where the join says false."""
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    drained()
+    now = timezone.now().isoformat()
+    canonical = str(consumer.subject_id)
+
+    refused = post(client, ELIGIBILITY, {"pairs": [[written(canonical), now]]}, secret)
+    answered = post(client, ELIGIBILITY, {"pairs": [[canonical, now]]}, secret)
+
+    assert refused.status_code == 400
+    (fault,) = refused.json()["first_faults"]
+    assert fault["where"] == ["body", "pairs", "0", "0"]
+    assert fault["problem"].startswith("a subject id is written as the snapshots write it")
+    assert answered.json()["eligible"] == [True]
+
+
 def test_a_fault_is_placed_where_it_is_in_the_body(client, secret):
     pairs = [[str(uuid4()), "2026-01-01T00:00:00Z"], [str(uuid4()), "2026-01-01T00:00:00"]]
 
@@ -210,7 +247,9 @@ def test_as_of_still_to_come_is_refused(client, secret):
     response = post(client, ELIGIBILITY, {"as_of": later, "pairs": []}, secret)
 
     assert response.status_code == 400
-    assert "still to come" in response.content.decode()
+    assert response.json()["first_faults"] == [
+        {"where": ["body", "as_of"], "problem": "as_of cannot be a moment still to come"}
+    ]
 
 
 @pytest.mark.parametrize("token", ["", "Bearer", "Bearer cst_wrong", "Basic abc"])
@@ -521,12 +560,19 @@ def test_the_snapshot_command_writes_parquet_and_a_manifest(
 
 
 @pytest.mark.parametrize(
-    "as_of",
-    ["yesterday", "2026-01-01T00:00:00", "2999-01-01T00:00:00Z"],
-    ids=["text", "no-zone", "future"],
+    ("as_of", "why"),
+    [
+        ("yesterday", "RFC 3339 text with seconds and a zone"),
+        ("2026-01-01T00:00:00", "RFC 3339 text with seconds and a zone"),
+        ("2026-12-01", "RFC 3339 text with seconds and a zone"),
+        ("2026-12-01T12:00Z", "RFC 3339 text with seconds and a zone"),  # the API's rule too
+        ("2026-02-30T12:00:00Z", "not a moment that exists"),
+        ("2999-01-01T00:00:00Z", "still to come"),
+    ],
+    ids=["text", "no-zone", "a-date", "no-seconds", "no-such-day", "future"],
 )
-def test_the_snapshot_command_refuses_a_bad_moment(as_of, tmp_path):
-    with pytest.raises(Exception, match="as-of"):
+def test_the_snapshot_command_refuses_a_bad_moment(as_of, why, tmp_path):
+    with pytest.raises(CommandError, match=f"--as-of.*{why}"):
         call_command("eligibility_snapshot", "--as-of", as_of, "--out", str(tmp_path / "s"))
 
 

@@ -1,9 +1,9 @@
-from datetime import datetime
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from consent.moments import moment_parse
 from consent.snapshots import snapshot_write
 
 
@@ -30,11 +30,9 @@ class Command(BaseCommand):
         as_of = timezone.now()
         if options["as_of"]:
             try:
-                as_of = datetime.fromisoformat(options["as_of"])
+                as_of = moment_parse(options["as_of"])
             except ValueError as error:
-                raise CommandError(f"--as-of is not an RFC 3339 time: {error}") from error
-            if as_of.tzinfo is None:
-                raise CommandError("--as-of needs a zone, such as Z or +02:00.")
+                raise CommandError(f"--as-of: {error}.") from error
             if as_of > timezone.now():
                 raise CommandError("--as-of cannot be a moment still to come.")
         out: Path = options["out"]

@@ -1,0 +1,46 @@
+"""Moments as the API and the commands take them: RFC 3339 text with seconds and a zone."""
+
+import re
+from datetime import UTC, datetime
+
+RFC_3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+EXAMPLE = "2026-12-01T12:00:00Z"
+
+
+def moment_check(text: str) -> None:
+    """Raise ValueError, saying why, unless the text is a moment the product takes.
+
+    Seconds and a zone (Z or +hh:mm) are required, a leap second is refused, and the moment
+    must fall within the years 1 to 9999 in UTC.
+    """
+    if not RFC_3339.fullmatch(text):
+        raise ValueError(f"a moment is RFC 3339 text with seconds and a zone, e.g. {EXAMPLE}")
+    if text[17:19] == "60":
+        raise ValueError("a leap second (:60) is not taken: say :59.999999")
+    if text.startswith(("0001-", "9999-")):  # the only years a zone can take out of range
+        moment_within_utc(_parsed(text))
+
+
+def moment_parse(text: str) -> datetime:
+    """Return the moment the text says, once moment_check has taken it."""
+    moment_check(text)
+    return _parsed(text)
+
+
+def moment_within_utc(moment: datetime) -> datetime:
+    """Raise ValueError if the moment has no place in UTC (a zone took it past year 1 or 9999)."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a moment is between the years 1 and 9999 in UTC") from None
+    return moment
+
+
+def _parsed(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text.upper())
+    except ValueError:
+        raise ValueError(f"not a moment that exists, e.g. {EXAMPLE}") from None
