@@ -26,6 +26,7 @@ from consent.sinks.base import Change, Sink, subject_batches
 
 logger = logging.getLogger(__name__)
 
+LOGGED = 20  # subjects of each kind named in the log when a comparison finds drift
 RECONCILE_TASK = "consent.tasks.reconcile_requested"  # by name: tasks.py imports this module
 
 
@@ -52,6 +53,11 @@ class Drift:
     @property
     def clean(self) -> bool:
         return not (self.has_drift or self.error)
+
+    def subjects(self) -> dict[str, list[UUID]]:
+        """Return the subjects found drifted, by kind: missing, stale, extra (kinds found only)."""
+        found = {"missing": self.missing, "stale": self.stale, "extra": self.extra}
+        return {kind: subjects for kind, subjects in found.items() if subjects}
 
     def __str__(self) -> str:
         if self.error:
@@ -264,6 +270,12 @@ def reconcile(
             drift.error = f"{type(error).__name__}: {error}"[: Reconciliation.ERROR_LENGTH]
         drift.repaired = repair and drift.has_drift
         RECONCILE_DRIFT.labels(each.name).inc(len(drift.missing + drift.stale + drift.extra))
+        if drift.has_drift:  # who drifted, for whoever looks into why (the first of each kind)
+            first = {
+                kind: [str(s) for s in subjects[:LOGGED]]
+                for kind, subjects in drift.subjects().items()
+            }
+            logger.warning("%s", drift, extra={"sink": each.name, "subjects": first})
         Reconciliation.objects.create(
             sink=each.name,
             started_at=started_at,

@@ -336,3 +336,33 @@ def test_recovery_says_so_when_a_store_stops_answering_before_its_repair(
     monkeypatch.setattr(recovery, "reconcile", down_then_reconcile)
     with pytest.raises(CommandError, match="a sink could not be repaired: redis: "):
         call_command("recover_after_restore", stdout=io.StringIO())
+
+
+def test_the_command_and_the_log_name_the_subjects_that_drifted(
+    policy, sinks, settings, monkeypatch, caplog
+):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    monkeypatch.setattr("consent.management.commands.reconcile.SHOWN", 2)
+    users = UserFactory.create_batch(4)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    outbox_drain("warehouse")
+    missing = sorted(user.subject_id for user in users[:3])
+    EligibilityRecord.objects.filter(subject_id__in=missing).delete()
+    stale = users[3].subject_id
+    EligibilityRecord.objects.filter(subject_id=stale).update(allowed=False)
+
+    out = io.StringIO()
+    call_command("reconcile", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert lines[1:] == [
+        f"  missing: {missing[0]}, {missing[1]} and 1 more",
+        f"  stale: {stale}",
+    ]
+    (logged,) = [r for r in caplog.records if r.name == "consent.reconcile"]
+    assert logged.subjects == {"missing": [str(s) for s in missing], "stale": [str(stale)]}
+    every = io.StringIO()
+    call_command("reconcile", verbosity=2, stdout=every)
+    assert f"  missing: {', '.join(map(str, missing))}" in every.getvalue().splitlines()
