@@ -25,6 +25,7 @@ from consent.models import (
     ConsentState,
     Delivery,
     PolicyEvent,
+    Reconciliation,
     TrainingRun,
 )
 from consent.outbox import delivery_retry, delivery_retry_now
@@ -444,7 +445,7 @@ class DeliveryAdmin(admin.ModelAdmin):
         if repair:
             names["command"] += " --repair"
         try:
-            queued = reconcile_queue(sink=sink, repair=repair)
+            queued = reconcile_queue(sink=sink, repair=repair, requested_by_id=request.user.pk)
         except ReconcileFailed:
             message = _(
                 "The task broker did not take the comparison of %(sink)s. Try again in a moment, "
@@ -464,6 +465,31 @@ class DeliveryAdmin(admin.ModelAdmin):
                 messages.SUCCESS if queued else messages.WARNING,
             )
         return HttpResponseRedirect(reverse("admin:consent_delivery_changelist"))
+
+
+@admin.register(Reconciliation)
+class ReconciliationAdmin(ReadOnlyAdmin):
+    list_display = [
+        "finished_at",
+        "sink",
+        "missing",
+        "stale",
+        "extra",
+        "in_flight",
+        "repaired",
+        "origin",
+        "requested_by",
+        "short_error",
+    ]
+    list_filter = ["sink", "repaired", "part"]
+    list_select_related = ["requested_by"]
+    date_hierarchy = "finished_at"
+    readonly_fields = [f.name for f in Reconciliation._meta.fields]
+    show_full_result_count = False
+
+    @admin.display(description=_("error"))
+    def short_error(self, obj: Reconciliation) -> str:
+        return obj.error[:80]
 
 
 # Training runs: registered by pipelines through the API; read here, never changed.

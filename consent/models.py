@@ -312,6 +312,15 @@ class Reconciliation(models.Model):
     stopped_after = models.UUIDField(_("stopped after subject"), null=True)  # empty: the end
     # The sink's store did not answer, say: what is counted was found before it failed.
     error = models.TextField(_("error"), blank=True, default="", max_length=ERROR_LENGTH)
+    # An admin who asked for it (the hourly sweep and the command have none).
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
 
     class Meta:
         verbose_name = _("reconciliation")
@@ -324,6 +333,14 @@ class Reconciliation(models.Model):
     @property
     def in_sync(self) -> bool:
         return not (self.missing or self.stale or self.extra)
+
+    @property
+    def origin(self) -> str:
+        if self.part:
+            return str(_("the hourly sweep"))
+        if self.requested_by_id:
+            return str(_("asked for in the admin"))
+        return str(_("a command"))
 
 
 class EligibilityRecord(models.Model):

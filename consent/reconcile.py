@@ -232,7 +232,11 @@ def _deliver_again(sink: Sink, events: list[ConsentEvent]) -> None:
 
 
 def reconcile(
-    *, sink: str | None = None, repair: bool = False, budget: float | None = None
+    *,
+    sink: str | None = None,
+    repair: bool = False,
+    budget: float | None = None,
+    requested_by_id: int | None = None,
 ) -> list[Drift]:
     """Report (and with repair, fix) missing, stale and extra entries of one sink or all.
 
@@ -289,6 +293,7 @@ def reconcile(
             began_after=sweep.after,
             stopped_after=drift.stopped_after,
             error=drift.error,
+            requested_by_id=requested_by_id,
         )
         report.append(drift)
         if out_of_time is not None:
@@ -307,7 +312,7 @@ def _queued_key(sink: str) -> str:
     return f"consent:reconcile-queued:{sink}"
 
 
-def reconcile_queue(*, sink: str, repair: bool) -> bool:
+def reconcile_queue(*, sink: str, repair: bool, requested_by_id: int | None) -> bool:
     """Queue a whole comparison of one sink for a worker, unless one waits or runs already;
     raise ReconcileFailed if the broker does not take it."""
     try:
@@ -316,7 +321,7 @@ def reconcile_queue(*, sink: str, repair: bool) -> bool:
     except Exception:
         logger.warning("The cache did not answer: a comparison queued without it.")
     try:
-        current_app.send_task(RECONCILE_TASK, args=(sink, repair))
+        current_app.send_task(RECONCILE_TASK, args=(sink, repair, requested_by_id))
     except Exception as error:
         reconcile_unqueue(sink)
         raise ReconcileFailed(f"The broker did not take a comparison of {sink}.") from error

@@ -40,10 +40,10 @@ def reconcile_sinks() -> None:
     soft_time_limit=settings.CONSENT_RECONCILE_BUDGET + 300,
     time_limit=settings.CONSENT_RECONCILE_BUDGET + 600,
 )
-def reconcile_requested(sink: str, repair: bool) -> str:
+def reconcile_requested(sink: str, repair: bool, requested_by_id: int | None) -> str:
     """Compare one sink whole with the source of truth, as an admin asked."""
     try:
-        report = reconcile(sink=sink, repair=repair)
+        report = reconcile(sink=sink, repair=repair, requested_by_id=requested_by_id)
     finally:
         reconcile_unqueue(sink)
     raise_if_failed(report)

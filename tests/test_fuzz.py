@@ -76,6 +76,8 @@ PAGES = [
     ),
     ("admin", "get", "/admin/consent/delivery/", ["q", "sink", "state__exact", "failing"]),
     ("admin", "get", "/admin/consent/trainingrun/", ["q", "as_of__year"]),
+    ("admin", "get", "/admin/consent/reconciliation/", ["sink", "repaired__exact", "part__exact"]),
+    ("admin", "get", "/admin/consent/reconciliation/", ["finished_at__year", "finished_at__month"]),
     ("admin", "get", "/admin/accounts/user/", ["q", "plan__exact"]),
     ("admin", "get", "/admin/support/accessrecord/", ["q", "at__year"]),
     (

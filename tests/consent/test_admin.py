@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.contrib.auth.models import Permission
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.utils import ProgrammingError
 from django.test.utils import CaptureQueriesContext
@@ -507,7 +508,8 @@ def last_reconciled(response, sink: str) -> str:
     """The sink table's "Last reconciled" cell of one sink, as plain words."""
     row = re.search(rf'<th scope="row">{sink}</th>(.*?)</tr>', response.content.decode(), re.S)
     assert row is not None
-    return " ".join(re.findall(r"<td>(.*?)</td>", row[1], re.S)[-1].split())
+    cell = re.findall(r"<td>(.*?)</td>", row[1], re.S)[-1]
+    return " ".join(re.sub(r"<[^>]+>", "", cell).split())
 
 
 @pytest.mark.slow
@@ -539,6 +541,7 @@ def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and
 
     assert "A comparison of warehouse with the audit log is queued." in queued.content.decode()
     wait_for(lambda: comparisons.count() == 2, stack=stack, what="the worker to repair it")
+    assert all(row.requested_by.is_superuser for row in comparisons)
     repaired = admin_client.get(DELIVERIES)
     assert (
         last_reconciled(repaired, "warehouse")
@@ -550,6 +553,7 @@ def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and
 def test_a_comparison_is_queued_once_until_a_worker_has_made_it(
     deliveries, admin_client, private_redis, monkeypatch
 ):
+    cache.clear()  # no comparison waits from another test
     with celery_broker(private_redis, monkeypatch):  # a broker of its own, that no worker reads
         first = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
         again = admin_client.post(f"{DELIVERIES}reconcile/", {"sink": "warehouse"}, follow=True)
@@ -563,6 +567,7 @@ def test_a_comparison_is_queued_once_until_a_worker_has_made_it(
 
 def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_client, monkeypatch):
     repair = {"sink": "warehouse", "repair": "on"}
+    cache.clear()  # no comparison waits from another test
     with celery_broker(f"redis://127.0.0.1:{free_port()}/0", monkeypatch):  # nobody listens
         response = admin_client.post(f"{DELIVERIES}reconcile/", repair, follow=True)
         again = admin_client.post(f"{DELIVERIES}reconcile/", repair, follow=True)
@@ -571,6 +576,30 @@ def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_clie
     assert "The task broker did not take the comparison of warehouse." in page
     assert "manage.py reconcile --sink warehouse --repair" in page
     assert "already queued" not in again.content.decode()  # nothing was queued: try again
+
+
+def test_every_comparison_is_listed_read_only_with_where_it_came_from(
+    deliveries, admin_client, admin_user
+):
+    reconcile(sink="warehouse")  # a command
+    reconcile(sink="warehouse", budget=0)  # a part of the hourly sweep
+    reconcile(sink="warehouse", requested_by_id=admin_user.pk)
+    latest = Reconciliation.objects.first()
+
+    listed = admin_client.get("/admin/consent/reconciliation/", {"sink": "warehouse"})
+
+    rows = listed.context["cl"].result_list
+    assert [row.origin for row in rows] == [
+        "asked for in the admin",
+        "the hourly sweep",
+        "a command",
+    ]
+    assert admin_client.get("/admin/consent/reconciliation/add/").status_code == 403
+    page = admin_client.get(f"/admin/consent/reconciliation/{latest.pk}/change/").content.decode()
+    assert 'name="_save"' not in page
+    table = admin_client.get(DELIVERIES).content.decode()
+    assert 'href="/admin/consent/reconciliation/?sink=warehouse"' in table
+    assert f'title="{latest.finished_at:%Y-%m-%d %H:%M:%S} UTC, asked for in the admin"' in table
 
 
 def test_the_sink_table_says_a_comparison_failed_and_why(deliveries, admin_client):
