@@ -541,7 +541,7 @@ def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and
 
     assert "A comparison of warehouse with the audit log is queued." in queued.content.decode()
     wait_for(lambda: comparisons.count() == 2, stack=stack, what="the worker to repair it")
-    assert all(row.requested_by.is_superuser for row in comparisons)
+    assert set(comparisons.values_list("requested_by__is_superuser", flat=True)) == {True}
     repaired = admin_client.get(DELIVERIES)
     assert (
         last_reconciled(repaired, "warehouse")
@@ -584,7 +584,7 @@ def test_every_comparison_is_listed_read_only_with_where_it_came_from(
     reconcile(sink="warehouse")  # a command
     reconcile(sink="warehouse", budget=0)  # a part of the hourly sweep
     reconcile(sink="warehouse", requested_by_id=admin_user.pk)
-    latest = Reconciliation.objects.first()
+    latest = Reconciliation.objects.latest("finished_at")
 
     listed = admin_client.get("/admin/consent/reconciliation/", {"sink": "warehouse"})
 
