@@ -22,6 +22,8 @@ class RunExists(ConsentError):
     def __init__(self, run: "TrainingRun") -> None:
         super().__init__(
             f"A run named {run.name!r} is registered already, selecting data as of "
-            f"{run.as_of.isoformat()}. Give this one another name."
+            f"{run.as_of.isoformat()}. If this request retries that registration, send that "
+            "as_of (a retry that leaves as_of out cannot be told from another run); if it is "
+            "another run, give it another name."
         )
         self.run = run

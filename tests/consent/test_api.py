@@ -434,6 +434,7 @@ def test_a_retried_registration_is_the_run_already_registered(
     assert [r.status_code for r in (first, again, now, other)] == [201, 200, 409, 409]
     assert again.json() == first.json()
     assert f"/api/v1/runs/{first.json()['id']}" in other.json()["detail"]
+    assert "If this request retries that registration, send that as_of" in now.json()["detail"]
     assert TrainingRun.objects.count() == 1
     assert [path.name for path in settings.TRAINING_RUNS_DIR.iterdir()] == [first.json()["id"]]
     client.force_login(consumer)
