@@ -33,12 +33,20 @@ class Renderer(JSONRenderer):
     encoder_class = Encoder
 
 
+class BodyUnreadable(ValueError):
+    """The body is not JSON the API reads: ninja answers 400, and this says why."""
+
+
 class OnceEachParser(Parser):
-    """JSON bodies in which each key is said once: a body that says as_of twice is refused, not
-    read as whichever of them a reader keeps (a proxy that checks the first, the API the last)."""
+    """Read JSON bodies in which each key is said once."""
 
     def parse_body(self, request: HttpRequest) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(request.body, object_pairs_hook=_once_each)
+        # A body that says as_of twice is refused, not read as whichever of them a reader keeps
+        # (a proxy that checks the first, the API the last).
+        try:
+            body: dict[str, Any] = json.loads(request.body, object_pairs_hook=_once_each)
+        except (ValueError, RecursionError) as error:  # not JSON, not UTF-8, nested too deep
+            raise BodyUnreadable(str(error) or type(error).__name__) from None
         return body
 
 
@@ -46,7 +54,7 @@ def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     found = dict(pairs)
     if len(found) < len(pairs):
         (twice, _), *_ = Counter(key for key, _ in pairs).most_common(1)
-        raise ValueError(f"it gives {twice!r} more than once")
+        raise ValueError(f"it gives {twice[:40]!r} more than once")
     return found
 
 
@@ -86,10 +94,10 @@ def _where(location: tuple) -> list[str]:
 
 @api.exception_handler(HttpError)
 def refuse(request: HttpRequest, error: HttpError) -> HttpResponse:
-    """Say what is wrong, as ninja does, and why a body could not be read (ninja says so only
-    with DEBUG on: the reason is the JSON decoder's, which holds nothing of the server's)."""
+    """Say what is wrong, as ninja does, and why a body could not be read."""
     detail = str(error)
-    if isinstance(error.__cause__, ValueError):  # raised reading the body: not JSON we take
+    # Ninja says why only with DEBUG on; the reason is the JSON decoder's, nothing of the server's.
+    if isinstance(error.__cause__, BodyUnreadable):
         detail = f"The body could not be read as JSON: {error.__cause__}."
     return api.create_response(request, {"detail": detail}, status=error.status_code)
 

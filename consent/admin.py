@@ -429,6 +429,7 @@ class DeliveryAdmin(admin.ModelAdmin):
             "now": timezone.now(),
             "reconcile_form": ReconcileForm(),
             "can_reconcile": self.has_change_permission(request),
+            "can_see_reconciliations": request.user.has_perm("consent.view_reconciliation"),
         }
         return super().changelist_view(request, extra_context)
 
@@ -481,7 +482,7 @@ class ReconciliationAdmin(ReadOnlyAdmin):
         "requested_by",
         "short_error",
     ]
-    list_filter = ["sink", "repaired", "part"]
+    list_filter = ["sink", "origin", "repaired"]
     list_select_related = ["requested_by"]
     date_hierarchy = "finished_at"
     readonly_fields = [f.name for f in Reconciliation._meta.fields]

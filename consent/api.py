@@ -21,7 +21,7 @@ from accounts.services import api_token_use
 from consent.eligibility import eligibility
 from consent.exceptions import ConsentError, RunExists
 from consent.models import TrainingRun
-from consent.moments import EXAMPLE, moment_check, moment_within_utc
+from consent.moments import EXAMPLE, moment_check, moment_past, moment_within_utc
 from consent.runs import run_eligibility, run_files, run_register
 
 MAX_PAIRS = 100_000
@@ -75,28 +75,15 @@ def _moment(value: object) -> object:
 
 
 def _not_to_come(moment: datetime | None) -> datetime | None:
-    if moment is not None and moment > timezone.now():
-        raise PydanticCustomError("moment", "as_of cannot be a moment still to come")
-    return moment
-
-
-def _subject_id(value: object) -> object:
-    # The snapshots write ids as 36 lowercase characters, and a pipeline's join compares them as
-    # text: an id written otherwise (upper case, no dashes, braces) would be found here and
-    # missed there. Refused, so the pipeline learns to write them as its join needs.
-    if isinstance(value, str) and (len(value) != 36 or value != value.lower()):
-        raise PydanticCustomError(
-            "subject_id",
-            "a subject id is written as the snapshots write it: lowercase, with dashes, "
-            "e.g. 0b7e4b1a-3c5d-4e6f-8a9b-0c1d2e3f4a5b",
-        )
-    return value
+    try:
+        return moment if moment is None else moment_past(moment)
+    except ValueError as error:
+        raise PydanticCustomError("moment", str(error)) from None
 
 
 Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
 AsOf = Annotated[Moment | None, AfterValidator(_not_to_come)]
-SubjectId = Annotated[UUID, BeforeValidator(_subject_id)]
-Pair = tuple[SubjectId, Moment]
+Pair = tuple[UUID, Moment]
 REFUSE_UNKNOWN = ConfigDict(extra="forbid")  # a field the API does not know is a mistake: say so
 
 

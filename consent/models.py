@@ -298,7 +298,14 @@ class Reconciliation(models.Model):
 
     ERROR_LENGTH = 1000
 
+    class Origin(models.TextChoices):
+        SWEEP = "sweep", _("the hourly sweep")
+        COMMAND = "command", _("a command")
+        ADMIN = "admin", _("asked for in the admin")
+        RESTORE = "restore", _("the recovery after a restore")
+
     sink = models.CharField(_("sink"), max_length=64)
+    origin = models.CharField(_("origin"), max_length=16, choices=Origin, default=Origin.COMMAND)
     started_at = models.DateTimeField(_("started"))
     finished_at = models.DateTimeField(_("finished"))
     missing = models.PositiveIntegerField(_("missing"))
@@ -312,7 +319,7 @@ class Reconciliation(models.Model):
     stopped_after = models.UUIDField(_("stopped after subject"), null=True)  # empty: the end
     # The sink's store did not answer, say: what is counted was found before it failed.
     error = models.TextField(_("error"), blank=True, default="", max_length=ERROR_LENGTH)
-    # An admin who asked for it (the hourly sweep and the command have none).
+    # The admin who asked for it, while their account lasts.
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -333,14 +340,6 @@ class Reconciliation(models.Model):
     @property
     def in_sync(self) -> bool:
         return not (self.missing or self.stale or self.extra)
-
-    @property
-    def origin(self) -> str:
-        if self.part:
-            return str(_("the hourly sweep"))
-        if self.requested_by_id:
-            return str(_("asked for in the admin"))
-        return str(_("a command"))
 
 
 class EligibilityRecord(models.Model):

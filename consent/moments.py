@@ -3,19 +3,19 @@
 import re
 from datetime import UTC, datetime
 
+from django.utils import timezone
+
 RFC_3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
-    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 EXAMPLE = "2026-12-01T12:00:00Z"
 
 
 def moment_check(text: str) -> None:
-    """Raise ValueError, saying why, unless the text is a moment the product takes.
-
-    Seconds and a zone (Z or +hh:mm) are required, a leap second is refused, and the moment
-    must fall within the years 1 to 9999 in UTC.
-    """
+    """Raise ValueError, saying why, unless the text is a moment the product takes."""
+    # Seconds and a zone (Z or +hh:mm) are required, a leap second is refused, and the moment
+    # must fall within the years 1 to 9999 in UTC.
     if not RFC_3339.fullmatch(text):
         raise ValueError(f"a moment is RFC 3339 text with seconds and a zone, e.g. {EXAMPLE}")
     if text[17:19] == "60":
@@ -36,6 +36,13 @@ def moment_within_utc(moment: datetime) -> datetime:
         moment.astimezone(UTC)
     except OverflowError:
         raise ValueError("a moment is between the years 1 and 9999 in UTC") from None
+    return moment
+
+
+def moment_past(moment: datetime) -> datetime:
+    """Raise ValueError if the moment is still to come: no data can be selected as of then."""
+    if moment > timezone.now():
+        raise ValueError("as_of cannot be a moment still to come")
     return moment
 
 

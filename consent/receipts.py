@@ -57,7 +57,12 @@ def receipt_for(
                 "setting": settings.CONSENT_PRODUCT_NAME,
                 "pii_categories": list(PII_CATEGORIES),
                 "legal_basis": "consent",
-                "applies_to": "new and resumed chats and coding sessions, from the event time",
+                "applies_to": (
+                    "new and resumed chats and coding sessions, from the event time"
+                    if allowed
+                    else "every chat and coding session, those already stored included, for "
+                    "every training run that selects data after the event time"
+                ),
                 "retention": {"days": policy.retention_days(allowed=allowed)},
             }
         ],
@@ -71,8 +76,8 @@ def receipt_for(
         },
         "withdrawal": {
             "method": f"Turn '{settings.CONSENT_PRODUCT_NAME}' off in the privacy settings; "
-            "from then on no training run uses the chats and coding sessions, those already "
-            "stored included.",
+            "no training run that selects data from then on uses the chats and coding "
+            "sessions, those already stored included.",
             "url": settings_url,
         },
         "proof": proof_of(event),

@@ -236,6 +236,7 @@ def reconcile(
     sink: str | None = None,
     repair: bool = False,
     budget: float | None = None,
+    origin: Reconciliation.Origin = Reconciliation.Origin.COMMAND,
     requested_by_id: int | None = None,
 ) -> list[Drift]:
     """Report (and with repair, fix) missing, stale and extra entries of one sink or all.
@@ -279,7 +280,8 @@ def reconcile(
                 kind: [str(s) for s in subjects[:LOGGED]]
                 for kind, subjects in drift.subjects().items()
             }
-            logger.warning("%s", drift, extra={"sink": each.name, "subjects": first})
+            named = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in first.items())
+            logger.warning("%s; %s", drift, named, extra={"sink": each.name, "subjects": first})
         Reconciliation.objects.create(
             sink=each.name,
             started_at=started_at,
@@ -293,6 +295,7 @@ def reconcile(
             began_after=sweep.after,
             stopped_after=drift.stopped_after,
             error=drift.error,
+            origin=origin,
             requested_by_id=requested_by_id,
         )
         report.append(drift)

@@ -18,7 +18,7 @@ from django.db.models import Max
 
 from accounts.models import User
 from consent.audit import AuditReport, audit_restore_record, audit_verify
-from consent.models import AuditVerification, ConsentEvent, ConsentPolicy
+from consent.models import AuditVerification, ConsentEvent, ConsentPolicy, Reconciliation
 from consent.reconcile import Drift, reconcile
 from consent.services import consent_restore
 from consent.sinks import configured_sinks
@@ -128,4 +128,4 @@ def recover(plan: RecoveryPlan) -> list[Drift]:
                 f"{len(plan.unknown)} subjects unknown to the database dropped from them"
             ),
         )
-    return reconcile(repair=True)
+    return reconcile(repair=True, origin=Reconciliation.Origin.RESTORE)

@@ -1,7 +1,9 @@
 from celery import shared_task
 from django.conf import settings
 
+from accounts.models import User
 from consent import audit, outbox, services
+from consent.models import Reconciliation
 from consent.reconcile import raise_if_failed, reconcile, reconcile_unqueue
 
 
@@ -32,7 +34,8 @@ def expire_choices() -> int:
 def reconcile_sinks() -> None:
     """Find and repair drift between every sink and the source of truth: the next part of each
     sink's sweep, within CONSENT_RECONCILE_BUDGET seconds."""
-    raise_if_failed(reconcile(repair=True, budget=settings.CONSENT_RECONCILE_BUDGET))
+    budget = settings.CONSENT_RECONCILE_BUDGET
+    raise_if_failed(reconcile(repair=True, budget=budget, origin=Reconciliation.Origin.SWEEP))
 
 
 @shared_task(
@@ -40,10 +43,17 @@ def reconcile_sinks() -> None:
     soft_time_limit=settings.CONSENT_RECONCILE_BUDGET + 300,
     time_limit=settings.CONSENT_RECONCILE_BUDGET + 600,
 )
-def reconcile_requested(sink: str, repair: bool, requested_by_id: int | None) -> str:
+def reconcile_requested(sink: str, repair: bool, requested_by_id: int | None = None) -> str:
     """Compare one sink whole with the source of truth, as an admin asked."""
     try:
-        report = reconcile(sink=sink, repair=repair, requested_by_id=requested_by_id)
+        if requested_by_id and not User.objects.filter(pk=requested_by_id).exists():
+            requested_by_id = None  # the account was deleted while the comparison waited
+        report = reconcile(
+            sink=sink,
+            repair=repair,
+            origin=Reconciliation.Origin.ADMIN,
+            requested_by_id=requested_by_id,
+        )
     finally:
         reconcile_unqueue(sink)
     raise_if_failed(report)

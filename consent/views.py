@@ -270,8 +270,8 @@ def _saved_message(*, allowed: bool, changed: bool) -> str:
     if allowed:
         return _("Saved: new and resumed chats and coding sessions may be used for training.")
     return _(
-        "Saved: from now on your chats and coding sessions, those already stored included, will "
-        "not be used for training."
+        "Saved: no training run that selects data from now on will use your chats and coding "
+        "sessions, those already stored included."
     )
 
 

@@ -54,7 +54,7 @@ def test_an_admin_queues_a_repair_and_reads_what_it_found(policy, stack, admin_u
 
     warehouse.get_by_role("link").click()
 
-    expect(page).to_have_url("/admin/consent/reconciliation/?sink=warehouse")
+    expect(page).to_have_url("/admin/consent/reconciliation/?sink__exact=warehouse")
     expect(page.locator("#result_list")).to_contain_text("asked for in the admin")
     expect(page.locator("#result_list")).to_contain_text(admin_user.email)
     assert EligibilityRecord.objects.filter(subject_id=users[0].subject_id).exists()

@@ -67,7 +67,9 @@ def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, ope
 
     expect(switch).to_be_focused()  # the swap keeps the focus on the switch
     page.keyboard.press("Space")
-    expect(page.get_by_role("status")).to_contain_text("will not be used for training")
+    expect(page.get_by_role("status")).to_contain_text(
+        "no training run that selects data from now on will use"
+    )
     expect(switch).not_to_be_checked()
     assert consent_for(consumer).state == ConsentState.DECLINED
     assert decisions(consumer).count() == 2
@@ -87,7 +89,9 @@ def test_the_toggle_saves_without_javascript(policy, consumer, open_page):
 
     page.get_by_role("switch").uncheck()
     page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_contain_text("will not be used for training")
+    expect(page.get_by_role("status")).to_contain_text(
+        "no training run that selects data from now on will use"
+    )
     assert consent_for(consumer).state == ConsentState.DECLINED
 
 

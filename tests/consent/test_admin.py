@@ -29,6 +29,7 @@ from consent.services import Channel
 from tests.conftest import free_port
 from tests.factories import UserFactory
 from tests.support.celery import celery_broker
+from tests.support.receiver import SECRET
 
 pytestmark = pytest.mark.django_db
 State = Delivery.State
@@ -515,7 +516,7 @@ def last_reconciled(response, sink: str) -> str:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
 def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and_repairs(
-    policy, stack, admin_client
+    policy, stack, admin_client, admin_user
 ):
     stack.start_worker()
     users = UserFactory.create_batch(3, plan="pro")
@@ -541,7 +542,7 @@ def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and
 
     assert "A comparison of warehouse with the audit log is queued." in queued.content.decode()
     wait_for(lambda: comparisons.count() == 2, stack=stack, what="the worker to repair it")
-    assert set(comparisons.values_list("requested_by__is_superuser", flat=True)) == {True}
+    assert set(comparisons.values_list("origin", "requested_by")) == {("admin", admin_user.pk)}
     repaired = admin_client.get(DELIVERIES)
     assert (
         last_reconciled(repaired, "warehouse")
@@ -579,27 +580,48 @@ def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_clie
 
 
 def test_every_comparison_is_listed_read_only_with_where_it_came_from(
-    deliveries, admin_client, admin_user
+    deliveries, admin_client, admin_user, settings
 ):
-    reconcile(sink="warehouse")  # a command
-    reconcile(sink="warehouse", budget=0)  # a part of the hourly sweep
-    reconcile(sink="warehouse", requested_by_id=admin_user.pk)
-    latest = Reconciliation.objects.latest("finished_at")
+    settings.CONSENT_SINKS = settings.CONSENT_SINKS | {
+        "webhook": {
+            "BACKEND": "consent.sinks.webhook.WebhookSink",
+            "OPTIONS": {"url": "http://127.0.0.1:9/", "secrets": [SECRET]},
+        }
+    }
+    reconcile(sink="warehouse")
+    reconcile(sink="warehouse", budget=0, origin=Reconciliation.Origin.SWEEP)
+    reconcile(sink="webhook")
+    reconcile(sink="warehouse", origin=Reconciliation.Origin.ADMIN, requested_by_id=admin_user.pk)
+    latest = Reconciliation.objects.filter(sink="warehouse").latest("finished_at")
 
-    listed = admin_client.get("/admin/consent/reconciliation/", {"sink": "warehouse"})
+    listed = admin_client.get("/admin/consent/reconciliation/", {"sink__exact": "warehouse"})
 
     rows = listed.context["cl"].result_list
-    assert [row.origin for row in rows] == [
+    assert [row.get_origin_display() for row in rows] == [
         "asked for in the admin",
         "the hourly sweep",
         "a command",
     ]
+    assert rows[0].requested_by == admin_user
     assert admin_client.get("/admin/consent/reconciliation/add/").status_code == 403
     page = admin_client.get(f"/admin/consent/reconciliation/{latest.pk}/change/").content.decode()
     assert 'name="_save"' not in page
     table = admin_client.get(DELIVERIES).content.decode()
-    assert 'href="/admin/consent/reconciliation/?sink=warehouse"' in table
+    assert 'href="/admin/consent/reconciliation/?sink__exact=warehouse"' in table
     assert f'title="{latest.finished_at:%Y-%m-%d %H:%M:%S} UTC, asked for in the admin"' in table
+
+
+def test_staff_who_may_not_see_comparisons_get_no_link_to_them(deliveries, client):
+    staff = UserFactory(is_staff=True, plan="team")
+    staff.user_permissions.add(Permission.objects.get(codename="view_delivery"))
+    client.force_login(staff)
+    reconcile(sink="warehouse")
+
+    table = client.get(DELIVERIES).content.decode()
+
+    assert "minutes ago" in table
+    assert "/admin/consent/reconciliation/" not in table
+    assert client.get("/admin/consent/reconciliation/").status_code == 403
 
 
 def test_the_sink_table_says_a_comparison_failed_and_why(deliveries, admin_client):

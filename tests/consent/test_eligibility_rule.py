@@ -3,6 +3,7 @@ on a snapshot (as docs/pipelines.md writes it), and a brute-force reading of the
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,9 +74,20 @@ def documented_duckdb_join() -> str:
     return match[1]
 
 
-def duckdb_answers(snapshot: Path, pairs: list[tuple[UUID, datetime]]) -> list[bool]:
+# Ways a pipeline may write a subject id, each of which the API takes.
+WRITTEN: dict[str, Callable[[UUID], str]] = {
+    "canonical": str,
+    "upper-case": lambda subject: str(subject).upper(),
+    "without-dashes": lambda subject: subject.hex,
+    "in-braces": lambda subject: f"{{{subject}}}",
+}
+
+
+def duckdb_answers(
+    snapshot: Path, pairs: list[tuple[UUID, datetime]], written: Callable[[UUID], str] = str
+) -> list[bool]:
     """Run the documented join on the snapshot, as a pipeline would (as_of from the manifest,
-    as text), one answer per pair."""
+    as text, ids as the pipeline writes them), one answer per pair."""
     as_of = json.loads((snapshot / "manifest.json").read_text())["as_of"]
     with duckdb.connect() as connection:
         connection.execute("SET TimeZone = 'UTC'")
@@ -84,7 +96,7 @@ def duckdb_answers(snapshot: Path, pairs: list[tuple[UUID, datetime]]) -> list[b
         )
         connection.executemany(
             "INSERT INTO activity VALUES (?, ?, ?)",
-            [(n, str(subject), at) for n, (subject, at) in enumerate(pairs)],
+            [(n, written(subject), at) for n, (subject, at) in enumerate(pairs)],
         )
         query = documented_duckdb_join().replace("'snapshot/*.parquet'", f"'{snapshot}/*.parquet'")
         rows = connection.execute(query, {"as_of": as_of}).fetchall()
@@ -234,6 +246,7 @@ def test_the_api_the_snapshot_join_and_the_audit_events_agree(
                 for subject in history.subjects
             }
             moments, selections = probes(history, data, terms)
+            written = WRITTEN[data.draw(st.sampled_from(sorted(WRITTEN)), label="ids written")]
             for as_of in selections:
                 pairs = [(subject, at) for subject in history.subjects for at in moments]
                 expected = [brute_force(events[subject], terms, at, as_of) for subject, at in pairs]
@@ -242,7 +255,7 @@ def test_the_api_the_snapshot_join_and_the_audit_events_agree(
                     "/api/v1/eligibility",
                     {
                         "as_of": as_of.isoformat(),
-                        "pairs": [[str(s), at.isoformat()] for s, at in pairs],
+                        "pairs": [[written(s), at.isoformat()] for s, at in pairs],
                     },
                     content_type="application/json",
                     headers={"Authorization": f"Bearer {secret}"},
@@ -253,7 +266,7 @@ def test_the_api_the_snapshot_join_and_the_audit_events_agree(
 
                 files = sorted(snapshot.glob("*.parquet"))
                 assert response.json()["eligible"] == expected
-                assert duckdb_answers(snapshot, pairs) == expected
+                assert duckdb_answers(snapshot, pairs, written) == expected
                 assert snapshot_eligibility(files, pairs, as_of=as_of) == expected
             raise Abandon
     except Abandon:

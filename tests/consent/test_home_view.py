@@ -334,8 +334,7 @@ def test_the_home_page_confirms_a_choice_made_in_the_pop_up(policy, signed_in):
 
     page = response.content.decode()
     assert 'id="consent-dialog"' not in page
-    saved = "Saved: from now on your chats and coding sessions, those already stored included, will"
-    assert saved in page
+    assert "Saved: no training run that selects data from now on will use your chats" in page
 
 
 def test_the_home_page_says_what_not_now_means_until_when(policy, signed_in):

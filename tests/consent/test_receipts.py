@@ -130,3 +130,15 @@ def test_a_receipt_before_any_checkpoint_says_its_proof_comes_later(
 
     assert receipt["proof"]["inclusion"] is None
     assert "download the receipt again" in receipt["proof"]["inclusion_pending"]
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_a_receipt_says_what_its_decision_applies_to(client, policy, consumer, tmp_path):
+    allowed, declined = decide(consumer, 10)[:2]  # the consumer's first two: on, then off
+
+    on = json.loads(receipt_file(client, consumer, allowed.number, tmp_path).read_text())
+    off = json.loads(receipt_file(client, consumer, declined.number, tmp_path).read_text())
+
+    assert on["purposes"][0]["applies_to"].startswith("new and resumed chats")
+    assert off["purposes"][0]["applies_to"].startswith("every chat and coding session, those")
+    assert "those already stored included" in off["withdrawal"]["method"]

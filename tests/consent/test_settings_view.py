@@ -47,7 +47,7 @@ def test_an_undecided_user_sees_the_toggle_off_and_what_applies(policy, signed_i
     assert "Not chosen yet" in page
     assert "30 days after you delete them" in page
     assert "chats and coding sessions you start or resume from then on may be used" in page
-    assert "those already stored included, are used by a training run from then on" in page
+    assert "no training run that selects data from then on uses any of your chats" in page
     assert "Models already trained are not changed" in page
 
 
@@ -91,7 +91,7 @@ def test_an_htmx_post_returns_only_the_facts_below_the_switch(policy, consumer, 
 
     page = htmx(signed_in, "off").content.decode()
     assert "Declined," in page and "30 days after you delete them" in page
-    assert "your chats and coding sessions, those already stored included, will not be" in page
+    assert "no training run that selects data from now on will use your chats and" in page
     assert consent_for(consumer).state == ConsentState.DECLINED
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from consent.moments import moment_parse
+from consent.moments import moment_parse, moment_past
 from consent.snapshots import snapshot_write
 
 
@@ -30,11 +30,9 @@ class Command(BaseCommand):
         as_of = timezone.now()
         if options["as_of"]:
             try:
-                as_of = moment_parse(options["as_of"])
+                as_of = moment_past(moment_parse(options["as_of"]))
             except ValueError as error:
                 raise CommandError(f"--as-of: {error}.") from error
-            if as_of > timezone.now():
-                raise CommandError("--as-of cannot be a moment still to come.")
         out: Path = options["out"]
         if out.exists() and any(out.iterdir()):
             raise CommandError(f"{out} is not empty: a snapshot is written once, into a new place.")
