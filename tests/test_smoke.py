@@ -96,7 +96,7 @@ def test_the_embedded_default_saves_a_change_of_the_setting(embedded_app):
     assert version is not None
     saved = browser.post("/settings/privacy/", {"policy_version": version[1], "allowed": "off"})
 
-    assert "will not be used for training" in saved.read().decode()
+    assert "no training run that selects data from now on will use" in saved.read().decode()
     history = browser.open("/settings/privacy/history/?format=json").read()
     assert json.loads(history)["events"][-1]["after"] == "declined"
     page = browser.open("/settings/privacy/history/").read().decode()
