@@ -28,6 +28,15 @@ pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 NOBODY = (uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3))
 
 
+def allowing_a_minute_ago(count: int) -> list:
+    """Return users who allowed training a minute ago (reconcile leaves younger changes alone)."""
+    users = UserFactory.create_batch(count)
+    a_minute_ago = timezone.now() - timedelta(minutes=1)
+    for user in users:
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    return users
+
+
 @pytest.fixture
 def sinks(settings):
     """The warehouse and a Redis sink of this test's own (the shared one holds other tests')."""
@@ -65,10 +74,7 @@ def test_reconcile_finds_and_repairs_the_same_drift_a_batch_at_a_time(
 
     for sink_class in (WarehouseSink, RedisSink):
         monkeypatch.setattr(sink_class, "entries", counted(sink_class.entries))
-    users = UserFactory.create_batch(7)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(7)
     outbox_drain("warehouse")
     outbox_drain("redis")
     redis_sink = sinks["redis"]
@@ -118,10 +124,7 @@ def test_reconcile_finds_and_repairs_the_same_drift_a_batch_at_a_time(
 
 def test_a_sweep_in_parts_finds_and_repairs_what_a_whole_run_does(policy, sinks, monkeypatch):
     monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
-    users = UserFactory.create_batch(4)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(4)
     outbox_drain("warehouse")
     first, second, third, last = sorted(user.subject_id for user in users)
     EligibilityRecord.objects.filter(subject_id__in=[first, last]).update(allowed=False)
@@ -163,10 +166,7 @@ def test_a_sink_read_through_its_deliveries_is_swept_in_parts_too(policy, settin
         }
     }
     monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
-    users = UserFactory.create_batch(3)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(3)
     first, second, last = sorted(user.subject_id for user in users)
     Delivery.objects.filter(subject_id=second).update(state=Delivery.State.APPLIED)
     Delivery.objects.filter(subject_id=first).update(state=Delivery.State.DEAD)
@@ -203,10 +203,7 @@ def redis_then_warehouse(settings, private_redis):
 def test_a_sink_that_does_not_answer_is_recorded_as_failed_and_the_next_is_compared(
     policy, redis_then_warehouse, caplog
 ):
-    users = UserFactory.create_batch(3)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(3)
     outbox_drain("redis")
     outbox_drain("warehouse")
     stale = users[0].subject_id
@@ -237,10 +234,7 @@ def test_a_failed_part_leaves_the_sweep_where_the_last_part_stopped(
 ):
     monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
     settings.CONSENT_SINKS = {"redis": settings.CONSENT_SINKS["redis"]}
-    users = UserFactory.create_batch(4)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(4)
     outbox_drain("redis")
     second = sorted(user.subject_id for user in users)[1]
 
@@ -278,10 +272,7 @@ def test_a_comparison_that_fails_midway_counts_what_it_found_and_repaired(
 ):
     monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
     settings.CONSENT_SINKS = {"redis": settings.CONSENT_SINKS["redis"]}
-    users = UserFactory.create_batch(4)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(4)
     Delivery.objects.update(state=Delivery.State.APPLIED)  # said so, but Redis holds none
     entries, reads = RedisSink.entries, []
 
@@ -345,10 +336,7 @@ def test_the_command_and_the_log_name_the_subjects_that_drifted(
     settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
     monkeypatch.setattr("consent.management.commands.reconcile.SHOWN", 2)
     monkeypatch.setattr("consent.reconcile.LOGGED", 2)
-    users = UserFactory.create_batch(4)
-    a_minute_ago = timezone.now() - timedelta(minutes=1)
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
+    users = allowing_a_minute_ago(4)
     outbox_drain("warehouse")
     missing = sorted(user.subject_id for user in users[:3])
     EligibilityRecord.objects.filter(subject_id__in=missing).delete()
