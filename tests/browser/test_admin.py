@@ -1,5 +1,6 @@
 """In a real browser, with a real worker: an admin queues a comparison of a sink and reads it."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -44,9 +45,9 @@ def test_an_admin_queues_a_repair_and_reads_what_it_found(policy, stack, admin_u
     warehouse = page.locator(
         "#sink-overview tr", has=page.get_by_role("rowheader", name="warehouse")
     )
-    for _ in range(100):  # the worker's comparison, seen as an admin would: by reloading
-        if "(repaired)" in warehouse.inner_text():
-            break
+    # The worker's comparison, seen as an admin sees it: by reloading the page.
+    deadline = time.monotonic() + 60
+    while "(repaired)" not in warehouse.inner_text() and time.monotonic() < deadline:
         page.wait_for_timeout(200)
         page.reload()
     expect(warehouse).to_contain_text("1 missing, 0 stale, 0 extra (repaired)")
