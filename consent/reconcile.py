@@ -316,8 +316,8 @@ def _queued_key(sink: str) -> str:
 
 
 def reconcile_queue(*, sink: str, repair: bool, requested_by_id: int | None) -> bool:
-    """Queue a whole comparison of one sink for a worker, unless one waits or runs already;
-    raise ReconcileFailed if the broker does not take it."""
+    """Queue a whole comparison of one sink for a worker, unless one is queued or running."""
+    # False if one is; ReconcileFailed if the broker does not take it.
     try:
         if not cache.add(_queued_key(sink), 1, settings.CONSENT_RECONCILE_BUDGET + 900):
             return False
