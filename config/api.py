@@ -98,7 +98,7 @@ def refuse(request: HttpRequest, error: HttpError) -> HttpResponse:
     detail = str(error)
     # Ninja says why only with DEBUG on; the reason is the JSON decoder's, nothing of the server's.
     if isinstance(error.__cause__, BodyUnreadable):
-        detail = f"The body could not be read as JSON: {error.__cause__}."
+        detail = f"The body is not JSON the API can read: {error.__cause__}."
     return api.create_response(request, {"detail": detail}, status=error.status_code)
 
 

@@ -133,7 +133,12 @@ CACHES = {
             },
         }
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+        # Files, not each process's memory: a mark the web process sets (a comparison queued,
+        # a drain on its way) is one a worker clears. Good enough for the embedded default.
+        else {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
     )
 }
 

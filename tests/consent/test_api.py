@@ -132,7 +132,7 @@ def test_a_withdrawal_the_history_gave_up_on_keeps_the_subject_withheld(
         ({"as_of": "2026-01-01", "pairs": []}, "RFC 3339"),
         ({"pairs": "all of them"}, "list"),
         ({}, "Field required"),
-        ("{not json", "could not be read as JSON: Expecting property name"),
+        ("{not json", "is not JSON the API can read: Expecting property name"),
         ('{"pairs": [], "as_of": null, "pairs": []}', "it gives 'pairs' more than once"),
         (
             '{"pairs": [["\\udcff", "2026-01-01T00:00:00Z"]]}',
@@ -173,7 +173,7 @@ def test_a_body_nested_too_deep_gets_a_400_that_says_why(client, secret):
     response = post(client, ELIGIBILITY, '{"pairs": ' + "[" * 200_000, secret)
 
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("The body could not be read as JSON: maximum")
+    assert response.json()["detail"].startswith("The body is not JSON the API can read: maximum")
 
 
 def test_a_body_that_is_not_utf_8_gets_a_400_that_says_why(client, secret):
@@ -185,7 +185,7 @@ def test_a_body_that_is_not_utf_8_gets_a_400_that_says_why(client, secret):
     )
 
     assert response.status_code == 400
-    assert response.json()["detail"].startswith("The body could not be read as JSON: 'utf-8'")
+    assert response.json()["detail"].startswith("The body is not JSON the API can read: 'utf-8'")
 
 
 def test_moments_at_the_ends_of_the_calendar_are_answered(client, secret):
