@@ -330,7 +330,8 @@ def _sink_choices() -> list[tuple[str, str]]:
 
 class ReconcileForm(forms.Form):
     sink = forms.ChoiceField(label=_("Sink"), choices=_sink_choices)
-    repair = forms.BooleanField(label=_("Repair the drift found"), required=False)
+    # After its checkbox, so without the colon a label before its field takes.
+    repair = forms.BooleanField(label=_("Repair the drift found"), required=False, label_suffix="")
 
 
 @admin.register(Delivery)
