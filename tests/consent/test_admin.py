@@ -516,16 +516,9 @@ def last_reconciled(response, sink: str) -> str:
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
 def test_reconciling_from_the_admin_is_queued_for_a_real_worker_that_reports_and_repairs(
-    policy, stack, admin_client, admin_user
+    lost_from_the_warehouse, stack, admin_client, admin_user
 ):
-    stack.start_worker()
-    users = UserFactory.create_batch(3, plan="pro")
-    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
-    for user in users:
-        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=a_minute_ago)
-    stack.wait_converged()
-    lost = users[0].subject_id
-    EligibilityRecord.objects.filter(subject_id=lost).delete()
+    lost = lost_from_the_warehouse
     assert last_reconciled(admin_client.get(DELIVERIES), "warehouse") == "never"
     comparisons = Reconciliation.objects.filter(sink="warehouse")
 

@@ -7,18 +7,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.db import connections
+from django.utils import timezone
 
-from consent.models import Delivery
+from consent import services
+from consent.models import Delivery, EligibilityRecord
 from consent.reconcile import expected_changes, source_subjects
 from consent.sinks import configured_sinks
 from consent.sinks.base import all_entries
 from tests.conftest import free_port, wait_for_port
+from tests.factories import UserFactory
 from tests.support.celery import celery_broker
 from tests.support.receiver import SECRET, WebhookReceiver
 from tests.support.workers import Worker, database_url
@@ -207,3 +211,18 @@ def monotonic(stack) -> Iterator[Monotonic]:
     yield watcher
     watcher.running = False
     thread.join(timeout=10)
+
+
+@pytest.fixture
+def lost_from_the_warehouse(policy, stack) -> uuid.UUID:
+    """Return the subject whose warehouse record was lost after a real worker applied it."""
+    stack.start_worker()
+    users = UserFactory.create_batch(3, plan="pro")
+    a_minute_ago = timezone.now() - timedelta(minutes=1)  # reconcile leaves younger ones alone
+    for user in users:
+        services.consent_change(
+            user=user, allowed=True, channel=services.Channel.SETTINGS, now=a_minute_ago
+        )
+    stack.wait_converged()
+    EligibilityRecord.objects.filter(subject_id=users[0].subject_id).delete()
+    return users[0].subject_id
