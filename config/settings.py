@@ -205,6 +205,14 @@ CELERY_BROKER_TRANSPORT = BROKER.transport
 CELERY_BROKER_TRANSPORT_OPTIONS = BROKER.transport_options
 CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER.queue_type
 CELERY_TASK_DEFAULT_EXCHANGE_TYPE = BROKER.exchange_type
+# The hourly checks read everything and may run for most of an hour: they have a queue and
+# workers of their own, so that they never hold every process that applies users' changes.
+CELERY_TASK_ROUTES = {
+    f"consent.tasks.{task}": {"queue": "maintenance"}
+    for task in ("reconcile_sinks", "reconcile_requested", "verify_audit", "prune_outbox")
+}
+CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = BROKER.queue_type
+CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = BROKER.exchange_type
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -9,6 +9,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
+from honcho.environ import parse_procfile
 
 from consent import services
 from consent.services import Channel
@@ -82,3 +83,14 @@ def test_a_killed_worker_is_started_again_and_honcho_keeps_running(policy, stack
         for pid in left:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_make_run_has_a_worker_for_every_queue(settings):
+    # A queue no process of make run takes would hold its tasks forever, without an error.
+    taken = set()
+    for command in parse_procfile((ROOT / "Procfile").read_text()).processes.values():
+        for word in command.split():
+            if word.startswith("--queues="):
+                taken |= set(word.removeprefix("--queues=").split(","))
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert taken == routed | {"celery"}

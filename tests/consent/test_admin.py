@@ -556,7 +556,7 @@ def test_a_comparison_is_queued_once_until_a_worker_has_made_it(
     assert "A comparison of warehouse with the audit log is queued." in first.content.decode()
     assert "A comparison of warehouse is already queued or under way." in again.content.decode()
     assert not Reconciliation.objects.exists()  # nothing is compared inside the request
-    assert redis.Redis.from_url(private_redis).llen("celery") == 1
+    assert redis.Redis.from_url(private_redis).llen("maintenance") == 1  # not the deliveries'
 
 
 def test_a_comparison_the_broker_does_not_take_is_said_so(deliveries, admin_client, monkeypatch):

@@ -1,6 +1,8 @@
 """Fault tests: real worker processes, a real Redis broker, real PostgreSQL, a real webhook."""
 
+import json
 import random
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -11,8 +13,15 @@ from django.db import connections
 from django.utils import timezone
 
 from accounts.models import User
-from consent import services
-from consent.models import Delivery, EligibilityInterval, EligibilityRecord, TrainingConsent
+from consent import services, tasks
+from consent.models import (
+    AuditVerification,
+    Delivery,
+    EligibilityInterval,
+    EligibilityRecord,
+    Reconciliation,
+    TrainingConsent,
+)
 from consent.services import Channel
 from consent.sinks import sink_named
 from tests.conftest import free_port
@@ -297,3 +306,37 @@ def test_a_burst_from_one_process_is_drained_without_the_sweeper(policy, stack):
     stack.wait_converged(timeout=20)
 
     assert_nothing_dead()
+
+
+@BOTH_BROKERS
+def test_the_hourly_checks_wait_for_their_own_workers_and_never_hold_the_deliveries(policy, stack):
+    # Worker processes that apply changes take only the default queue, as the Procfile's and
+    # operations.md's do: verification and reconcile, which may run for most of an hour, go to
+    # the maintenance queue and never take the process a user's change waits for.
+    stack.start_worker(queues="celery")
+    users = UserFactory.create_batch(5)
+    tasks.verify_audit.delay()
+    tasks.reconcile_requested.delay("warehouse", True)
+    tasks.prune_outbox.delay()
+
+    make_changes(users, 20)
+    stack.wait_converged(timeout=20)
+    time.sleep(1)  # what the delivery worker could have taken, it has had time to
+
+    assert not AuditVerification.objects.exists()
+    assert not Reconciliation.objects.exists()
+    stack.start_worker(queues="maintenance")
+    wait_for(AuditVerification.objects.exists, stack=stack, what="the verification")
+    wait_for(Reconciliation.objects.exists, stack=stack, what="the comparison")
+    assert Reconciliation.objects.get().origin == Reconciliation.Origin.ADMIN
+    assert AuditVerification.objects.get().verdict == AuditVerification.Verdict.INTACT
+    if stack.broker_kind == "rabbitmq":  # both replicated, as the default queue is
+        vhost = stack.broker_url.rsplit("/", 1)[1]
+        listed = subprocess.run(
+            ["rabbitmqctl", "list_queues", "-p", vhost, "name", "type", "--formatter", "json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        types = {queue["name"]: queue["type"] for queue in json.loads(listed.stdout)}
+        assert (types["celery"], types["maintenance"]) == ("quorum", "quorum")

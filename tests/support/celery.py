@@ -31,6 +31,8 @@ def celery_broker(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ("broker_transport_options", broker.transport_options),
         ("task_default_queue_type", broker.queue_type),
         ("task_default_exchange_type", broker.exchange_type),
+        ("task_create_missing_queue_type", broker.queue_type),
+        ("task_create_missing_queue_exchange_type", broker.exchange_type),
     ]:
         monkeypatch.setitem(app.conf, name, value)
     monkeypatch.setattr(settings, "CONSENT_DRAIN_DELAY", broker.drain_delay)

@@ -63,9 +63,13 @@ class Stack:
     def _port(self) -> str:
         return self.broker_url.rsplit(":", 1)[1].split("/")[0]
 
-    def start_worker(self, *, beat: bool = False, **env: str) -> Worker:
+    def start_worker(
+        self, *, beat: bool = False, queues: str = "celery,maintenance", **env: str
+    ) -> Worker:
+        """Start a worker; by default one that runs every task, as make run's two do."""
         name = f"w{len(self.workers) + 1}"
-        worker = Worker(name, self.base_env | env, self.tmp_path / f"{name}.log", beat=beat)
+        log = self.tmp_path / f"{name}.log"
+        worker = Worker(name, self.base_env | env, log, beat=beat, queues=queues)
         self.workers.append(worker)
         return worker
 

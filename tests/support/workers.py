@@ -20,10 +20,12 @@ def database_url(alias: str, *, port: int | None = None) -> str:
 
 
 class Worker:
-    def __init__(self, name: str, env: dict[str, str], log: Path, *, beat: bool) -> None:
+    def __init__(
+        self, name: str, env: dict[str, str], log: Path, *, beat: bool, queues: str
+    ) -> None:
         self.log = log
         command = [
-            sys.executable, "-m", "celery", "-A", "config", "worker",
+            sys.executable, "-m", "celery", "-A", "config", "worker", f"--queues={queues}",
             "--pool=prefork", "--concurrency=1", "--loglevel=INFO",
             f"--hostname={name}@%h", "--without-gossip", "--without-mingle",
         ]  # fmt: skip
