@@ -327,6 +327,14 @@ def test_a_superuser_reads_searches_and_filters_the_audit(event, admin_client):
     assert admin_client.get(f"{EVENTS}{event.pk}/change/").status_code == 200
 
 
+def test_the_admin_gives_times_to_the_second_with_their_zone(event, admin_client):
+    # As the support pages do: staff compare them with what a user or another system says.
+    when = f"{event.created_at:%-d %b %Y, %H:%M:%S} UTC"
+
+    assert when in admin_client.get(EVENTS).content.decode()
+    assert when in admin_client.get(f"{EVENTS}{event.pk}/change/").content.decode()
+
+
 def searched(admin_client, term: str) -> set[int]:
     listing = admin_client.get(EVENTS, {"q": term})
     assert listing.status_code == 200
