@@ -16,7 +16,7 @@ class Broker:
 def broker_for(url: str, data_dir: Path) -> Broker:
     """Return the settings for a broker URL: RabbitMQ (production), Redis, or the file system
     (the embedded default, which needs no server)."""
-    if url == "filesystem://":
+    if url.startswith("filesystem://"):
         folders = {name: data_dir / "broker" / name for name in ("queue", "processed", "control")}
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)

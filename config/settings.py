@@ -200,7 +200,7 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER"):
     _header, _value = os.environ["SECURE_PROXY_SSL_HEADER"].split(",", 1)
     SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
 
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 BROKER = broker_for(CELERY_BROKER_URL, DATA_DIR)
 CELERY_BROKER_TRANSPORT = BROKER.transport
 CELERY_BROKER_TRANSPORT_OPTIONS = BROKER.transport_options
@@ -358,5 +358,10 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},  # not a line per sign-in
+        # Nor three lines per task (queued, received, succeeded), the sweep's every 5 s among
+        # them; a task that fails or is retried is still logged.
+        "celery.beat": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
     },
 }
