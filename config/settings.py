@@ -359,7 +359,7 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},  # not a line per sign-in
         # Nor three lines per task (queued, received, succeeded), the sweep's every 5 s among
-        # them; a task that fails or is retried is still logged.
+        # them; a task that fails is still logged (our tasks never ask Celery to retry).
         "celery.beat": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},
