@@ -1,3 +1,5 @@
+import logging
+
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -6,6 +8,7 @@ from django.views.decorators.http import require_GET
 from config.celery import app as celery_app
 
 BROKER_TIMEOUT_SECONDS = 2
+logger = logging.getLogger(__name__)
 
 
 def _database_ok() -> bool:
@@ -13,7 +16,8 @@ def _database_ok() -> bool:
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT 1")
         return True
-    except Exception:
+    except Exception as error:
+        logger.error("The database does not answer: %s: %s", type(error).__name__, error)
         return False
 
 
@@ -24,7 +28,8 @@ def _broker_ok() -> bool:
                 max_retries=1, interval_start=0, timeout=BROKER_TIMEOUT_SECONDS
             )
         return True
-    except Exception:
+    except Exception as error:
+        logger.error("The broker does not answer: %s: %s", type(error).__name__, error)
         return False
 
 

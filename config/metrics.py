@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.django import PrometheusDjangoView
 
+from config.proxies import client_address
 from consent.metrics import REQUEST_LATENCY, DatabaseCollector
 
 
@@ -24,7 +25,7 @@ def scrape_allowed(request: HttpRequest) -> bool:
     if token and offered and secrets.compare_digest(offered.encode(), token.encode()):
         return True
     try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
+        address = ipaddress.ip_address(client_address(request))
     except ValueError:
         return False
     return any(address in network for network in settings.METRICS_ALLOWED_NETWORKS)

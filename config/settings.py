@@ -163,8 +163,9 @@ AXES_USERNAME_CALLABLE = "accounts.models.sign_in_username"
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
 AXES_HTTP_RESPONSE_CODE = 429
-# The client's address is the connection's: a header a client sets is not trusted for it.
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# The client's address is the connection's, or behind a proxy named in TRUSTED_PROXIES the one
+# that proxy was reached from: a header a client sets is not trusted for it.
+AXES_CLIENT_IP_CALLABLE = "config.proxies.client_address"
 AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
@@ -192,6 +193,8 @@ SECURE_CSP = {
 }
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", default=not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# A load balancer's health check and Prometheus may reach the app itself, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = not DEBUG
 # Trust a proxy's word that a request came over HTTPS only where one sets it: "HEADER,value",
@@ -325,6 +328,13 @@ try:
     ]
 except ValueError as error:
     raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {error}") from error
+# The proxies in front of the app (comma-separated networks, none by default): a request from
+# one of them comes from the address it says in X-Forwarded-For. Sign-in throttling, /metrics'
+# networks and the audit log's network of a change read the client's address this way.
+try:
+    TRUSTED_PROXIES = [ipaddress.ip_network(n) for n in env_list("TRUSTED_PROXIES", "")]
+except ValueError as error:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {error}") from error
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 

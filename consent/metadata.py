@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
+from config.proxies import client_address
+
 
 @dataclass(frozen=True)
 class RequestMeta:
@@ -15,7 +17,7 @@ class RequestMeta:
     @classmethod
     def from_request(cls, request: HttpRequest) -> "RequestMeta":
         return cls(
-            ip_prefix=truncate_ip(request.META.get("REMOTE_ADDR", "")),
+            ip_prefix=truncate_ip(client_address(request)),
             user_agent=request.headers.get("User-Agent", "")[:200],
             gpc=request.headers.get("Sec-GPC", "").strip() == "1",
         )
