@@ -21,7 +21,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -168,39 +168,85 @@ def audit_first_break(*, subject_id: UUID | None = None) -> AuditBreak | None:
 # Checkpoints
 
 
-def _copy_outside(kind: str, size: int, note: str, at: datetime) -> None:
-    """Copy a signed note to the warehouse database and the checkpoint directory."""
-    directory = Path(settings.AUDIT_CHECKPOINT_DIR)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{size:020}-{at:%Y%m%dT%H%M%S%f}.{kind}"
-    if not path.exists():
-        path.write_text(note)
-    CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
+class CopiesMissing(Exception):
+    """A signed note could not be copied to a place outside the database."""
+
+
+def _note_path(kind: str, size: int, at: datetime) -> Path:
+    return Path(settings.AUDIT_CHECKPOINT_DIR) / f"{size:020}-{at:%Y%m%dT%H%M%S%f}.{kind}"
+
+
+def _notes_to_copy() -> list[tuple[str, int, str, datetime]]:
+    """Return the signed notes every place outside the database must hold: the latest
+    checkpoint, whose Merkle root covers every event before it, and the restore statements."""
+    notes = [
+        ("restore", r.kept, r.note, r.created_at)
+        for r in AuditRestore.objects.order_by("created_at")
+    ]
+    latest = AuditCheckpoint.objects.order_by("-tree_size").first()
+    if latest is not None:
+        notes.append(("checkpoint", latest.tree_size, latest.note, latest.created_at))
+    return notes
+
+
+def copies_missing() -> list[str]:
+    """Return the places outside the database that lack a note they must hold."""
+    notes = _notes_to_copy()
+    missing = []
+    try:
+        if not all(_note_path(kind, size, at).is_file() for kind, size, _, at in notes):
+            missing.append("directory")
+    except OSError:
+        missing.append("directory")
+    try:
+        held = CheckpointCopy.objects.filter(note__in=[note for _, _, note, _ in notes]).count()
+    except DatabaseError:
+        held = -1
+    if held < len(notes):
+        missing.append("warehouse")
+    return missing
 
 
 def copies_complete() -> None:
-    """Copy outside every checkpoint and restore statement not there yet (the warehouse may
-    have been down)."""
-    copied = set(CheckpointCopy.objects.values_list("note", flat=True))
-    for checkpoint in AuditCheckpoint.objects.all():
-        if checkpoint.note not in copied:
-            _copy_outside(
-                "checkpoint", checkpoint.tree_size, checkpoint.note, checkpoint.created_at
-            )
-    for restore in AuditRestore.objects.all():
-        if restore.note not in copied:
-            _copy_outside("restore", restore.kept, restore.note, restore.created_at)
+    """Copy the notes every place outside the database must hold (_notes_to_copy) to those
+    that lack them: the directory, and the warehouse database. A place that cannot be written
+    does not keep the other from being; CopiesMissing then says which failed and why."""
+    failed = []
+    notes = _notes_to_copy()
+    try:
+        for kind, size, note, at in notes:
+            path = _note_path(kind, size, at)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.write_text(note)
+    except OSError as error:
+        failed.append(f"the directory {settings.AUDIT_CHECKPOINT_DIR}: {error}")
+    try:
+        for _, size, note, _ in notes:
+            CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
+    except DatabaseError as error:
+        failed.append(f"the warehouse database: {error}")
+    if failed:
+        raise CopiesMissing(f"Not copied outside the database to {'; '.join(failed)}")
 
 
 def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
     """Extend the Merkle tree with the events written since the last checkpoint, sign the new
     size and root, and copy them outside the database; return the checkpoint, or None if no
-    event came.
+    event came (a copy the last checkpoint lacks is made all the same). CopiesMissing if a
+    place outside the database could not be written: the checkpoint is kept, and the next one
+    tries again.
 
     Only events at least AUDIT_CHECKPOINT_SETTLE_SECONDS old are taken: an event whose
     transaction is still open then could otherwise commit inside a range already signed.
     """
-    now = now or timezone.now()
+    checkpoint = audit_checkpoint_sign(now or timezone.now())
+    copies_complete()
+    return checkpoint
+
+
+def audit_checkpoint_sign(now: datetime) -> AuditCheckpoint | None:
+    """Sign a checkpoint of the events written since the last one, in the database only."""
     settled = now - timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)
     with transaction.atomic():
         last = AuditCheckpoint.objects.select_for_update().order_by("-tree_size").first()
@@ -222,7 +268,7 @@ def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
         root = frontier.root()
         text = Checkpoint(settings.AUDIT_LOG_ORIGIN, frontier.size, root, now).text()
         AuditNode.objects.bulk_create(nodes)
-        checkpoint = AuditCheckpoint.objects.create(
+        return AuditCheckpoint.objects.create(
             tree_size=frontier.size,
             last_event_id=through,
             root_hash=root.hex(),
@@ -230,11 +276,6 @@ def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
             note=signer().sign(text),
             created_at=now,
         )
-    try:
-        copies_complete()
-    except Exception:  # the warehouse is down: the next checkpoint copies this one too
-        logger.exception("Could not copy checkpoint %s outside the database", checkpoint)
-    return checkpoint
 
 
 @dataclass(frozen=True)
@@ -444,5 +485,8 @@ def audit_restore_record(*, kept: int, lost_through: int, detail: str) -> AuditR
         note=signer().sign(text),
         created_at=now,
     )
-    copies_complete()
+    try:
+        copies_complete()
+    except CopiesMissing as error:  # the recovery goes on; the checkpoint task tries again
+        logger.error("%s", error)
     return restore

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from consent.audit import copies_missing
 from consent.models import AuditCheckpoint, AuditVerification, ConsentEvent
 from consent.selectors import sink_overview
 
@@ -116,6 +117,15 @@ class DatabaseCollector(Collector):
             )
             since.add_metric([], (now - last.created_at).total_seconds())
             yield since
+        copies = GaugeMetricFamily(
+            "consent_audit_checkpoint_copy_missing",
+            "1 if a place outside the database lacks the latest signed checkpoint.",
+            labels=["place"],
+        )
+        lacking = copies_missing()
+        for place in ("warehouse", "directory"):
+            copies.add_metric([place], int(place in lacking))
+        yield copies
         latest = AuditVerification.objects.first()
         if latest:
             intact = GaugeMetricFamily(

@@ -4,16 +4,24 @@ import ipaddress
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from consent import audit, services
-from consent.models import AuditVerification, Delivery, EligibilityRecord, Reconciliation
+from consent.models import (
+    AuditCheckpoint,
+    AuditVerification,
+    CheckpointCopy,
+    Delivery,
+    EligibilityRecord,
+    Reconciliation,
+)
 from consent.outbox import outbox_drain
 from consent.reconcile import reconcile
 from consent.services import Channel
 from consent.sinks.warehouse import WarehouseSink
+from tests.conftest import free_port
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
@@ -163,6 +171,25 @@ def test_the_age_of_the_last_checkpoint_and_what_it_does_not_cover(client, polic
     assert 590 < value(figures, "consent_audit_checkpoint_age_seconds") < 700
 
 
+def test_a_place_outside_the_database_that_lacks_the_latest_checkpoint_is_counted(
+    client, policy, consumer, settings
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    audit.audit_checkpoint(now=timezone.now() + timedelta(minutes=2))
+    missing = "consent_audit_checkpoint_copy_missing"
+    figures = scrape(client)
+    assert figures[(missing, (("place", "warehouse"),))] == 0
+    assert figures[(missing, (("place", "directory"),))] == 0
+
+    CheckpointCopy.objects.all().delete()  # as if the warehouse had refused it
+    for copy in settings.AUDIT_CHECKPOINT_DIR.iterdir():
+        copy.unlink()
+    figures = scrape(client)
+
+    assert value(figures, missing, place="warehouse") == 1
+    assert value(figures, missing, place="directory") == 1
+
+
 def test_the_latest_verification_of_the_audit_log_says_whether_it_is_intact(
     client, policy, consumer
 ):
@@ -264,3 +291,24 @@ def test_reconcile_counts_the_drift_it_finds(client, allowed_a_minute_ago, consu
     assert drift.missing == [consumer.subject_id]
     after = value(scrape(client), "consent_reconcile_drift_total", sink="warehouse")
     assert after - before == 2  # found twice: the second look did not repair it either
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
+def test_a_warehouse_that_does_not_answer_keeps_no_checkpoint_from_the_directory(
+    client, policy, consumer, settings, monkeypatch
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    warehouse = connections["warehouse"]
+    warehouse.close()
+    monkeypatch.setitem(warehouse.settings_dict, "PORT", free_port())  # nobody listens
+
+    with pytest.raises(audit.CopiesMissing, match="the warehouse database: "):
+        audit.audit_checkpoint(now=timezone.now() + timedelta(minutes=2))
+    figures = scrape(client)
+
+    (copy,) = settings.AUDIT_CHECKPOINT_DIR.glob("*.checkpoint")
+    assert copy.read_text() == AuditCheckpoint.objects.get().note
+    assert value(figures, "consent_database_up") == 1
+    assert value(figures, "consent_audit_checkpoint_copy_missing", place="warehouse") == 1
+    assert figures[("consent_audit_checkpoint_copy_missing", (("place", "directory"),))] == 0
+    warehouse.close()

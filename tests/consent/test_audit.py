@@ -9,9 +9,17 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from consent import services
-from consent.audit import audit_checkpoint, audit_verify, event_hash, known_checkpoints
+from consent.audit import (
+    CopiesMissing,
+    audit_checkpoint,
+    audit_verify,
+    copies_missing,
+    event_hash,
+    known_checkpoints,
+)
 from consent.models import (
     AuditCheckpoint,
     AuditVerification,
@@ -119,6 +127,46 @@ def test_a_checkpoint_is_signed_and_copied_outside_the_database(users, settings)
     assert problems == []
     assert found[checkpoint.tree_size].where == ("database", "warehouse", "directory")
     assert audit_checkpoint() is None  # nothing new since
+
+
+def test_a_place_that_cannot_be_written_keeps_neither_the_checkpoint_nor_the_other_place(
+    users, settings, capsys
+):
+    directory = settings.AUDIT_CHECKPOINT_DIR
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    directory.write_text("not a directory")  # a mount gone, say
+
+    with pytest.raises(CopiesMissing, match=r"the directory .*checkpoints: "):
+        audit_checkpoint()
+
+    checkpoint = AuditCheckpoint.objects.get()
+    assert CheckpointCopy.objects.get().note == checkpoint.note  # the warehouse has it
+    assert copies_missing() == ["directory"]
+    with pytest.raises(CommandError, match=r"the directory .*The next checkpoint tries again"):
+        call_command("audit_checkpoint")
+    assert "No new event to cover" in capsys.readouterr().out
+
+    directory.unlink()  # the mount is back: the next run copies, new events or not
+    call_command("audit_checkpoint")
+    (copy,) = directory.glob("*.checkpoint")
+    assert copy.read_text() == checkpoint.note
+    assert copies_missing() == []
+
+
+def test_only_the_latest_checkpoint_and_the_restores_are_copied_each_time(users, settings):
+    first = audit_checkpoint()
+    CheckpointCopy.objects.all().delete()
+    services.consent_change(user=users[0], allowed=True, channel=Channel.SETTINGS)
+
+    second = audit_checkpoint()
+
+    # Its root covers every event before it: the first's copy is no longer needed outside.
+    assert first is not None and second is not None
+    assert list(CheckpointCopy.objects.values_list("note", flat=True)) == [second.note]
+    with CaptureQueriesContext(connection) as read:
+        assert copies_missing() == []
+    checkpoints = [q["sql"] for q in read if AuditCheckpoint._meta.db_table in q["sql"]]
+    assert checkpoints and all("LIMIT 1" in sql for sql in checkpoints)  # never all of them
 
 
 def test_checkpoints_extend_the_tree_without_reading_it_again(users):
