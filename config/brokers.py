@@ -13,9 +13,10 @@ class Broker:
     drain_delay: float = 0.25  # seconds; see CONSENT_DRAIN_DELAY
 
 
-def broker_for(url: str, data_dir: Path) -> Broker:
+def broker_for(url: str, data_dir: Path, *, longest_task: int) -> Broker:
     """Return the settings for a broker URL: RabbitMQ (production), Redis, or the file system
-    (the embedded default, which needs no server)."""
+    (the embedded default, which needs no server); longest_task is the longest hard time limit
+    of a task, in seconds."""
     if url.startswith("filesystem://"):
         folders = {name: data_dir / "broker" / name for name in ("queue", "processed", "control")}
         for folder in folders.values():
@@ -44,11 +45,11 @@ def broker_for(url: str, data_dir: Path) -> Broker:
         return Broker(
             transport="consent.broker:Transport",
             transport_options={
-                # Above the longest task's time limit (verify_audit, 55 min), so that a task
-                # still running is not handed to a second worker. A drain lost with its worker
-                # is queued again by the sweep within seconds, a scheduled task by beat (each is
-                # safe to run twice at once).
-                "visibility_timeout": 3600,
+                # Above the longest task's time limit, so that a task still running is not
+                # handed to a second worker. A drain lost with its worker is queued again by the
+                # sweep within seconds, a scheduled task by beat (each is safe to run twice at
+                # once).
+                "visibility_timeout": longest_task + 300,
                 "socket_timeout": 5,
                 "socket_connect_timeout": 2,
             },

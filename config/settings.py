@@ -203,8 +203,13 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER"):
     _header, _value = os.environ["SECURE_PROXY_SSL_HEADER"].split(",", 1)
     SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
 
+# Seconds the hourly reconcile spends on the sinks (its time limit is 5 minutes more, 10 hard):
+# each sink's sweep of its subjects goes on, part by part, where the last part stopped.
+CONSENT_RECONCILE_BUDGET = int(os.environ.get("CONSENT_RECONCILE_BUDGET", "2700"))
+# The longest hard time limit of a task (consent/tasks.py): verify_audit's, or reconcile's.
+CELERY_LONGEST_TASK_SECONDS = max(3300, CONSENT_RECONCILE_BUDGET + 600)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
-BROKER = broker_for(CELERY_BROKER_URL, DATA_DIR)
+BROKER = broker_for(CELERY_BROKER_URL, DATA_DIR, longest_task=CELERY_LONGEST_TASK_SECONDS)
 CELERY_BROKER_TRANSPORT = BROKER.transport
 CELERY_BROKER_TRANSPORT_OPTIONS = BROKER.transport_options
 CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER.queue_type
@@ -261,9 +266,6 @@ if os.environ.get("CONSENT_WEBHOOK_URL"):
             "secrets": env_list("CONSENT_WEBHOOK_SECRETS", ""),
         },
     }
-# Seconds the hourly reconcile spends on the sinks (its time limit is 5 minutes more): each
-# sink's sweep of its subjects goes on, part by part, where the last part stopped.
-CONSENT_RECONCILE_BUDGET = int(os.environ.get("CONSENT_RECONCILE_BUDGET", "2700"))
 # Applied deliveries are kept this long; then only each user's newest per sink (consent.outbox).
 CONSENT_DELIVERY_RETENTION_DAYS = int(os.environ.get("CONSENT_DELIVERY_RETENTION_DAYS", "7"))
 CONSENT_DELIVERY_BATCH_SIZE = int(os.environ.get("CONSENT_DELIVERY_BATCH_SIZE", "200"))

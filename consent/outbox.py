@@ -158,12 +158,27 @@ def _record(
         out_of_budget = delivery.attempts >= settings.CONSENT_RETRY_MAX_ATTEMPTS
         if result.outcome == Outcome.PERMANENT or out_of_budget:
             delivery.state = State.DEAD
-            logger.error("Delivery %s to %s is dead: %s", delivery.pk, delivery.sink, result.error)
+            logger.error(
+                "Delivery %s to %s is dead: %s",
+                delivery.pk,
+                sink.name,
+                result.error,
+                extra={"sink": sink.name, "subject": str(delivery.subject_id)},
+            )
         else:
             wait = backoff(delivery.attempts)
             if result.retry_after is not None:
                 wait = max(wait, timedelta(seconds=result.retry_after))
             delivery.next_attempt_at = now + wait
+    retrying = [d for d in failed if d.state != State.DEAD]
+    if retrying:  # one line a batch, with the first reason: the admin lists every one
+        logger.warning(
+            "%s failed %d changes, to be tried again: %s",
+            sink.name,
+            len(retrying),
+            retrying[0].last_error,
+            extra={"sink": sink.name},
+        )
     Delivery.objects.bulk_update(
         failed, ["attempts", "last_attempt_at", "last_error", "state", "next_attempt_at"]
     )
@@ -208,7 +223,13 @@ def _drain_batch(sink: Sink, size: int) -> int:
         try:
             results = sink.apply(changes) if changes else {}
         except Exception as error:
-            logger.warning("Sink %s failed a batch of %d: %s", sink.name, len(changes), error)
+            logger.warning(
+                "Sink %s failed a batch of %d: %s",
+                sink.name,
+                len(changes),
+                error,
+                extra={"sink": sink.name},
+            )
             failure = Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
             results = {d.pk: failure for d in keep}
         _record(sink, keep, results, timezone.now())

@@ -61,6 +61,16 @@ def test_no_proxy_is_trusted_to_say_https_unless_told_to_be():
     )
 
 
+def test_redis_never_hands_a_task_still_within_its_time_limit_to_another_worker():
+    # A reconcile given a longer budget runs longer than verify_audit, the longest by default.
+    tasks = "__import__('consent.tasks', fromlist=['tasks'])"
+    limits = f"max(t.time_limit for t in ({tasks}.reconcile_sinks, {tasks}.verify_audit))"
+    visibility = 'settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]'
+    for budget in ("2700", "5000"):
+        env = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/9", "CONSENT_RECONCILE_BUDGET": budget}
+        assert settings_with(env, f"{visibility} > {limits}") == "True"
+
+
 def test_a_client_cannot_claim_https_with_a_header():
     request = RequestFactory().get("/", HTTP_X_FORWARDED_PROTO="https")
 

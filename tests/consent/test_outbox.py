@@ -94,11 +94,15 @@ def test_a_drain_applies_only_the_newest_version_and_supersedes_the_rest(
     assert [r.version for r in webhook.received] == [3]
 
 
-def test_a_503_is_retried_later_with_backoff(policy, consumer, two_sinks, webhook):
+def test_a_503_is_retried_later_with_backoff(policy, consumer, two_sinks, webhook, caplog):
     webhook.status = 503
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
 
     outbox_drain("webhook")
+
+    (logged,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert logged.getMessage().startswith("webhook failed 1 changes, to be tried again: HTTP 503")
+    assert logged.sink == "webhook"
 
     delivery = Delivery.objects.get(sink="webhook")
     assert delivery.state == State.PENDING
