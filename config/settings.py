@@ -167,6 +167,8 @@ AXES_HTTP_RESPONSE_CODE = 429
 # that proxy was reached from: a header a client sets is not trusted for it.
 AXES_CLIENT_IP_CALLABLE = "config.proxies.client_address"
 AXES_VERBOSE = False
+# No row a sign-in with its address: only failures are kept, and only until they expire.
+AXES_DISABLE_ACCESS_LOG = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -217,8 +219,14 @@ CELERY_TASK_DEFAULT_EXCHANGE_TYPE = BROKER.exchange_type
 # The hourly checks read everything and may run for most of an hour: they have a queue and
 # workers of their own, so that they never hold every process that applies users' changes.
 CELERY_TASK_ROUTES = {
-    f"consent.tasks.{task}": {"queue": "maintenance"}
-    for task in ("reconcile_sinks", "reconcile_requested", "verify_audit", "prune_outbox")
+    task: {"queue": "maintenance"}
+    for task in (
+        "consent.tasks.reconcile_sinks",
+        "consent.tasks.reconcile_requested",
+        "consent.tasks.verify_audit",
+        "consent.tasks.prune_outbox",
+        "accounts.tasks.clear_sessions",
+    )
 }
 CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = BROKER.queue_type
 CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = BROKER.exchange_type
@@ -241,6 +249,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "audit-checkpoint": {"task": "consent.tasks.audit_checkpoint", "schedule": 60.0},
     "verify-audit": {"task": "consent.tasks.verify_audit", "schedule": 3600.0},
     "prune-outbox": {"task": "consent.tasks.prune_outbox", "schedule": 3600.0},
+    "clear-sessions": {"task": "accounts.tasks.clear_sessions", "schedule": 86400.0},
 }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2}
 

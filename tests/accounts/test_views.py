@@ -1,9 +1,13 @@
 import re
 
 import pytest
+from axes.models import AccessLog
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
 from django.test import Client
 
+from accounts import tasks
 from accounts.models import User
 from tests.factories import PASSWORD
 
@@ -159,3 +163,22 @@ def test_sign_in_is_locked_after_five_failures_and_says_nothing_of_the_account(c
     nobody = attempt("nobody@example.com", browser=other)
     assert nobody.status_code == 429
     assert without_csrf(nobody.content) == without_csrf(locked.content)
+
+
+def test_a_sign_in_leaves_no_record_of_its_address(client, consumer):
+    response = client.post("/accounts/login/", {"username": consumer.email, "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert not AccessLog.objects.exists()
+
+
+def test_expired_sessions_are_cleared_and_live_ones_kept(client, consumer):
+    client.force_login(consumer)
+    live = client.session.session_key
+    stale = SessionStore()
+    stale.set_expiry(-1)  # expired a second ago
+    stale.create()
+
+    tasks.clear_sessions()  # as beat's daily run has a worker do
+
+    assert list(Session.objects.values_list("session_key", flat=True)) == [live]
