@@ -13,6 +13,7 @@ checkpoint it finds, in and outside the database.
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -309,6 +310,7 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
     notes, problems = _notes()
     checkpoints: list[tuple[Checkpoint, str]] = []
     restores: dict[str, Restore] = {}
+    unverified: Counter[tuple[str, str]] = Counter()
     for where, note in notes:
         try:
             text, _key = note_open(note, keys)
@@ -318,7 +320,10 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
             else:
                 checkpoints.append((Checkpoint.parse(text), where))
         except NoteError as error:
-            problems.append(f"a note in the {where} does not verify: {error}")
+            unverified[where, str(error)] += 1
+    for (where, reason), count in unverified.items():  # the same reason once, with its count
+        which = f"a note in the {where} does" if count == 1 else f"{count} notes in the {where} do"
+        problems.append(f"{which} not verify: {reason}")
     found: dict[int, KnownCheckpoint] = {}
     for checkpoint, where in checkpoints:
         if any(r.sets_aside(checkpoint) for r in restores.values()):

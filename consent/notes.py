@@ -109,6 +109,7 @@ def note_open(note: str, verifiers: list[Verifier]) -> tuple[str, Verifier]:
     if not separator or not signatures.endswith("\n"):
         raise NoteError("Not a signed note.")
     text += "\n"
+    signers, broken = [], []
     for line in signatures.splitlines():
         dash, _, rest = line.partition(" ")
         name, _, encoded = rest.partition(" ")
@@ -116,15 +117,23 @@ def note_open(note: str, verifiers: list[Verifier]) -> tuple[str, Verifier]:
             raw = base64.b64decode(encoded, validate=True)
         except ValueError:
             continue
+        signers.append(f"{name}+{raw[:4].hex()}")
         for verifier in verifiers:
             if dash != DASH or verifier.name != name or raw[:4] != verifier.key_id:
                 continue
             try:
                 verifier.public.verify(raw[4:], text.encode())
             except InvalidSignature:
+                broken.append(signers[-1])
                 continue
             return text, verifier
-    raise NoteError("No known key signed this note.")
+    if broken:
+        raise NoteError(f"its signature by {', '.join(broken)} does not match its text")
+    raise NoteError(
+        f"signed by {', '.join(signers) or 'no key'}, not by a known key "
+        f"({', '.join(f'{v.name}+{v.key_id.hex()}' for v in verifiers)}); an earlier signing "
+        "key of ours belongs in AUDIT_VERIFY_KEYS"
+    )
 
 
 @dataclass(frozen=True)

@@ -295,6 +295,8 @@ def test_a_restore_from_an_older_backup_is_told_apart_from_tampering(users):
 
 def test_old_checkpoints_stay_verifiable_after_a_key_rotation(users, settings):
     audit_checkpoint()
+    services.consent_change(user=users[1], allowed=True, channel=Channel.SETTINGS)
+    audit_checkpoint()
     old_key = Signer.parse(settings.AUDIT_SIGNING_KEY)
     new_key = Signer.generate(settings.AUDIT_LOG_ORIGIN)
     services.consent_change(user=users[0], allowed=True, channel=Channel.SETTINGS)
@@ -305,7 +307,15 @@ def test_old_checkpoints_stay_verifiable_after_a_key_rotation(users, settings):
         assert verdict()[0] == Verdict.INTACT
     with override_settings(AUDIT_SIGNING_KEY=str(new_key), AUDIT_VERIFY_KEYS=[]):
         found, detail = verdict()  # the old key forgotten: its checkpoints prove nothing
-    assert found == Verdict.TAMPERED and "does not verify" in detail
+        with pytest.raises(CommandError, match="tampered"):  # tried without changing the record
+            call_command("verify_audit", "--no-record")
+    assert not AuditVerification.objects.exists()
+    assert found == Verdict.TAMPERED
+    old_id = f"{old_key.verifier.name}+{old_key.verifier.key_id.hex()}"
+    # Said once for each place, with the key to look for and where it belongs.
+    assert detail.count("2 notes in the") == 3
+    assert f"signed by {old_id}, not by a known key" in detail
+    assert "belongs in AUDIT_VERIFY_KEYS" in detail
 
 
 def test_verify_audit_keeps_what_it_found(users, capsys):
