@@ -23,6 +23,7 @@ from django.utils import timezone
 from config.log import request_id
 from consent.changes import PROPAGATED_KINDS, change_for
 from consent.eligibility import subjects_intervals
+from consent.exceptions import ConsentError
 from consent.metrics import DELIVERIES_APPLIED, DELIVERIES_FAILED
 from consent.models import ConsentEvent, Delivery
 from consent.sinks import configured_sinks, sink_named
@@ -317,3 +318,16 @@ def outbox_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
     while ids := list(prunable.values_list("pk", flat=True)[:batch]):
         pruned += Delivery.objects.filter(pk__in=ids).delete()[0]
     return pruned
+
+
+def outbox_forget(sink: str, *, batch: int = 10_000) -> int:
+    """Delete every delivery to a sink that is no longer configured, pending and dead ones
+    included: nothing will ever apply them, and they would keep the backlog's alerts firing.
+    Return how many went."""
+    if sink in settings.CONSENT_SINKS:
+        raise ConsentError(f"{sink} is still configured: take it out of the settings first.")
+    forgotten = 0
+    to_forget = Delivery.objects.filter(sink=sink)
+    while ids := list(to_forget.values_list("pk", flat=True)[:batch]):
+        forgotten += Delivery.objects.filter(pk__in=ids).delete()[0]
+    return forgotten

@@ -7,11 +7,14 @@ import subprocess
 import time
 from contextlib import contextmanager
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.cache import cache
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import transaction
 from django.utils import timezone
 
@@ -318,3 +321,22 @@ def test_recent_deliveries_are_kept_whatever_came_after(policy, consumer, two_si
     Delivery.objects.update(state=State.APPLIED)
 
     assert outbox_prune() == 0
+
+
+def test_a_sink_taken_out_of_the_settings_has_its_deliveries_forgotten(
+    policy, consumer, two_sinks, webhook, settings, client
+):
+    webhook.status = 503  # its deliveries wait, and would page for ever once it is gone
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    outbox_drain("webhook")
+    with pytest.raises(CommandError, match="webhook is still configured"):
+        call_command("outbox_forget", "--sink", "webhook")
+
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    out = StringIO()
+    call_command("outbox_forget", "--sink", "webhook", stdout=out)
+
+    assert out.getvalue() == "Deleted 1 deliveries to webhook.\n"
+    assert list(Delivery.objects.values_list("sink", "state")) == [("warehouse", State.APPLIED)]
+    assert 'sink="webhook"' not in client.get("/metrics").content.decode()
