@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connections
 from django.utils import timezone
 
@@ -277,7 +278,9 @@ def test_reconcile_finds_and_repairs_exactly_the_drift(policy, stack, capsys):
         retention_days=moved.retention_days,
     )
 
-    call_command("reconcile")
+    with pytest.raises(CommandError, match="Drift found and not repaired") as found:
+        call_command("reconcile")
+    assert found.value.returncode == 3  # for a script that checks
     report = capsys.readouterr().out
     assert "warehouse: 1 missing, 3 stale, 2 extra" in report
     assert "redis: 1 missing, 0 stale, 0 extra" in report

@@ -344,7 +344,8 @@ def test_the_command_and_the_log_name_the_subjects_that_drifted(
     EligibilityRecord.objects.filter(subject_id=stale).update(allowed=False)
 
     out = io.StringIO()
-    call_command("reconcile", stdout=out)
+    with pytest.raises(CommandError, match="Drift found"):
+        call_command("reconcile", stdout=out)
 
     lines = out.getvalue().splitlines()
     assert lines[1:] == [
@@ -355,5 +356,6 @@ def test_the_command_and_the_log_name_the_subjects_that_drifted(
     assert logged.subjects == {"missing": [str(s) for s in missing[:2]], "stale": [str(stale)]}
     assert logged.getMessage().endswith(f"; missing: {missing[0]}, {missing[1]}; stale: {stale}")
     every = io.StringIO()
-    call_command("reconcile", verbosity=2, stdout=every)
+    with pytest.raises(CommandError, match="Drift found"):
+        call_command("reconcile", verbosity=2, stdout=every)
     assert f"  missing: {', '.join(map(str, missing))}" in every.getvalue().splitlines()

@@ -9,7 +9,8 @@ SHOWN = 20
 class Command(BaseCommand):
     help = (
         "Compare each sink with the source of truth and name the subjects that drifted (the "
-        f"first {SHOWN} of each kind; every one with -v 2); with --repair, fix the drift."
+        f"first {SHOWN} of each kind; every one with -v 2); with --repair, fix the drift. Exit 1 "
+        "if a sink could not be compared, 3 if drift was found and left unrepaired."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,3 +40,5 @@ class Command(BaseCommand):
             raise_if_failed(report)
         except ReconcileFailed as error:
             raise CommandError(f"Could not compare every sink: {error}") from error
+        if not repair and any(drift.has_drift for drift in report):
+            raise CommandError("Drift found and not repaired (--repair repairs it).", returncode=3)
