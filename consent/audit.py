@@ -311,16 +311,19 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
     checkpoints: list[tuple[Checkpoint, str]] = []
     restores: dict[str, Restore] = {}
     unverified: Counter[tuple[str, str]] = Counter()
+    places: dict[str, list[str]] = {}  # a note kept in three places is verified once
     for where, note in notes:
+        places.setdefault(note, []).append(where)
+    for note, wheres in places.items():
         try:
             text, _key = note_open(note, keys)
             if text.splitlines()[0].endswith(RESTORE_SUFFIX):
                 restore = Restore.parse(text)
                 restores.setdefault(text, restore)
             else:
-                checkpoints.append((Checkpoint.parse(text), where))
+                checkpoints += [(Checkpoint.parse(text), where) for where in wheres]
         except NoteError as error:
-            unverified[where, str(error)] += 1
+            unverified.update((where, str(error)) for where in wheres)
     for (where, reason), count in unverified.items():  # the same reason once, with its count
         which = f"a note in the {where} does" if count == 1 else f"{count} notes in the {where} do"
         problems.append(f"{which} not verify: {reason}")
