@@ -208,19 +208,24 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER"):
 # Seconds the hourly reconcile spends on the sinks (its time limit is 5 minutes more, 10 hard):
 # each sink's sweep of its subjects goes on, part by part, where the last part stopped.
 CONSENT_RECONCILE_BUDGET = int(os.environ.get("CONSENT_RECONCILE_BUDGET", "2700"))
-# The longest hard time limit of a task (consent/tasks.py): verify_audit's, or reconcile's.
-CELERY_LONGEST_TASK_SECONDS = max(3300, CONSENT_RECONCILE_BUDGET + 600)
+# The hard time limits of the longest tasks, in seconds (consent/tasks.py; each one's soft limit
+# is 5 minutes less): verification and the prune, and reconcile, whose limit follows its budget.
+CONSENT_HOURLY_TIME_LIMIT = 3300
+CONSENT_RECONCILE_TIME_LIMIT = CONSENT_RECONCILE_BUDGET + 600
+CONSENT_LONGEST_TIME_LIMIT = max(CONSENT_HOURLY_TIME_LIMIT, CONSENT_RECONCILE_TIME_LIMIT)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
-BROKER = broker_for(CELERY_BROKER_URL, DATA_DIR, longest_task=CELERY_LONGEST_TASK_SECONDS)
+BROKER = broker_for(CELERY_BROKER_URL, DATA_DIR, longest_task=CONSENT_LONGEST_TIME_LIMIT)
 CELERY_BROKER_TRANSPORT = BROKER.transport
 CELERY_BROKER_TRANSPORT_OPTIONS = BROKER.transport_options
 CELERY_TASK_DEFAULT_QUEUE_TYPE = BROKER.queue_type
 CELERY_TASK_DEFAULT_EXCHANGE_TYPE = BROKER.exchange_type
-# The hourly checks read everything and may run for most of an hour: they have a queue and
-# workers of their own, so that they never hold every process that applies users' changes.
+# The hourly checks read everything and may run for most of an hour, and expiring choices once
+# new terms are in force goes through every user: they have a queue and workers of their own,
+# so that they never hold every process that applies users' changes.
 CELERY_TASK_ROUTES = {
     task: {"queue": "maintenance"}
     for task in (
+        "consent.tasks.expire_choices",
         "consent.tasks.reconcile_sinks",
         "consent.tasks.reconcile_requested",
         "consent.tasks.verify_audit",

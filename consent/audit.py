@@ -39,6 +39,7 @@ from consent.notes import (
     RESTORE_SUFFIX,
     Checkpoint,
     NoteError,
+    NoteKeyUnknown,
     Restore,
     Signer,
     Verifier,
@@ -190,14 +191,18 @@ def _notes_to_copy() -> list[tuple[str, int, str, datetime]]:
     return notes
 
 
+def _note_in_directory(kind: str, size: int, note: str, at: datetime) -> bool:
+    try:
+        return _note_path(kind, size, at).read_text() == note
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def copies_missing() -> list[str]:
     """Return the places outside the database that lack a note they must hold."""
     notes = _notes_to_copy()
     missing = []
-    try:
-        if not all(_note_path(kind, size, at).is_file() for kind, size, _, at in notes):
-            missing.append("directory")
-    except OSError:
+    if not all(_note_in_directory(kind, size, note, at) for kind, size, note, at in notes):
         missing.append("directory")
     try:
         held = CheckpointCopy.objects.filter(note__in=[note for _, _, note, _ in notes]).count()
@@ -216,10 +221,14 @@ def copies_complete() -> None:
     notes = _notes_to_copy()
     try:
         for kind, size, note, at in notes:
-            path = _note_path(kind, size, at)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                path.write_text(note)
+            if not _note_in_directory(kind, size, note, at):
+                path = _note_path(kind, size, at)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                # Whole or not at all: a file cut short (a full disk, a killed worker) would
+                # never verify, and stay.
+                written = path.with_name(f".{path.name}.writing")
+                written.write_text(note)
+                written.replace(path)
     except OSError as error:
         failed.append(f"the directory {settings.AUDIT_CHECKPOINT_DIR}: {error}")
     try:
@@ -241,12 +250,12 @@ def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
     Only events at least AUDIT_CHECKPOINT_SETTLE_SECONDS old are taken: an event whose
     transaction is still open then could otherwise commit inside a range already signed.
     """
-    checkpoint = audit_checkpoint_sign(now or timezone.now())
+    checkpoint = _checkpoint_sign(now=now or timezone.now())
     copies_complete()
     return checkpoint
 
 
-def audit_checkpoint_sign(now: datetime) -> AuditCheckpoint | None:
+def _checkpoint_sign(*, now: datetime) -> AuditCheckpoint | None:
     """Sign a checkpoint of the events written since the last one, in the database only."""
     settled = now - timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)
     with transaction.atomic():
@@ -298,7 +307,11 @@ def _notes() -> tuple[list[tuple[str, str]], list[str]]:
         problems.append(f"the warehouse's copies could not be read: {error}")
     directory = Path(settings.AUDIT_CHECKPOINT_DIR)
     if directory.is_dir():
-        notes += [("directory", path.read_text()) for path in sorted(directory.iterdir())]
+        notes += [
+            ("directory", path.read_text())
+            for path in sorted(directory.iterdir())
+            if path.suffix in (".checkpoint", ".restore")  # not a copy being written
+        ]
     return notes, problems
 
 
@@ -312,6 +325,7 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
     restores: dict[str, Restore] = {}
     unverified: Counter[tuple[str, str]] = Counter()
     places: dict[str, list[str]] = {}  # a note kept in three places is verified once
+    unknown_key = False
     for where, note in notes:
         places.setdefault(note, []).append(where)
     for note, wheres in places.items():
@@ -324,9 +338,15 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
                 checkpoints += [(Checkpoint.parse(text), where) for where in wheres]
         except NoteError as error:
             unverified.update((where, str(error)) for where in wheres)
+            unknown_key = unknown_key or isinstance(error, NoteKeyUnknown)
     for (where, reason), count in unverified.items():  # the same reason once, with its count
         which = f"a note in the {where} does" if count == 1 else f"{count} notes in the {where} do"
-        problems.append(f"{which} not verify: {reason}")
+        problems.append(f"{which} not verify: {reason.rstrip('.')}")
+    if unknown_key:
+        problems.append(
+            "if a key named was once this log's signing key, its verifier key belongs in "
+            "AUDIT_VERIFY_KEYS; if not, what it signed is forged"
+        )
     found: dict[int, KnownCheckpoint] = {}
     for checkpoint, where in checkpoints:
         if any(r.sets_aside(checkpoint) for r in restores.values()):

@@ -27,6 +27,10 @@ class NoteError(Exception):
     """A note, key or checkpoint that cannot be read or does not verify."""
 
 
+class NoteKeyUnknown(NoteError):
+    """A note signed by none of the keys given."""
+
+
 def _key_id(name: str, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + ED25519 + public).digest()[:4]
 
@@ -128,12 +132,9 @@ def note_open(note: str, verifiers: list[Verifier]) -> tuple[str, Verifier]:
                 continue
             return text, verifier
     if broken:
-        raise NoteError(f"its signature by {', '.join(broken)} does not match its text")
-    raise NoteError(
-        f"signed by {', '.join(signers) or 'no key'}, not by a known key "
-        f"({', '.join(f'{v.name}+{v.key_id.hex()}' for v in verifiers)}); an earlier signing "
-        "key of ours belongs in AUDIT_VERIFY_KEYS"
-    )
+        raise NoteError(f"Its signature by {', '.join(broken)} does not match its text.")
+    known = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in verifiers)
+    raise NoteKeyUnknown(f"Signed by {', '.join(signers) or 'no key'}, not by {known}.")
 
 
 @dataclass(frozen=True)

@@ -174,9 +174,10 @@ def _record(
     retrying = [d for d in failed if d.state != State.DEAD]
     if retrying:  # one line a batch, with the first reason: the admin lists every one
         logger.warning(
-            "%s failed %d changes, to be tried again: %s",
+            "%s did not apply %d of %d changes, to be tried again: %s",
             sink.name,
             len(retrying),
+            len(deliveries),
             retrying[0].last_error,
             extra={"sink": sink.name},
         )
@@ -223,14 +224,7 @@ def _drain_batch(sink: Sink, size: int) -> int:
         ]
         try:
             results = sink.apply(changes) if changes else {}
-        except Exception as error:
-            logger.warning(
-                "Sink %s failed a batch of %d: %s",
-                sink.name,
-                len(changes),
-                error,
-                extra={"sink": sink.name},
-            )
+        except Exception as error:  # logged as each failed delivery is (_record)
             failure = Result(Outcome.RETRY, f"{type(error).__name__}: {error}")
             results = {d.pk: failure for d in keep}
         _record(sink, keep, results, timezone.now())
@@ -321,13 +315,13 @@ def outbox_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
 
 
 def outbox_forget(sink: str, *, batch: int = 10_000) -> int:
-    """Delete every delivery to a sink that is no longer configured, pending and dead ones
-    included: nothing will ever apply them, and they would keep the backlog's alerts firing.
-    Return how many went."""
+    """Delete the pending and dead deliveries to a sink that is no longer configured: nothing
+    will ever apply them, and they would keep the backlog's alerts firing. What it applied stays
+    on record, pruned as any. Return how many went."""
     if sink in settings.CONSENT_SINKS:
         raise ConsentError(f"{sink} is still configured: take it out of the settings first.")
     forgotten = 0
-    to_forget = Delivery.objects.filter(sink=sink)
+    to_forget = Delivery.objects.filter(sink=sink, state__in=[State.PENDING, State.DEAD])
     while ids := list(to_forget.values_list("pk", flat=True)[:batch]):
         forgotten += Delivery.objects.filter(pk__in=ids).delete()[0]
     return forgotten

@@ -28,8 +28,8 @@ def expire_choices() -> int:
 
 @shared_task(
     acks_late=True,
-    soft_time_limit=settings.CONSENT_RECONCILE_BUDGET + 300,  # a batch begun near the end
-    time_limit=settings.CONSENT_RECONCILE_BUDGET + 600,
+    soft_time_limit=settings.CONSENT_RECONCILE_TIME_LIMIT - 300,  # a batch begun near the end
+    time_limit=settings.CONSENT_RECONCILE_TIME_LIMIT,
 )
 def reconcile_sinks() -> None:
     """Find and repair drift between every sink and the source of truth: the next part of each
@@ -40,8 +40,8 @@ def reconcile_sinks() -> None:
 
 @shared_task(
     acks_late=True,
-    soft_time_limit=settings.CONSENT_RECONCILE_BUDGET + 300,
-    time_limit=settings.CONSENT_RECONCILE_BUDGET + 600,
+    soft_time_limit=settings.CONSENT_RECONCILE_TIME_LIMIT - 300,
+    time_limit=settings.CONSENT_RECONCILE_TIME_LIMIT,
 )
 def reconcile_requested(sink: str, repair: bool, requested_by_id: int | None = None) -> str:
     """Compare one sink whole with the source of truth, as an admin asked."""
@@ -67,13 +67,21 @@ def audit_checkpoint() -> int | None:
     return checkpoint.tree_size if checkpoint else None
 
 
-@shared_task(acks_late=True, soft_time_limit=3000, time_limit=3300)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=settings.CONSENT_HOURLY_TIME_LIMIT - 300,
+    time_limit=settings.CONSENT_HOURLY_TIME_LIMIT,
+)
 def verify_audit() -> str:
     """Verify the whole audit log against its checkpoints, and keep what was found."""
     return audit.audit_verify_and_record().verdict
 
 
-@shared_task(acks_late=True, soft_time_limit=3000, time_limit=3300)
+@shared_task(
+    acks_late=True,
+    soft_time_limit=settings.CONSENT_HOURLY_TIME_LIMIT - 300,
+    time_limit=settings.CONSENT_HOURLY_TIME_LIMIT,
+)
 def prune_outbox() -> int:
     """Delete the deliveries whose record is no longer needed."""
     return outbox.outbox_prune()

@@ -27,6 +27,8 @@ def behind_a_proxy(settings):
         (PROXY, "", PROXY),  # the proxy's own request
         (PROXY, "10.0.0.7", "10.0.0.7"),  # nothing but proxies: the farthest
         ("203.0.113.9", "127.0.0.1", "203.0.113.9"),  # not through a proxy of ours
+        (PROXY, "unknown", PROXY),  # not an address: the proxy's word ends there
+        (PROXY, "198.51.100.1, 203.0.113.9:443", PROXY),
     ],
 )
 def test_the_client_is_the_nearest_address_no_trusted_proxy_holds(
@@ -62,9 +64,20 @@ def test_one_client_behind_the_proxy_locked_out_locks_out_nobody_else(behind_a_p
 
 
 @pytest.mark.django_db
-def test_metrics_through_the_proxy_are_for_the_allowed_networks_only(client, behind_a_proxy):
-    assert through_the_proxy("203.0.113.9").get("/metrics").status_code == 403
+def test_metrics_through_a_proxy_on_this_machine_are_not_for_its_clients(settings):
+    # /metrics lets in the loopback network: a proxy on loopback must not let in the world.
+    settings.TRUSTED_PROXIES = [ipaddress.ip_network("127.0.0.1/32")]
+    outside = Client(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9")
+
+    assert outside.get("/metrics").status_code == 403
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200  # a local scraper
+
+
+@pytest.mark.django_db
+def test_a_proxy_that_passes_on_what_is_not_an_address_breaks_no_sign_in(behind_a_proxy):
+    browser = through_the_proxy("unknown")
+
+    assert sign_in(browser, "nobody@example.com", "wrong-password") == 200
 
 
 @pytest.mark.django_db

@@ -130,7 +130,7 @@ def test_a_checkpoint_is_signed_and_copied_outside_the_database(users, settings)
 
 
 def test_a_place_that_cannot_be_written_keeps_neither_the_checkpoint_nor_the_other_place(
-    users, settings, capsys
+    users, settings
 ):
     directory = settings.AUDIT_CHECKPOINT_DIR
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -142,15 +142,28 @@ def test_a_place_that_cannot_be_written_keeps_neither_the_checkpoint_nor_the_oth
     checkpoint = AuditCheckpoint.objects.get()
     assert CheckpointCopy.objects.get().note == checkpoint.note  # the warehouse has it
     assert copies_missing() == ["directory"]
-    with pytest.raises(CommandError, match=r"the directory .*The next checkpoint tries again"):
+    with pytest.raises(CommandError, match=r"the directory .*the next checkpoint tries again"):
         call_command("audit_checkpoint")
-    assert "No new event to cover" in capsys.readouterr().out
 
     directory.unlink()  # the mount is back: the next run copies, new events or not
     call_command("audit_checkpoint")
     (copy,) = directory.glob("*.checkpoint")
     assert copy.read_text() == checkpoint.note
     assert copies_missing() == []
+
+
+def test_a_copy_cut_short_is_written_again_whole(users, settings):
+    checkpoint = audit_checkpoint()
+    assert checkpoint is not None
+    (copy,) = settings.AUDIT_CHECKPOINT_DIR.glob("*.checkpoint")
+    copy.write_text(checkpoint.note[:40])  # a disk that filled up, say
+    (settings.AUDIT_CHECKPOINT_DIR / f".{copy.name}.writing").write_text("half")
+
+    assert copies_missing() == ["directory"]
+    assert audit_checkpoint() is None  # no new event: the copy is made all the same
+    assert copy.read_text() == checkpoint.note
+    assert copies_missing() == []
+    assert verdict()[0] == Verdict.INTACT  # what was left half-written is not read
 
 
 def test_only_the_latest_checkpoint_and_the_restores_are_copied_each_time(users, settings):
@@ -314,8 +327,8 @@ def test_old_checkpoints_stay_verifiable_after_a_key_rotation(users, settings):
     old_id = f"{old_key.verifier.name}+{old_key.verifier.key_id.hex()}"
     # Said once for each place, with the key to look for and where it belongs.
     assert detail.count("2 notes in the") == 3
-    assert f"signed by {old_id}, not by a known key" in detail
-    assert "belongs in AUDIT_VERIFY_KEYS" in detail
+    assert f"Signed by {old_id}, not by " in detail
+    assert detail.count("its verifier key belongs in AUDIT_VERIFY_KEYS") == 1
 
 
 def test_verify_audit_keeps_what_it_found(users, capsys):

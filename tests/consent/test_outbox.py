@@ -25,6 +25,7 @@ from consent.outbox import (
     backoff,
     drain_started,
     outbox_drain,
+    outbox_forget,
     outbox_prune,
     outbox_sweep,
 )
@@ -104,7 +105,9 @@ def test_a_503_is_retried_later_with_backoff(policy, consumer, two_sinks, webhoo
     outbox_drain("webhook")
 
     (logged,) = [r for r in caplog.records if r.levelname == "WARNING"]
-    assert logged.getMessage().startswith("webhook failed 1 changes, to be tried again: HTTP 503")
+    assert logged.getMessage().startswith(
+        "webhook did not apply 1 of 1 changes, to be tried again: HTTP 503"
+    )
     assert logged.sink == "webhook"
 
     delivery = Delivery.objects.get(sink="webhook")
@@ -125,7 +128,7 @@ def test_a_429_waits_as_long_as_retry_after_says(policy, consumer, two_sinks, we
     assert delivery.next_attempt_at >= timezone.now() + timedelta(seconds=110)
 
 
-def test_other_4xx_are_dead_after_one_attempt(policy, consumer, two_sinks, webhook):
+def test_other_4xx_are_dead_after_one_attempt(policy, consumer, two_sinks, webhook, caplog):
     webhook.status = 410
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
 
@@ -133,6 +136,9 @@ def test_other_4xx_are_dead_after_one_attempt(policy, consumer, two_sinks, webho
 
     delivery = Delivery.objects.get(sink="webhook")
     assert (delivery.state, delivery.attempts) == (State.DEAD, 1)
+    (logged,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (logged.sink, logged.subject) == ("webhook", str(consumer.subject_id))
+    assert "is dead: HTTP 410" in logged.getMessage()
 
 
 def test_a_delivery_dies_when_its_retry_budget_is_spent(
@@ -340,3 +346,12 @@ def test_a_sink_taken_out_of_the_settings_has_its_deliveries_forgotten(
     assert out.getvalue() == "Deleted 1 deliveries to webhook.\n"
     assert list(Delivery.objects.values_list("sink", "state")) == [("warehouse", State.APPLIED)]
     assert 'sink="webhook"' not in client.get("/metrics").content.decode()
+
+
+def test_what_a_removed_sink_applied_stays_on_record(policy, consumer, two_sinks, settings):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("webhook")
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+
+    assert outbox_forget("webhook") == 0
+    assert Delivery.objects.get(sink="webhook").state == State.APPLIED

@@ -333,6 +333,10 @@ def test_the_hourly_checks_wait_for_their_own_workers_and_never_hold_the_deliver
     wait_for(Reconciliation.objects.exists, stack=stack, what="the comparison")
     assert Reconciliation.objects.get().origin == Reconciliation.Origin.ADMIN
     assert AuditVerification.objects.get().verdict == AuditVerification.Verdict.INTACT
+    # A task that succeeds leaves no line in the worker's log; one that fails does.
+    tasks.reconcile_requested.delay("no-such-sink", False)
+    wait_for(lambda: "raised unexpected" in stack.worker_logs(), stack=stack, what="the failure")
+    assert "succeeded in" not in stack.worker_logs()
     if stack.broker_kind == "rabbitmq":  # both replicated, as the default queue is
         vhost = stack.broker_url.rsplit("/", 1)[1]
         listed = subprocess.run(

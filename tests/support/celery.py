@@ -23,7 +23,7 @@ def celery_broker(url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Point this process's Celery app at another broker (env first: Celery reads it first),
     with the settings its kind needs."""
     _forget_connections()
-    broker = broker_for(url, settings.DATA_DIR, longest_task=settings.CELERY_LONGEST_TASK_SECONDS)
+    broker = broker_for(url, settings.DATA_DIR, longest_task=settings.CONSENT_LONGEST_TIME_LIMIT)
     monkeypatch.setenv("CELERY_BROKER_URL", url)
     for name, value in [
         ("broker_url", url),

@@ -1,19 +1,23 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
-from consent.audit import CopiesMissing, audit_checkpoint_sign, copies_complete
+from consent.audit import CopiesMissing, audit_checkpoint
 
 
 class Command(BaseCommand):
-    help = "Sign a checkpoint of the audit log now, and copy it outside the database."
+    help = (
+        "Sign a checkpoint of the audit log now, and copy it outside the database; exit 1 "
+        "naming a place it could not be copied to."
+    )
 
     def handle(self, *args: object, **options: object) -> None:
-        checkpoint = audit_checkpoint_sign(timezone.now())
+        try:
+            checkpoint = audit_checkpoint()
+        except CopiesMissing as error:
+            raise CommandError(
+                f"{error}. What was signed is kept in the database; the next checkpoint tries "
+                "again."
+            ) from error
         if checkpoint is None:
             self.stdout.write("No new event to cover: the latest checkpoint stands.")
-        else:
-            self.stdout.write(f"Checkpoint of {checkpoint.tree_size} events:\n{checkpoint.note}")
-        try:
-            copies_complete()
-        except CopiesMissing as error:
-            raise CommandError(f"{error}. The next checkpoint tries again.") from error
+            return
+        self.stdout.write(f"Checkpoint of {checkpoint.tree_size} events:\n{checkpoint.note}")
