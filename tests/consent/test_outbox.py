@@ -345,7 +345,9 @@ def test_a_sink_taken_out_of_the_settings_has_its_deliveries_forgotten(
 
     assert out.getvalue() == "Deleted 1 deliveries to webhook.\n"
     assert list(Delivery.objects.values_list("sink", "state")) == [("warehouse", State.APPLIED)]
-    assert 'sink="webhook"' not in client.get("/metrics").content.decode()
+    scraped = client.get("/metrics").content.decode()
+    assert 'consent_outbox_pending{sink="webhook"}' not in scraped  # no backlog left to page on
+    assert 'consent_outbox_oldest_pending_age_seconds{sink="webhook"}' not in scraped
 
 
 def test_what_a_removed_sink_applied_stays_on_record(policy, consumer, two_sinks, settings):
