@@ -18,6 +18,9 @@ class Command(BaseCommand):
                 "again."
             ) from error
         if checkpoint is None:
-            self.stdout.write("No new event to cover: the latest checkpoint stands.")
+            self.stdout.write(
+                "No new event to cover: the latest checkpoint stands, and is copied outside the "
+                "database."
+            )
             return
         self.stdout.write(f"Checkpoint of {checkpoint.tree_size} events:\n{checkpoint.note}")
