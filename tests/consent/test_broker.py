@@ -8,6 +8,10 @@ import kombu
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from config.celery import app
+from consent.outbox import DELIVER_TASK
+from tests.support.celery import celery_broker
+
 QUEUE = kombu.Queue("drain", exchange=kombu.Exchange("drain"), routing_key="drain")
 
 
@@ -80,3 +84,11 @@ def test_a_task_acknowledged_after_its_channel_closed_is_a_connection_error(
 
     with pytest.raises(fails_with):
         received[0].ack()
+
+
+def test_a_broker_used_again_by_a_later_test_gets_fresh_connections(private_redis, monkeypatch):
+    # Two tests whose brokers happen to share a port: kombu's pools, kept by URL, were handed
+    # back closed to the second ("Acquire on closed pool"), and every drain it queued was lost.
+    for _ in range(2):
+        with celery_broker(private_redis, monkeypatch):
+            app.send_task(DELIVER_TASK, args=("warehouse",))

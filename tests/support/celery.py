@@ -3,6 +3,7 @@ from contextlib import contextmanager
 
 import pytest
 from django.conf import settings
+from kombu import pools
 
 from config.brokers import broker_for
 from config.celery import app
@@ -10,7 +11,9 @@ from config.celery import app
 
 def _forget_connections() -> None:
     """Drop the connections and queue declarations made for the broker used so far."""
-    app.pool.force_close_all()
+    # kombu keeps its pools in a registry of its own, by broker URL: a pool closed but left
+    # there was handed back closed to the next test whose broker had the same port.
+    pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
     # Made once, from the settings of the time.
