@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from accounts.models import User
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, EligibilityInterval
@@ -177,19 +177,24 @@ def subjects_withheld(as_of: datetime) -> set[UUID]:
     return set(pending.union(dead, all=True))
 
 
-def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
-    """Return the intervals begun by as_of of those subjects who allowed training at as_of;
-    SUBJECTS_A_QUERY subjects a query at most, however many are asked."""
+def intervals_stored_as_of(as_of: datetime) -> QuerySet[EligibilityInterval]:
+    """Return the stored intervals begun by as_of of the subjects who had one under way at
+    as_of: nobody else's data can be eligible then (is_eligible wants one)."""
     store = EligibilityInterval.objects.using(history_store())
-    # Nobody else's data can be eligible: is_eligible wants an interval under way at as_of.
     under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(
         Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)
     )
+    return store.filter(allowed_from__lte=as_of).filter(Exists(under_way))
+
+
+def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
+    """Return the intervals begun by as_of of those subjects who allowed training at as_of;
+    SUBJECTS_A_QUERY subjects a query at most, however many are asked."""
     intervals: dict[UUID, list[Interval]] = defaultdict(list)
     for batch in batched(subjects, SUBJECTS_A_QUERY, strict=False):
         rows = (
-            store.filter(subject_id__in=batch, allowed_from__lte=as_of)
-            .filter(Exists(under_way))
+            intervals_stored_as_of(as_of)
+            .filter(subject_id__in=batch)
             .order_by("subject_id", "allowed_from")
             .values_list(
                 "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from django.utils import timezone
 
-from consent.eligibility import Terms, history_store, subjects_withheld
-from consent.models import ConsentEvent, EligibilityInterval
+from consent.eligibility import Terms, intervals_stored_as_of, subjects_withheld
+from consent.models import ConsentEvent
 from consent.sinks.base import Interval
 
 SCHEMA = pa.schema(
@@ -46,8 +46,7 @@ def _subjects_as_of(as_of: datetime, withheld: set[UUID]) -> Iterator[tuple[UUID
     """Yield each subject who allowed training at as_of, with their intervals as of then."""
     terms = Terms.published()
     rows = (
-        EligibilityInterval.objects.using(history_store())
-        .filter(allowed_from__lte=as_of)
+        intervals_stored_as_of(as_of)
         .order_by("subject_id", "allowed_from")
         .values_list(
             "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
