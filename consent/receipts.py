@@ -1,6 +1,14 @@
-"""Consent receipts: one decision as a JSON record shaped after ISO/IEC TS 27560:2023."""
+"""Consent receipts: one decision as a JSON record shaped after ISO/IEC TS 27560:2023.
+
+A receipt proves itself offline, with the audit log's public key alone: it is signed whole (a
+signed note over the SHA-256 of its canonical JSON), so that no part of it, the notice and the
+retention included, can be changed after it was issued; and its event is proved to be in a
+signed checkpoint of the audit log.
+"""
 
 import base64
+import hashlib
+import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -8,15 +16,31 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from consent.audit import HASHED, canonical, hash_of, inclusion_of, verifiers
+from consent.audit import HASHED, canonical, hash_of, inclusion_of, signer, verifiers
 from consent.merkle import leaf_hash, root_from_path
 from consent.models import ConsentEvent, ConsentState
-from consent.notes import NoteError, Verifier, checkpoint_open
+from consent.notes import NoteError, Verifier, checkpoint_open, note_open
 
 SCHEMA = "ISO/IEC TS 27560:2023 consent record (receipt)"
 PURPOSE = "Train and improve AI models on chat transcripts and coding sessions"
 PII_CATEGORIES = ("chat transcripts", "coding sessions")
 RECORD_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:consent:receipt")
+SIGNED_AS = (
+    "a signed note (C2SP) of the SHA-256 of this receipt without its signature, as JSON with "
+    "sorted keys and no spaces"
+)
+NOT_COVERED_YET = "no checkpoint of the audit log covers its decision yet"
+
+
+def record_id(event_hash: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(RECORD_NAMESPACE, event_hash)}"
+
+
+def _digest(receipt: dict[str, Any]) -> str:
+    """Return the SHA-256 of the receipt without its signature, as canonical JSON."""
+    unsigned = {name: value for name, value in receipt.items() if name != "signature"}
+    text = json.dumps(unsigned, sort_keys=True, separators=(",", ":"))
+    return f"sha256:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def event_type(event: ConsentEvent) -> str:
@@ -36,9 +60,9 @@ def receipt_for(
     policy = event.policy
     assert policy is not None, "a decision always names its policy"
     allowed = event.after == ConsentState.ALLOWED
-    return {
+    receipt = {
         "schema_version": SCHEMA,
-        "record_id": f"urn:uuid:{uuid.uuid5(RECORD_NAMESPACE, event.hash)}",
+        "record_id": record_id(event.hash),
         "issued_at": (now or timezone.now()).isoformat(),
         "pii_principal": {"id": str(event.subject_id), "id_type": "pseudonymous subject id"},
         "pii_controller": {"name": settings.CONSENT_CONTROLLER_NAME},
@@ -82,6 +106,13 @@ def receipt_for(
         },
         "proof": proof_of(event),
     }
+    return receipt_signed(receipt)
+
+
+def receipt_signed(receipt: dict[str, Any]) -> dict[str, Any]:
+    """Return the receipt with its signature, by the audit log's key, over all the rest."""
+    text = f"{settings.AUDIT_LOG_ORIGIN} receipt\n{_digest(receipt)}\n"
+    return {**receipt, "signature": {"format": SIGNED_AS, "note": signer().sign(text)}}
 
 
 def proof_of(event: ConsentEvent) -> dict[str, Any]:
@@ -116,32 +147,40 @@ def proof_of(event: ConsentEvent) -> dict[str, Any]:
 
 def receipt_verify(receipt: dict[str, Any], keys: list[Verifier]) -> list[str]:
     """Return what is wrong with a receipt, checked offline with the keys alone; nothing if it
-    holds: its event's hash, its claims, its inclusion in a checkpoint those keys signed."""
+    holds: its signature over all of it, its claims against its event, its event's hash, and
+    the event's inclusion in a checkpoint those keys signed."""
     try:
         proof, claims = receipt["proof"], receipt["event"]
         event = proof["event"]
         computed = hash_of(event)
+        signed = _signed_digest(receipt["signature"]["note"], keys)
     except (KeyError, TypeError) as error:
-        return [f"not a receipt with a proof: {error!r} is missing"]
+        return [f"not a signed receipt with a proof: {error!r} is missing"]
+    except NoteError as error:
+        return [f"its signature does not verify with these keys: {error}"]
+    if signed != _digest(receipt):
+        return ["it was changed after it was issued: its signature is over other content"]
     problems = []
     if computed != proof["event_hash"]:
         problems.append("the event's fields do not match its hash")
     said = {
+        "type": event_type(ConsentEvent(before=event["before"], after=event["after"])),
         "state": event["after"],
         "previous_state": event["before"],
         "time": datetime.fromisoformat(event["created_at"]).isoformat(),
         "channel": event["channel"],
+        "actor_role": event["actor_role"],
     }
     claimed = {name: claims.get(name) for name in said}
     if claimed["time"]:
         claimed["time"] = datetime.fromisoformat(claimed["time"]).isoformat()
-    if said != claimed:
+    if said != claimed or receipt.get("record_id") != record_id(proof["event_hash"]):
         problems.append("the receipt says other than its event does")
     if receipt.get("pii_principal", {}).get("id") != event["subject_id"]:
         problems.append("the receipt names another subject than its event")
     inclusion = proof.get("inclusion")
     if not inclusion:
-        return [*problems, "no proof of inclusion yet: download the receipt again later"]
+        return [*problems, f"{NOT_COVERED_YET}: download the receipt again in a few minutes"]
     try:
         checkpoint, _key = checkpoint_open(inclusion["checkpoint"], keys)
         path = [base64.b64decode(node) for node in inclusion["path"]]
@@ -152,3 +191,13 @@ def receipt_verify(receipt: dict[str, Any], keys: list[Verifier]) -> list[str]:
     if size != checkpoint.size or root_from_path(leaf, index, size, path) != checkpoint.root:
         problems.append("the event is not in the signed checkpoint's tree")
     return problems
+
+
+def _signed_digest(note: str, keys: list[Verifier]) -> str:
+    """Return the digest a receipt's signature vouches for; raise NoteError if no key signed it
+    or it is not a receipt's."""
+    text, _key = note_open(note, keys)
+    lines = text.splitlines()
+    if len(lines) != 2 or not lines[0].endswith(" receipt"):
+        raise NoteError("It is not a receipt's signature.")
+    return lines[1]

@@ -10,7 +10,7 @@ from consent import services
 from consent.audit import audit_checkpoint
 from consent.models import AuditNode, ConsentEvent, ConsentState
 from consent.notes import Signer
-from consent.receipts import event_type
+from consent.receipts import event_type, receipt_signed
 from consent.services import Channel
 from tests.factories import UserFactory
 
@@ -82,32 +82,107 @@ def test_a_receipt_proves_its_decision_offline_with_the_public_key(
     assert receipt["proof"]["inclusion"]["tree_size"] == ConsentEvent.objects.count()
 
 
+def forged(path: Path, forge) -> Path:
+    receipt = json.loads(path.read_text())
+    forge(receipt)
+    path.write_text(json.dumps(receipt))
+    return path
+
+
 @pytest.mark.django_db(databases=["default", "warehouse"])
 @pytest.mark.parametrize(
     "forge",
     [
+        lambda r: r["purposes"][0]["retention"].update(days=30),
+        lambda r: r["notice"].update(content_hash="sha256:" + "0" * 64),
+        lambda r: r["notice"].update(version=r["notice"]["version"] + 1),
+        lambda r: r["notice"].update(effective_at="2020-01-01T00:00:00+00:00"),
+        lambda r: r["event"].update(type="withdrawn"),
+        lambda r: r["pii_controller"].update(name="Someone else"),
+        lambda r: r["purposes"][0].update(purpose="Nothing at all"),
+        lambda r: r["withdrawal"].update(url="https://example.org/"),
+        lambda r: r.update(issued_at="2020-01-01T00:00:00+00:00"),
+        lambda r: r.update(extra="a field added"),
         lambda r: r["event"].update(
             state="allowed" if r["event"]["state"] == "declined" else "declined"
         ),
-        lambda r: r["proof"]["event"].update(reason="I never agreed"),
-        lambda r: r["proof"]["inclusion"].update(
-            leaf_index=r["proof"]["inclusion"]["leaf_index"] + 1
-        ),
         lambda r: r["proof"]["inclusion"]["path"].reverse(),
-        lambda r: r["pii_principal"].update(id="00000000-0000-0000-0000-000000000000"),
     ],
-    ids=["claim", "field", "index", "path", "subject"],
+    ids=[
+        "retention",
+        "notice-hash",
+        "notice-version",
+        "notice-effective",
+        "type",
+        "controller",
+        "purpose",
+        "withdrawal",
+        "issued",
+        "added",
+        "claim",
+        "path",
+    ],
 )
-def test_a_receipt_changed_after_it_was_issued_does_not_hold(
+def test_a_receipt_changed_anywhere_after_it_was_issued_does_not_hold(
     client, consumer, decisions, tmp_path, forge
 ):
+    audit_checkpoint()
+    path = forged(receipt_file(client, consumer, decisions[-2].number, tmp_path), forge)
+
+    with pytest.raises(CommandError, match="changed after it was issued"):
+        verify(path)
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+@pytest.mark.parametrize(
+    ("forge", "problem"),
+    [
+        (
+            lambda r: r["event"].update(
+                state="allowed" if r["event"]["state"] == "declined" else "declined"
+            ),
+            "says other than its event",
+        ),
+        (lambda r: r["event"].update(type="renewed"), "says other than its event"),
+        (lambda r: r["proof"]["event"].update(reason="I never agreed"), "do not match its hash"),
+        (
+            lambda r: r["proof"]["inclusion"].update(
+                leaf_index=r["proof"]["inclusion"]["leaf_index"] + 1
+            ),
+            "not in the signed checkpoint's tree",
+        ),
+        (lambda r: r["proof"]["inclusion"]["path"].reverse(), "not in the signed checkpoint"),
+        (
+            lambda r: r["pii_principal"].update(id="00000000-0000-0000-0000-000000000000"),
+            "names another subject",
+        ),
+    ],
+    ids=["claim", "type", "field", "index", "path", "subject"],
+)
+def test_a_receipt_signed_again_by_the_key_still_answers_to_its_event_and_the_log(
+    client, consumer, decisions, tmp_path, forge, problem
+):
+    # Whoever holds the signing key can sign anything: the event's hash and its place in the
+    # checkpoint's tree are still checked.
     audit_checkpoint()
     path = receipt_file(client, consumer, decisions[-2].number, tmp_path)
     receipt = json.loads(path.read_text())
     forge(receipt)
-    path.write_text(json.dumps(receipt))
+    path.write_text(json.dumps(receipt_signed(receipt)))
 
-    with pytest.raises(CommandError, match="does not hold"):
+    with pytest.raises(CommandError, match=problem):
+        verify(path)
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_a_receipt_without_its_signature_does_not_hold(client, consumer, decisions, tmp_path):
+    audit_checkpoint()
+    path = forged(
+        receipt_file(client, consumer, decisions[-1].number, tmp_path),
+        lambda r: r.pop("signature"),
+    )
+
+    with pytest.raises(CommandError, match="not a signed receipt"):
         verify(path)
 
 
@@ -130,6 +205,8 @@ def test_a_receipt_before_any_checkpoint_says_its_proof_comes_later(
 
     assert receipt["proof"]["inclusion"] is None
     assert "download the receipt again" in receipt["proof"]["inclusion_pending"]
+    with pytest.raises(CommandError, match="is as it was issued, but its decision is not proved"):
+        verify(receipt_file(client, consumer, 1, tmp_path))
 
 
 @pytest.mark.django_db(databases=["default", "warehouse"])
@@ -142,3 +219,18 @@ def test_a_receipt_says_what_its_decision_applies_to(client, policy, consumer, t
     assert on["purposes"][0]["applies_to"].startswith("new and resumed chats")
     assert off["purposes"][0]["applies_to"].startswith("every chat and coding session, those")
     assert "those already stored included" in off["withdrawal"]["method"]
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_a_receipt_issued_before_a_key_rotation_still_holds(
+    client, consumer, decisions, tmp_path, settings
+):
+    audit_checkpoint()
+    path = receipt_file(client, consumer, decisions[-1].number, tmp_path)
+    old = Signer.parse(settings.AUDIT_SIGNING_KEY)
+    settings.AUDIT_SIGNING_KEY = str(Signer.generate(old.name))
+
+    with pytest.raises(CommandError, match="does not verify with these keys"):
+        verify(path)
+    settings.AUDIT_VERIFY_KEYS = [str(old.verifier)]
+    assert "The receipt holds" in verify(path)
