@@ -7,6 +7,7 @@ urlpatterns = [
     path("consent/decision/", views.popup_decide, name="consent_decide"),
     path("consent/not-now/", views.popup_defer, name="consent_defer"),
     path("settings/privacy/", views.privacy_settings, name="privacy_settings"),
+    path("settings/privacy/choice/", views.privacy_choose, name="privacy_choose"),
     path("settings/privacy/history/", views.privacy_history, name="privacy_history"),
     path("settings/privacy/runs/", views.privacy_runs, name="privacy_runs"),
     path(

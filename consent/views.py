@@ -29,7 +29,7 @@ from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
 from consent.metrics import POPUPS_SERVED
-from consent.models import ConsentPolicy, TrainingConsent
+from consent.models import ConsentEvent, ConsentPolicy, TrainingConsent
 from consent.receipts import receipt_for
 from consent.selectors import (
     Prompt,
@@ -128,19 +128,8 @@ def popup_decide(request: UserRequest) -> HttpResponse:
     user = request.user
     form = ChoiceForm(request.POST)
     if form.is_valid():
-        meta = RequestMeta.from_request(request)
         try:
-            event = consent_change(
-                user=user,
-                allowed=form.allowed_value,
-                channel=Channel.POPUP,
-                policy_version=form.cleaned_data["policy_version"],
-                shown_default=shown_default(
-                    policy_current(), gpc=meta.gpc, last=last_decision(user)
-                ),
-                meta=meta,
-                rate=settings.CONSENT_TOGGLE_RATE,
-            )
+            event = _decide(request, form, channel=Channel.POPUP)
         except ConsentThrottled as throttled:
             response = _render_home(request, prompt_for(user), error=_too_many(), status=429)
             return _retry_after(response, throttled)
@@ -151,6 +140,22 @@ def popup_decide(request: UserRequest) -> HttpResponse:
             messages.success(request, _saved_message(allowed=form.allowed_value, changed=changed))
             return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
+
+
+def _decide(request: UserRequest, form: ChoiceForm, *, channel: str) -> ConsentEvent | None:
+    """Record a choice asked for as the pop-up asks it, with the default its switch started at."""
+    meta = RequestMeta.from_request(request)
+    return consent_change(
+        user=request.user,
+        allowed=form.allowed_value,
+        channel=channel,
+        policy_version=form.cleaned_data["policy_version"],
+        shown_default=shown_default(
+            policy_current(), gpc=meta.gpc, last=last_decision(request.user)
+        ),
+        meta=meta,
+        rate=settings.CONSENT_TOGGLE_RATE,
+    )
 
 
 @require_POST
@@ -222,6 +227,25 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     return render(request, "consent/privacy.html#choice", context)
 
 
+@require_POST
+@login_required
+def privacy_choose(request: UserRequest) -> HttpResponse:
+    """Record the choice the settings page asks for while none stands under the current terms,
+    as the pop-up asks it: two equal buttons, and the default the switch started at."""
+    form = ChoiceForm(request.POST)
+    if not form.is_valid():
+        return _render_settings(request, form=form, status=400)
+    try:
+        event = _decide(request, form, channel=Channel.SETTINGS)
+    except ConsentThrottled as throttled:
+        return _retry_after(_render_settings(request, error=_too_many(), status=429), throttled)
+    except ConsentError:
+        return _render_settings(request, error=_refusal(form), status=400)
+    changed = event is not None
+    messages.success(request, _saved_message(allowed=form.allowed_value, changed=changed))
+    return redirect("privacy_settings")
+
+
 @require_GET
 @login_required
 def privacy_runs(request: UserRequest) -> HttpResponse:
@@ -285,7 +309,9 @@ def _render_settings(
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
-    choice_ended = consent.decided_at is None and last_decision(request.user) is not None
+    last = last_decision(request.user)
+    choice_ended = consent.decided_at is None and last is not None
+    gpc = RequestMeta.from_request(request).gpc
     context: dict[str, Any] = {
         **_facts(
             consent,
@@ -296,8 +322,12 @@ def _render_settings(
         "policy": policy,
         "consent": consent,
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
+        # No choice stands under the current terms: the page asks for one as the pop-up does.
+        "choosing": needs_choice(consent, policy),
+        "last_decision": last,
+        "shown_default": shown_default(policy, gpc=gpc, last=last),
         "runs_sentence": _runs_sentence(request.user, consent),
-        "gpc": RequestMeta.from_request(request).gpc,
+        "gpc": gpc,
         "form": form,
         "error": error,
         "saved": saved,

@@ -53,6 +53,7 @@ PAGES = [
     ("user", "post", "/consent/not-now/", ["policy_version"]),
     ("user", "get", "/settings/privacy/", ["q"]),
     ("user", "post", "/settings/privacy/", ["policy_version", "allowed"]),
+    ("user", "post", "/settings/privacy/choice/", ["policy_version", "allowed"]),
     ("user", "get", "/settings/privacy/history/", ["before", "format"]),
     ("user", "get", "/settings/privacy/history/1/receipt/", ["format"]),
     ("user", "get", "/settings/privacy/propagation/", ["x"]),

@@ -7,6 +7,7 @@ import pytest
 
 from accounts.models import User
 from consent import services
+from consent.services import Channel
 from tests.browser.conftest import DESKTOP, PHONE, assert_accessible, screenshot, sign_in
 from tests.factories import PASSWORD, UserFactory
 
@@ -63,6 +64,7 @@ def test_the_settings_of_an_undecided_and_a_commercial_user(policy, consumer, op
 
 
 def test_the_settings_after_an_error(policy, consumer, open_page, settings):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     settings.CONSENT_TOGGLE_RATE = (1, 60)
     page = open_page()
     sign_in(page, consumer.email, PASSWORD)

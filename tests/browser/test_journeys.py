@@ -12,6 +12,7 @@ from accounts.models import User
 from consent import policies, services
 from consent.models import ConsentEvent, ConsentState
 from consent.selectors import consent_for
+from consent.services import Channel
 from tests.browser.conftest import PHONE, assert_accessible, screenshot, sign_in
 from tests.factories import PASSWORD, UserFactory
 
@@ -50,7 +51,32 @@ def test_a_new_user_signs_up_sees_the_pop_up_and_declines(policy, open_page, mai
     assert decision.channel == "popup" and decision.shown_default is True
 
 
+def test_an_undecided_user_declines_on_the_settings_page_with_javascript(
+    policy, consumer, open_page
+):
+    page = open_page()
+    sign_in(page, consumer.email, PASSWORD)
+    page.goto("/settings/privacy/")
+    switch = page.get_by_role("switch", name="Use my chats and coding sessions to train models")
+
+    expect(page.get_by_text("Starts On, as the terms propose.")).to_be_visible()
+    switch.uncheck()
+    switch.check()  # a flip records nothing until a button is pressed
+    assert not decisions(consumer).exists()
+    screenshot(page, "settings-asked-desktop")
+    page.get_by_role("button", name="Decline").click()
+
+    expect(page.get_by_role("status")).to_contain_text("no training run that selects data")
+    expect(switch).not_to_be_checked()
+    expect(page.get_by_role("button", name="Decline")).to_have_count(0)
+    decision = decisions(consumer).get()  # and never an "allowed" on the way
+    assert decision.after == ConsentState.DECLINED
+    assert decision.channel == "settings" and decision.shown_default is True
+    assert_accessible(page)
+
+
 def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, open_page):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     page = open_page()
     sign_in(page, consumer.email, PASSWORD)
     page.goto("/settings/privacy/")
@@ -72,10 +98,11 @@ def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, ope
     )
     expect(switch).not_to_be_checked()
     assert consent_for(consumer).state == ConsentState.DECLINED
-    assert decisions(consumer).count() == 2
+    assert decisions(consumer).count() == 3
 
 
 def test_the_toggle_saves_without_javascript(policy, consumer, open_page):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     page = open_page(javascript=False)
     sign_in(page, consumer.email, PASSWORD)
     page.goto("/settings/privacy/")

@@ -21,10 +21,15 @@ def test_the_settings_page_shows_a_change_reaching_every_system(policy, stack, o
     page = open_page()
     sign_in(page, user.email, PASSWORD)
     page.goto("/settings/privacy/")
-
-    page.get_by_role("switch").check()
-
     status = page.locator("#propagation")
+
+    # The first choice, asked as the pop-up asks it: the page is sent again after it.
+    page.get_by_role("button", name="Decline").click()
+    expect(status).to_contain_text(re.compile(r"Applied to \d of 3 systems"))
+    expect(status).to_contain_text("Applied to 3 of 3 systems", timeout=20_000)
+    # A flip of the switch then: only the facts under it are sent again.
+    page.get_by_role("switch").check()
+    expect(page.get_by_role("status")).to_contain_text("Saved:")
     expect(status).to_contain_text(re.compile(r"Applied to \d of 3 systems"))
     expect(status).to_contain_text("Applied to 3 of 3 systems", timeout=20_000)
     stack.wait_converged()

@@ -18,6 +18,7 @@ from consent.services import Channel
 pytestmark = pytest.mark.django_db
 
 URL = "/settings/privacy/"
+CHOOSE = "/settings/privacy/choice/"
 
 
 def decisions(user):
@@ -38,11 +39,18 @@ def signed_in(client, consumer):
     return client
 
 
-def test_an_undecided_user_sees_the_toggle_off_and_what_applies(policy, signed_in):
+def choose(client, allowed="on", version=1):
+    return client.post(CHOOSE, {"policy_version": version, "allowed": ["off", allowed]})
+
+
+def test_an_undecided_user_is_asked_as_the_pop_up_asks_and_what_applies(policy, signed_in):
     page = signed_in.get(URL).content.decode()
 
     assert 'role="switch"' in page and 'id="training-allowed"' in page
-    assert "checked" not in page
+    # The policy's default, said as such; two equal buttons; a flip alone saves nothing.
+    assert "checked" in page and "Starts On, as the terms propose" in page
+    assert ">Save my choice</button>" in page and ">Decline</button>" in page
+    assert f'action="{CHOOSE}"' in page and 'hx-trigger="change"' not in page
     assert "Help improve the model" in page
     assert "Not chosen yet" in page
     assert "30 days after you delete them" in page
@@ -124,7 +132,64 @@ def test_a_change_sent_from_an_outdated_page_is_still_saved(policy, consumer, si
     assert audit_first_break(subject_id=consumer.subject_id) is None
 
 
-def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(policy, signed_in):
+def test_declining_where_the_page_asks_records_the_default_shown_then_the_switch_saves(
+    policy, consumer, signed_in
+):
+    response = choose(signed_in, "off")
+
+    assert response.status_code == 302 and response["Location"] == URL
+    decision = decisions(consumer).get()
+    assert decision.after == ConsentState.DECLINED
+    assert decision.channel == Channel.SETTINGS and decision.shown_default is True
+    page = signed_in.get(URL).content.decode()
+    assert "no training run that selects data from now on will use" in page  # the message
+    assert 'hx-trigger="change"' in page and ">Decline</button>" not in page
+    assert "checked" not in page.split('id="training-allowed"')[1].split(">")[0]
+
+
+def test_a_browser_opt_out_signal_starts_the_asked_switch_off(policy, consumer, signed_in):
+    page = signed_in.get(URL, HTTP_SEC_GPC="1").content.decode()
+
+    assert "checked" not in page.split('id="training-allowed"')[1].split(">")[0]
+    signed_in.post(CHOOSE, {"policy_version": 1, "allowed": "off"}, HTTP_SEC_GPC="1")
+    decision = decisions(consumer).get()
+    assert decision.shown_default is False and decision.gpc is True
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"policy_version": 1, "allowed": "maybe"},
+        {"policy_version": 1},
+        {"policy_version": 2, "allowed": "on"},
+        {"policy_version": "x", "allowed": "on"},
+        {"policy_version": 1, "allowed": "on", "user": "7"},
+    ],
+    ids=["value", "missing", "outdated", "version", "unknown-field"],
+)
+def test_a_bad_choice_gets_a_clear_400_and_changes_nothing(policy, consumer, signed_in, data):
+    response = signed_in.post(CHOOSE, data)
+
+    assert response.status_code == 400
+    assert 'role="alert"' in response.content.decode()
+    assert not ConsentEvent.objects.filter(subject_id=consumer.subject_id).exists()
+
+
+def test_a_choice_too_fast_after_another_is_refused(policy, consumer, signed_in, settings):
+    settings.CONSENT_TOGGLE_RATE = (1, 60)
+    choose(signed_in, "on")
+    services.consent_expire_for_new_terms()  # nothing expires: the same terms
+
+    response = choose(signed_in, "off")  # a stale page's other button
+
+    assert response.status_code == 429 and response["Retry-After"]
+    assert decisions(consumer).count() == 1
+
+
+def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(
+    policy, consumer, signed_in
+):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     response = signed_in.post(
         URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true"
     )
@@ -153,8 +218,10 @@ def test_a_new_policy_asks_to_confirm_the_choice_again(policy, consumer, signed_
         title="New terms", text="Again.", effective_at=now, decision_deadline=now + timedelta(9)
     )
 
-    assert "save your choice again" in signed_in.get(URL).content.decode()
-    htmx(signed_in, "on", version=2)
+    page = signed_in.get(URL).content.decode()
+    assert "choose again under the new terms" in page
+    assert "Starts On, as you chose before" in page and f'action="{CHOOSE}"' in page
+    choose(signed_in, "on", version=2)  # the same value, confirmed under the new terms
     assert decisions(consumer).count() == 2
     assert consent_for(consumer).policy == ConsentPolicy.objects.get(version=2)
 
