@@ -186,9 +186,7 @@ def test_a_choice_too_fast_after_another_is_refused(policy, consumer, signed_in,
     assert decisions(consumer).count() == 1
 
 
-def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(
-    policy, consumer, signed_in
-):
+def test_an_htmx_error_replaces_the_whole_section_with_the_saved_value(policy, consumer, signed_in):
     services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     response = signed_in.post(
         URL, {"policy_version": 1, "allowed": "maybe"}, HTTP_HX_REQUEST="true"
