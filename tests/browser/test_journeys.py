@@ -140,6 +140,8 @@ def test_the_pop_up_by_keyboard_alone(policy, consumer, open_page):
     sign_in(page, consumer.email, PASSWORD)
     switch = page.get_by_role("switch", name="Help improve the model")
 
+    expect(page.get_by_role("heading", name=policy.title)).to_be_focused()
+    page.keyboard.press("Tab")
     expect(switch).to_be_focused()
     page.keyboard.press("Escape")
     expect(page.get_by_role("dialog")).to_be_visible()
@@ -162,11 +164,30 @@ def test_the_pop_up_by_keyboard_alone(policy, consumer, open_page):
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
 
 
+def test_on_a_phone_the_pop_up_opens_at_its_title_and_terms(consumer, open_page):
+    now = timezone.now()
+    policy = policies.policy_publish(
+        title="Terms as long as real ones",
+        text="\n\n".join(f"Paragraph {n} of what the terms say, at length." for n in range(12)),
+        effective_at=now,
+        decision_deadline=now + timedelta(days=30),
+    )
+    page = open_page(viewport=PHONE)
+    sign_in(page, consumer.email, PASSWORD)
+    dialog = page.get_by_role("dialog", name=policy.title)
+
+    expect(dialog).to_be_visible()
+    page.wait_for_function("document.activeElement.closest('dialog') !== null")
+    assert dialog.evaluate("dialog => dialog.scrollTop") == 0
+    expect(page.get_by_role("heading", name=policy.title)).to_be_in_viewport()
+    expect(page.get_by_role("heading", name=policy.title)).to_be_focused()
+
+
 def test_not_now_by_keyboard_defers_the_pop_up(policy, consumer, open_page):
     page = open_page()
     sign_in(page, consumer.email, PASSWORD)
 
-    for _ in range(3):
+    for _ in range(4):  # from the title: the switch, the two choices, "Not now"
         page.keyboard.press("Tab")
     expect(page.get_by_role("button", name="Not now")).to_be_focused()
     page.keyboard.press("Enter")
