@@ -1,4 +1,8 @@
+from django import forms
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import BaseUserCreationForm
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User, email_normalized
 
@@ -17,3 +21,26 @@ class SignUpForm(BaseUserCreationForm[User]):
 
     def validate_constraints(self) -> None:
         pass
+
+
+class AccountDeleteForm(forms.Form):
+    """The password again, checked as a sign-in checks it: failures count towards the same
+    limit (django-axes), so a session left open cannot be used to guess it."""
+
+    password = forms.CharField(
+        label=_("Your password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+    )
+
+    def __init__(self, request: HttpRequest, *args: object, **kwargs: object) -> None:
+        self.request = request
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        user = self.request.user
+        signed_in = authenticate(self.request, username=user.email, password=password)
+        if signed_in is None or signed_in.pk != user.pk:
+            raise forms.ValidationError(_("That is not your password."), code="password")
+        return password

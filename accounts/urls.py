@@ -13,6 +13,7 @@ urlpatterns = [
     ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", views.signup, name="signup"),
+    path("delete/", views.account_delete_own, name="account_delete"),
     path(
         "signup/confirm/<str:user_id>/<str:token>/",
         views.signup_confirmed,

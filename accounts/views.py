@@ -1,11 +1,15 @@
-from django.contrib.auth import login
+from django.contrib.auth import login, logout
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from accounts.forms import SignUpForm
+from accounts.forms import AccountDeleteForm, SignUpForm
 from accounts.services import signup_confirm, signup_request
+from consent.exceptions import ConsentError
+from consent.metadata import RequestMeta
+from consent.services import Channel, account_delete
 
 
 @require_http_methods(["GET", "POST"])
@@ -39,3 +43,27 @@ def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResp
         return render(request, "accounts/signup_confirm.html", {"expired": True}, status=400)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("home")
+
+
+@require_http_methods(["GET", "POST"])
+@login_required
+def account_delete_own(request: HttpRequest) -> HttpResponse:
+    """Delete one's own account once the password is given again, then sign out. Staff accounts
+    are an administrator's to remove."""
+    if request.user.is_staff:
+        return render(request, "accounts/delete.html", {"staff": True}, status=403)
+    form = AccountDeleteForm(request, request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            account_delete(
+                user=request.user,  # type: ignore[arg-type]
+                channel=Channel.SETTINGS,
+                meta=RequestMeta.from_request(request),
+            )
+        except ConsentError as error:
+            form.add_error(None, str(error))
+        else:
+            logout(request)
+            return render(request, "accounts/deleted.html")
+    status = 400 if form.errors else 200
+    return render(request, "accounts/delete.html", {"form": form}, status=status)

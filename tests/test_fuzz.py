@@ -47,6 +47,7 @@ PAGES = [
     ("anonymous", "post", "/accounts/login/", ["username", "password", "next"]),
     ("anonymous", "post", "/accounts/signup/", ["email", "password1", "password2"]),
     ("anonymous", "post", "/accounts/signup/confirm/MQ/x/", []),
+    ("user", "post", "/accounts/delete/", ["password"]),
     ("anonymous", "get", "/help/privacy/", ["q"]),
     ("user", "get", "/", ["q"]),
     ("user", "post", "/consent/decision/", ["policy_version", "allowed"]),

@@ -75,6 +75,27 @@ def test_an_undecided_user_declines_on_the_settings_page_with_javascript(
     assert_accessible(page)
 
 
+def test_a_user_deletes_their_account_from_the_settings(policy, consumer, open_page):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    page = open_page(viewport=PHONE)
+    sign_in(page, consumer.email, PASSWORD)
+    page.goto("/settings/privacy/")
+
+    page.get_by_role("link", name="Delete your account").click()
+    expect(page.get_by_role("heading", name="Delete your account")).to_be_visible()
+    assert_accessible(page)
+    page.get_by_label("Your password").fill("not it")
+    page.get_by_role("button", name="Delete my account").click()
+    expect(page.get_by_text("That is not your password.")).to_be_visible()
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Delete my account").click()
+
+    expect(page.get_by_role("heading", name="Your account is deleted")).to_be_visible()
+    assert not User.objects.filter(pk=consumer.pk).exists()
+    page.goto("/settings/privacy/")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
 def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, open_page):
     services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     page = open_page()
