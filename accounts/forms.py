@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import BaseUserCreationForm
-from django.http import HttpRequest
+from django.http import HttpRequest, QueryDict
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User, email_normalized
@@ -33,14 +33,13 @@ class AccountDeleteForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
 
-    def __init__(self, request: HttpRequest, *args: object, **kwargs: object) -> None:
-        self.request = request
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, request: HttpRequest, user: User, data: QueryDict | None = None) -> None:
+        self.request, self.user = request, user
+        super().__init__(data)
 
     def clean_password(self) -> str:
         password = self.cleaned_data["password"]
-        user = self.request.user
-        signed_in = authenticate(self.request, username=user.email, password=password)
-        if signed_in is None or signed_in.pk != user.pk:
+        signed_in = authenticate(self.request, username=self.user.email, password=password)
+        if signed_in is None or signed_in.pk != self.user.pk:
             raise forms.ValidationError(_("That is not your password."), code="password")
         return password

@@ -6,6 +6,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import AccountDeleteForm, SignUpForm
+from accounts.models import User
 from accounts.services import signup_confirm, signup_request
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
@@ -50,13 +51,15 @@ def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResp
 def account_delete_own(request: HttpRequest) -> HttpResponse:
     """Delete one's own account once the password is given again, then sign out. Staff accounts
     are an administrator's to remove."""
-    if request.user.is_staff:
+    user = request.user
+    assert isinstance(user, User)  # signed in
+    if user.is_staff:
         return render(request, "accounts/delete.html", {"staff": True}, status=403)
-    form = AccountDeleteForm(request, request.POST if request.method == "POST" else None)
+    form = AccountDeleteForm(request, user, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             account_delete(
-                user=request.user,  # type: ignore[arg-type]
+                user=user,
                 channel=Channel.SETTINGS,
                 meta=RequestMeta.from_request(request),
             )
