@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
@@ -78,11 +79,15 @@ def _retry_after(response: HttpResponse, throttled: ConsentThrottled) -> HttpRes
     return response
 
 
-def _too_many() -> str:
-    return _(
+def _too_many(throttled: ConsentThrottled) -> str:
+    seconds = throttled.retry_after
+    return ngettext(
         "You changed this setting many times in a short while, so this change was not saved. "
-        "Wait a minute, then try again."
-    )
+        "Try again in %(seconds)d second.",
+        "You changed this setting many times in a short while, so this change was not saved. "
+        "Try again in %(seconds)d seconds.",
+        seconds,
+    ) % {"seconds": seconds}
 
 
 # Home and the first-run pop-up
@@ -131,7 +136,9 @@ def popup_decide(request: UserRequest) -> HttpResponse:
         try:
             event = _decide(request, form, channel=Channel.POPUP)
         except ConsentThrottled as throttled:
-            response = _render_home(request, prompt_for(user), error=_too_many(), status=429)
+            response = _render_home(
+                request, prompt_for(user), error=_too_many(throttled), status=429
+            )
             return _retry_after(response, throttled)
         except ConsentError:
             form.add_error(None, _refusal(form))
@@ -207,7 +214,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
             rate=settings.CONSENT_TOGGLE_RATE,
         )
     except ConsentThrottled as throttled:
-        response = _render_settings(request, error=_too_many(), status=429)
+        response = _render_settings(request, error=_too_many(throttled), status=429)
         return _retry_after(response, throttled)
     except ConsentError:
         return _render_settings(request, error=_refusal(form), status=400)
@@ -238,7 +245,9 @@ def privacy_choose(request: UserRequest) -> HttpResponse:
     try:
         event = _decide(request, form, channel=Channel.SETTINGS)
     except ConsentThrottled as throttled:
-        return _retry_after(_render_settings(request, error=_too_many(), status=429), throttled)
+        return _retry_after(
+            _render_settings(request, error=_too_many(throttled), status=429), throttled
+        )
     except ConsentError:
         return _render_settings(request, error=_refusal(form), status=400)
     changed = event is not None

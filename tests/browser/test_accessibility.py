@@ -76,7 +76,7 @@ def test_the_settings_after_an_error(policy, consumer, open_page, settings):
     switch.click()
     page.get_by_role("alert").wait_for()
 
-    assert "Wait a minute" in page.get_by_role("alert").inner_text()
+    assert "Try again in " in page.get_by_role("alert").inner_text()
     assert_accessible(page)
     screenshot(page, "settings-too-many-desktop-light")
 
