@@ -289,6 +289,7 @@ class ConsentEventAdmin(ReadOnlyAdmin):
     )
     date_hierarchy = "created_at"
     show_full_result_count = False
+    ordering = ["-id"]  # newest written first, as a log is read; the model's is by subject
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[ConsentEvent], search_term: str

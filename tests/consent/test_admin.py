@@ -327,6 +327,16 @@ def test_a_superuser_reads_searches_and_filters_the_audit(event, admin_client):
     assert admin_client.get(f"{EVENTS}{event.pk}/change/").status_code == 200
 
 
+def test_the_audit_lists_the_newest_events_first(policy, admin_client):
+    users = UserFactory.create_batch(4)
+    for user in users:  # subject ids in random order, so that their order is not this one
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+
+    listed = [event.pk for event in admin_client.get(EVENTS).context["cl"].result_list]
+
+    assert listed == sorted(ConsentEvent.objects.values_list("pk", flat=True), reverse=True)
+
+
 def test_the_admin_gives_times_to_the_second_with_their_zone(event, admin_client):
     # As the support pages do: staff compare them with what a user or another system says.
     when = f"{event.created_at:%-d %b %Y, %H:%M:%S} UTC"
