@@ -33,10 +33,12 @@ Kind, Channel, Role = ConsentEvent.Kind, ConsentEvent.Channel, ConsentEvent.Role
 
 @dataclass(frozen=True)
 class SearchPage:
-    """Users matching a query, by email, and the email to continue after."""
+    """Users matching a query, by email, and the email to continue after; or the subject id of
+    a deleted account that a query named."""
 
     users: list[User]
     after: str | None
+    deleted_subject: UUID | None = None
 
 
 def user_search(query: str, *, after: str = "", size: int = 20) -> SearchPage:
@@ -45,8 +47,12 @@ def user_search(query: str, *, after: str = "", size: int = 20) -> SearchPage:
     if not query:
         return SearchPage([], None)
     try:
-        match = Q(subject_id=UUID(query))
+        subject_id: UUID | None = UUID(query)
     except ValueError:
+        subject_id = None
+    if subject_id is not None:
+        match = Q(subject_id=subject_id)
+    else:
         match = Q(email__startswith=query.lower())
         if query.isascii() and query.isdigit() and int(query) <= MAX_USER_ID:
             match |= Q(pk=int(query))
@@ -56,7 +62,19 @@ def user_search(query: str, *, after: str = "", size: int = 20) -> SearchPage:
     rows = list(users[: size + 1])
     more = len(rows) > size
     rows = rows[:size]
+    if not rows and subject_id is not None and account_deletion(subject_id) is not None:
+        return SearchPage([], None, deleted_subject=subject_id)
     return SearchPage(rows, after=rows[-1].email if more else None)
+
+
+def account_deletion(subject_id: UUID) -> ConsentEvent | None:
+    """Return the event that deleted the subject's account, if no account has the subject id."""
+    if User.objects.filter(subject_id=subject_id).exists():
+        return None
+    deleted = ConsentEvent.objects.filter(
+        subject_id=subject_id, kind=ConsentEvent.Kind.ACCOUNT_DELETED
+    )
+    return deleted.order_by("-number").first()
 
 
 @dataclass(frozen=True)

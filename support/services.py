@@ -1,5 +1,7 @@
 """The one writer of access records: every look at a user's data by support leaves one."""
 
+from uuid import UUID
+
 from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 
@@ -28,12 +30,13 @@ def support_group_ensure() -> Group:
 
 
 def access_record(
-    *, agent: User, user: User, action: str, detail: str = "", meta: RequestMeta = NO_META
+    *, agent: User, subject_id: UUID, action: str, detail: str = "", meta: RequestMeta = NO_META
 ) -> AccessRecord:
-    """Record that the agent looked at the user's consent data, and what they asked for."""
+    """Record that the agent looked at a user's consent data, and what they asked for; the
+    user is named by subject id, which outlives a deleted account."""
     return AccessRecord.objects.create(
         agent=agent,
-        subject_id=user.subject_id,
+        subject_id=subject_id,
         action=action,
         detail=detail[:200],
         ip_prefix=meta.ip_prefix,

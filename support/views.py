@@ -5,11 +5,15 @@ else signed in gets a 403, anyone signed out goes to sign in. Every look at a us
 every export leaves an AccessRecord.
 """
 
+from typing import Any
+from uuid import UUID
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 from django.views.decorators.vary import vary_on_headers
@@ -25,7 +29,13 @@ from consent.selectors import policy_current
 from consent.services import Channel, consent_change
 from support.forms import HistoryFilterForm, SearchForm, SupportChangeForm
 from support.models import AccessRecord
-from support.selectors import event_rows, history_filtered, user_facts, user_search
+from support.selectors import (
+    account_deletion,
+    event_rows,
+    history_filtered,
+    user_facts,
+    user_search,
+)
 from support.services import access_record
 
 SUPPORT_PERMISSION = "consent.view_consent_history"
@@ -62,32 +72,8 @@ def search(request: AgentRequest) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def user_page(request: AgentRequest, user_id: int) -> HttpResponse:
     account = get_object_or_404(User, pk=user_id)
-    filters = HistoryFilterForm(request.GET)
-    valid = filters.is_valid()
-    access_record(
-        agent=request.user,
-        user=account,
-        action=Action.VIEWED,
-        detail=request.GET.urlencode(),
-        meta=RequestMeta.from_request(request),
-    )
-    page = (
-        history_filtered(
-            account.subject_id,
-            filters=filters.filters,
-            older_than=filters.cleaned_data["before"],
-        )
-        if valid
-        else None
-    )
-    context = {
-        "account": account,
-        "filters": filters,
-        "page": page,
-        "rows": event_rows(page.events) if page else [],
-        "before": valid and filters.cleaned_data["before"],
-    }
-    status = 200 if valid else 400
+    context, status = _history(request, account.subject_id)
+    context["account"] = account
     if _swaps_a_part(request):
         part = "events" if context["before"] else "history"
         return render(request, f"support/user.html#{part}", context, status=status)
@@ -100,13 +86,78 @@ def user_page(request: AgentRequest, user_id: int) -> HttpResponse:
 @login_required
 @permission_required(SUPPORT_PERMISSION, raise_exception=True)
 @vary_on_headers("HX-Request")
+def subject_page(request: AgentRequest, subject_id: UUID) -> HttpResponse:
+    """The history of a deleted account, which only its subject id names now."""
+    deletion = _deletion_or_404(subject_id)
+    context, status = _history(request, subject_id)
+    if _swaps_a_part(request):
+        part = "events" if context["before"] else "history"
+        return render(request, f"support/user.html#{part}", context, status=status)
+    context.update(subject_id=subject_id, deletion=deletion)
+    return render(request, "support/subject.html", context, status=status)
+
+
+def _deletion_or_404(subject_id: UUID) -> ConsentEvent:
+    deletion = account_deletion(subject_id)
+    if deletion is None:
+        raise Http404("No deleted account has this subject id.")
+    return deletion
+
+
+def _history(request: AgentRequest, subject_id: UUID) -> tuple[dict[str, Any], int]:
+    """Record the look, and return the filtered history asked for, and the status to answer."""
+    filters = HistoryFilterForm(request.GET)
+    valid = filters.is_valid()
+    access_record(
+        agent=request.user,
+        subject_id=subject_id,
+        action=Action.VIEWED,
+        detail=request.GET.urlencode(),
+        meta=RequestMeta.from_request(request),
+    )
+    page = (
+        history_filtered(
+            subject_id, filters=filters.filters, older_than=filters.cleaned_data["before"]
+        )
+        if valid
+        else None
+    )
+    context = {
+        "filters": filters,
+        "page": page,
+        "rows": event_rows(page.events) if page else [],
+        "before": valid and filters.cleaned_data["before"],
+    }
+    return context, 200 if valid else 400
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+@vary_on_headers("HX-Request")
 def user_audit(request: AgentRequest, user_id: int) -> HttpResponse:
+    account = get_object_or_404(User, pk=user_id)
+    back = (reverse("support:user", args=[account.pk]), account.email)
+    return _audit(request, account.subject_id, back)
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+@vary_on_headers("HX-Request")
+def subject_audit(request: AgentRequest, subject_id: UUID) -> HttpResponse:
+    _deletion_or_404(subject_id)
+    back = (reverse("support:subject", args=[subject_id]), _("deleted account %s") % subject_id)
+    return _audit(request, subject_id, back)
+
+
+def _audit(request: AgentRequest, subject_id: UUID, back: tuple[str, str]) -> HttpResponse:
     """Verify the user's audit chain, and say what the latest check of the whole log against its
     signed checkpoints found: it tells nothing of the user's data, so it is not logged."""
-    account = get_object_or_404(User, pk=user_id)
     context = {
-        "account": account,
-        "audit_break": audit_first_break(subject_id=account.subject_id),
+        "back_url": back[0],
+        "whose": back[1],
+        "audit_break": audit_first_break(subject_id=subject_id),
         "verification": AuditVerification.objects.first(),
     }
     template = "support/audit.html#result" if _swaps_a_part(request) else "support/audit.html"
@@ -118,15 +169,27 @@ def user_audit(request: AgentRequest, user_id: int) -> HttpResponse:
 @permission_required(SUPPORT_PERMISSION, raise_exception=True)
 def user_export(request: AgentRequest, user_id: int, export: str) -> HttpResponseBase:
     account = get_object_or_404(User, pk=user_id)
-    subject_id = account.subject_id
+    return _export(request, account.subject_id, export, f"user-{account.pk}")
+
+
+@require_GET
+@login_required
+@permission_required(SUPPORT_PERMISSION, raise_exception=True)
+def subject_export(request: AgentRequest, subject_id: UUID, export: str) -> HttpResponseBase:
+    _deletion_or_404(subject_id)
+    return _export(request, subject_id, export, f"subject-{subject_id}")
+
+
+def _export(request: AgentRequest, subject_id: UUID, export: str, whose: str) -> HttpResponseBase:
     access_record(
         agent=request.user,
-        user=account,
+        subject_id=subject_id,
         action=Action.EXPORTED_CSV if export == "csv" else Action.EXPORTED_JSON,
         meta=RequestMeta.from_request(request),
     )
-    filename = f"consent-history-user-{account.pk}.{export}"
-    disposition = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    disposition = {
+        "Content-Disposition": f'attachment; filename="consent-history-{whose}.{export}"'
+    }
     if export == "csv":
         return StreamingHttpResponse(
             history_csv(events_oldest_first(subject_id)),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from accounts.services import api_token_create
 from consent import services
 from consent.services import Channel
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
@@ -65,6 +66,13 @@ PAGES = [
     ("support", "get", "/support/users/{user}/history.csv", ["x"]),
     (
         "support",
+        "get",
+        "/support/subjects/{subject}/",
+        ["kind", "channel", "since", "until", "before"],
+    ),
+    ("support", "get", "/support/subjects/{subject}/history.json", ["x"]),
+    (
+        "support",
         "post",
         "/support/users/{user}/change/",
         ["allowed", "reason", "reference", "policy_version"],
@@ -102,6 +110,15 @@ PAGES = [
 
 
 @pytest.fixture
+def deleted(policy):
+    """The subject id of a deleted account's history."""
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    services.account_delete(user=user, channel=Channel.SETTINGS)
+    return user.subject_id
+
+
+@pytest.fixture
 def clients(policy, consumer, support_agent, admin_user):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     signed_in = {}
@@ -124,17 +141,17 @@ def page_id(page: tuple) -> str:
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 @pytest.mark.parametrize("value", NASTY)
-def test_no_page_answers_500_to_a_known_nasty_value(clients, consumer, page, value):
+def test_no_page_answers_500_to_a_known_nasty_value(clients, consumer, deleted, page, value):
     who, method, path, fields = page
     data = dict.fromkeys(fields, value)
 
-    response = answer(clients[who], method, path.format(user=consumer.pk), data)
+    response = answer(clients[who], method, path.format(user=consumer.pk, subject=deleted), data)
 
     assert response.status_code < 500, response.content[:500]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
-def test_no_page_answers_500_to_anything(clients, consumer, page):
+def test_no_page_answers_500_to_anything(clients, consumer, deleted, page):
     who, method, path, fields = page
 
     @settings(
@@ -145,7 +162,9 @@ def test_no_page_answers_500_to_anything(clients, consumer, page):
     @given(data=st.data())
     def fuzz(data):
         values = {name: data.draw(VALUES, label=name) for name in fields}
-        response = answer(clients[who], method, path.format(user=consumer.pk), values)
+        response = answer(
+            clients[who], method, path.format(user=consumer.pk, subject=deleted), values
+        )
         assert response.status_code < 500, (values, response.content[:500])
 
     fuzz()

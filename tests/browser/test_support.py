@@ -9,9 +9,11 @@ from django.core.management import call_command
 from playwright.sync_api import expect
 
 from accounts.models import User
+from consent import services
 from consent.models import ConsentEvent, ConsentState, Delivery
 from consent.outbox import outbox_drain
 from consent.selectors import consent_for
+from consent.services import Channel
 from support.models import AccessRecord
 from tests.browser.conftest import DESKTOP, PHONE, assert_accessible, screenshot, sign_in
 
@@ -65,6 +67,22 @@ def test_an_agent_finds_a_user_by_subject_id_without_javascript(demo, open_page)
 
     page.get_by_role("link", name="pro@example.com").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("pro@example.com")
+
+
+def test_an_agent_reads_a_deleted_accounts_history_by_its_subject_id(demo, open_page):
+    user = User.objects.get(email="pro@example.com")
+    services.account_delete(user=user, channel=Channel.SETTINGS)
+    page = agent_page(open_page)
+    page.goto("/support/")
+
+    page.get_by_role("searchbox").fill(str(user.subject_id))
+    page.get_by_role("link", name="Read the deleted account's history").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("A deleted account")
+    expect(page.get_by_text("Deleted on")).to_contain_text("by: The user.")
+    expect(page.locator("#audit")).to_contain_text("This user's chain is intact.")
+    expect(page.locator(".event").first).to_contain_text("Account deleted")
+    assert_accessible(page)
 
 
 def test_an_agent_reads_the_history_with_propagation_status(demo, open_page, settings):

@@ -86,7 +86,9 @@ def verdict() -> tuple[str, str]:
     "model", [ConsentEvent, PolicyEvent, AccessRecord, AuditCheckpoint], ids=lambda m: m.__name__
 )
 def test_raw_sql_cannot_rewrite_or_remove_audit_rows(users, support_agent, operation, model):
-    access_record(agent=support_agent, user=users[0], action=AccessRecord.Action.VIEWED)
+    access_record(
+        agent=support_agent, subject_id=users[0].subject_id, action=AccessRecord.Action.VIEWED
+    )
     audit_checkpoint()
     count = model.objects.count()
     assert count > 0
