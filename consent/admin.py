@@ -11,6 +11,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
@@ -192,14 +194,20 @@ class ConsentPolicyAdmin(admin.ModelAdmin):
         policy = self._policy_for_action(request, object_id)
         if request.method == "POST":
             try:
-                policies.policy_draft_publish(policy=policy, actor=request.user)  # type: ignore[arg-type]
+                published = policies.policy_draft_publish(policy=policy, actor=request.user)  # type: ignore[arg-type]
             except ConsentError as error:
                 self.message_user(request, str(error), messages.ERROR)
             else:
                 self.message_user(
                     request,
-                    _("Version %(version)s is published; its text and hash are fixed.")
-                    % {"version": policy.version},
+                    _(
+                        "Version %(version)s is published; its text and hash are fixed. It is "
+                        "in force from %(when)s."
+                    )
+                    % {
+                        "version": published.version,
+                        "when": date_format(localtime(published.effective_at), "j M Y, H:i:s e"),
+                    },
                     messages.SUCCESS,
                 )
             return HttpResponseRedirect(self._change_url(policy))

@@ -139,6 +139,9 @@ def test_publishing_a_draft_fixes_its_hash_and_asks_consumers_again(
     assert not prompt_for(commercial).show
     published = PolicyEvent.objects.get(policy=draft)
     assert (published.kind, published.actor) == ("published", admin_user)
+    when = f"{draft.effective_at:%-d %b %Y, %H:%M:%S} UTC"
+    said = admin_client.get(response["Location"]).content.decode()
+    assert f"Version {draft.version} is published" in said and f"in force from {when}" in said
 
 
 def test_a_draft_that_asks_no_new_choice_keeps_choices_in_force(policy, admin_client, consumer):

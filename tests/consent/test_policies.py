@@ -156,3 +156,18 @@ def test_extending_a_passed_deadline_gives_not_now_back(consumer, admin_user):
 
     prompt = prompt_for(consumer)
     assert prompt.show and prompt.can_defer and not prompt.blocking
+
+
+def test_a_draft_whose_effective_date_passed_is_in_force_from_its_publication(policy, admin_user):
+    now = timezone.now()
+    draft = new_draft(effective_at=now - timedelta(days=6))
+
+    published = policies.policy_draft_publish(policy=draft, actor=admin_user, now=now)
+
+    assert published.effective_at == now == published.published_at
+    published.refresh_from_db()
+    assert published.effective_at == now  # what the pop-up and receipts say
+    ahead = new_draft(effective_at=now + timedelta(days=6))
+    assert policies.policy_draft_publish(policy=ahead, actor=admin_user, now=now).effective_at == (
+        now + timedelta(days=6)
+    )
