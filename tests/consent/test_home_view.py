@@ -69,7 +69,7 @@ def test_the_pop_up_says_what_allowing_and_declining_mean(policy, signed_in):
     page = signed_in.get("/").content.decode()
 
     assert "new and resumed chats and coding sessions may be used to train" in page
-    assert "kept for 5 years" in page
+    assert "kept for up to 5 years" in page  # as the settings page and the terms say
     assert "kept for 30 days" in page
     assert "models already trained are not changed" in page
 
