@@ -134,6 +134,7 @@ def test_the_toggle_saves_without_javascript(policy, consumer, open_page):
     expect(page.get_by_role("status")).to_contain_text("Saved: new and resumed chats")
     expect(page.get_by_role("switch")).to_be_checked()
     assert consent_for(consumer).state == ConsentState.ALLOWED
+    screenshot(page, "settings-saved-without-javascript-desktop")
 
     page.get_by_role("switch").uncheck()
     page.get_by_role("button", name="Save").click()
