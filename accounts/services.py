@@ -7,23 +7,22 @@ from datetime import datetime
 
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from accounts.mail import PlainTextMail
 from accounts.models import ApiToken, User, api_token_hash, email_normalized
 
 
 def _mail(user: User, template: str, context: dict) -> None:
-    send_mail(
+    PlainTextMail(
         subject=render_to_string(f"accounts/email/{template}_subject.txt", context).strip(),
-        message=render_to_string(f"accounts/email/{template}.txt", context),
-        from_email=None,
-        recipient_list=[user.email],
-    )
+        body=render_to_string(f"accounts/email/{template}.txt", context),
+        to=[user.email],
+    ).send()
 
 
 @transaction.atomic
