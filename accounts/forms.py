@@ -1,4 +1,5 @@
-from django.contrib.auth.forms import BaseUserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm
+from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User, email_normalized
 
@@ -17,3 +18,14 @@ class SignUpForm(BaseUserCreationForm[User]):
 
     def validate_constraints(self) -> None:
         pass
+
+
+class SignInForm(AuthenticationForm):
+    # Shown only to whoever gave the account's password (SignInBackend).
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "inactive": _(
+            "This email address is not confirmed yet: open the link we mailed to it when you "
+            "signed up. Nothing arrived? Sign up again for a new link."
+        ),
+    }

@@ -37,5 +37,5 @@ def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResp
     user = signup_confirm(user_id=user_id, token=token)
     if user is None:
         return render(request, "accounts/signup_confirm.html", {"expired": True}, status=400)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend="accounts.backends.SignInBackend")
     return redirect("home")

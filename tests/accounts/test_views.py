@@ -133,6 +133,37 @@ def test_a_wrong_password_is_a_form_error(client, consumer):
     assert response.context["form"].errors
 
 
+def test_signing_in_before_confirming_says_to_confirm_first(client, mailoutbox):
+    sign_up(client, "new@example.com")
+
+    response = client.post(
+        "/accounts/login/", {"username": "New@Example.com", "password": PASSWORD}
+    )
+
+    assert response.status_code == 200
+    assert "not confirmed yet" in response.content.decode()
+    assert client.get("/").status_code == 302  # not signed in
+
+
+def test_a_wrong_password_for_an_unconfirmed_account_gets_the_usual_error(client, mailoutbox):
+    sign_up(client, "new@example.com")
+    nobody = Client().post("/accounts/login/", {"username": "no@example.com", "password": "x"})
+
+    response = client.post("/accounts/login/", {"username": "new@example.com", "password": "x"})
+
+    assert response.context["form"].errors == nobody.context["form"].errors
+    assert "not confirmed" not in response.content.decode()
+
+
+def test_a_deactivated_user_is_signed_out(client, consumer):
+    client.post("/accounts/login/", {"username": consumer.email, "password": PASSWORD})
+    assert client.get("/").status_code == 200
+
+    User.objects.filter(pk=consumer.pk).update(is_active=False)
+
+    assert client.get("/").status_code == 302
+
+
 def test_anonymous_users_are_sent_to_sign_in(client):
     response = client.get("/")
     assert response.status_code == 302
