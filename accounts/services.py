@@ -26,16 +26,19 @@ def _mail(user: User, template: str, context: dict) -> None:
 
 
 @transaction.atomic
-def signup_request(*, email: str, password: str, confirm_url: Callable[[str, str], str]) -> None:
+def signup_request(
+    *, email: str, password: str, confirm_url: Callable[[str, str], str], reset_url: str
+) -> None:
     """Ask for an account: a new address gets an inactive account and a link that confirms it;
-    the owner of an existing account is told instead. Either way the answer is the same.
+    the owner of an existing account is told instead, with the way to a new password. Either way
+    the answer is the same.
 
     An account never confirmed takes the new password: only the link proves the inbox.
     """
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
     if existing is not None and existing.is_active:
         make_password(password)  # as long as for a new account: the answer's time tells nothing
-        _mail(existing, "signup_existing", {"user": existing})
+        _mail(existing, "signup_existing", {"user": existing, "reset_link": reset_url})
         return
     if existing is None:
         user = User.objects.create_user(email, password, is_active=False)

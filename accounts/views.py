@@ -1,10 +1,12 @@
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import SignUpForm
+from accounts.models import User
 from accounts.services import signup_confirm, signup_request
 
 
@@ -21,6 +23,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             confirm_url=lambda user_id, token: request.build_absolute_uri(
                 reverse("signup_confirm", args=[user_id, token])
             ),
+            reset_url=request.build_absolute_uri(reverse("password_reset")),
         )
         return render(request, "accounts/signup_sent.html", {"email": email})
     return render(request, "accounts/signup.html", {"form": form})
@@ -39,3 +42,16 @@ def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResp
         return render(request, "accounts/signup_confirm.html", {"expired": True}, status=400)
     login(request, user, backend="accounts.backends.SignInBackend")
     return redirect("home")
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's, which signs in with the new password, for a confirmed account only: the link
+    that confirms a sign-up is made the same way, and must not set a password instead."""
+
+    post_reset_login = True
+    post_reset_login_backend = "accounts.backends.SignInBackend"
+    template_name = "accounts/password_reset_confirm.html"
+
+    def get_user(self, uidb64: str) -> User | None:
+        user = super().get_user(uidb64)
+        return user if user is not None and user.is_active else None

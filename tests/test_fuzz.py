@@ -47,6 +47,8 @@ PAGES = [
     ("anonymous", "post", "/accounts/login/", ["username", "password", "next"]),
     ("anonymous", "post", "/accounts/signup/", ["email", "password1", "password2"]),
     ("anonymous", "post", "/accounts/signup/confirm/MQ/x/", []),
+    ("anonymous", "post", "/accounts/password_reset/", ["email"]),
+    ("anonymous", "get", "/accounts/reset/MQ/x/", ["x"]),
     ("anonymous", "get", "/help/privacy/", ["q"]),
     ("user", "get", "/", ["q"]),
     ("user", "post", "/consent/decision/", ["policy_version", "allowed"]),

@@ -93,6 +93,7 @@ def test_signing_up_again_answers_the_same_and_tells_the_owner(client, consumer,
     owner = mailoutbox[-1]
     assert owner.to == [consumer.email] and "already has an account" in owner.body
     assert "/confirm/" not in owner.body
+    assert "http://testserver/accounts/password_reset/" in owner.body
 
 
 def test_an_unconfirmed_signup_can_be_asked_again_with_a_new_password(client, mailoutbox):
