@@ -1,10 +1,17 @@
+import logging
+from collections.abc import Iterator
+
 from django import forms
 from django.contrib.auth import authenticate
-from django.contrib.auth.forms import BaseUserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm, PasswordResetForm
 from django.http import HttpRequest, QueryDict
+from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
+from accounts.mail import PlainTextMail
 from accounts.models import User, email_normalized
+
+logger = logging.getLogger(__name__)
 
 
 class SignUpForm(BaseUserCreationForm[User]):
@@ -21,6 +28,55 @@ class SignUpForm(BaseUserCreationForm[User]):
 
     def validate_constraints(self) -> None:
         pass
+
+
+class SignInForm(AuthenticationForm):
+    # Shown only to whoever gave the account's password (SignInBackend).
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "inactive": _(
+            "This email address is not confirmed yet: open the link we mailed to it when you "
+            "signed up. Nothing arrived? Sign up again for a new link."
+        ),
+    }
+
+
+class PasswordResetRequestForm(PasswordResetForm):
+    email = forms.EmailField(
+        label=_("Email address"),
+        max_length=254,
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+    )
+
+    def get_users(self, email: str) -> Iterator[User]:
+        """Return the confirmed account with this address, looked up as addresses are kept; one
+        never confirmed gets nothing (signing up again confirms it)."""
+        users = User.objects.filter(email=email_normalized(email), is_active=True)
+        return (user for user in users if user.has_usable_password())
+
+    def send_mail(
+        self,
+        subject_template_name: str,
+        email_template_name: str,
+        context: dict,
+        from_email: str | None,
+        to_email: str,
+        html_email_template_name: str | None = None,
+    ) -> None:
+        """Send the link as our other mails go, in plain text with the link whole. As Django's
+        does, a mail that fails is logged, not shown: the answer must not tell it was sent."""
+        mail = PlainTextMail(
+            subject=render_to_string(subject_template_name, context).strip(),
+            body=render_to_string(email_template_name, context),
+            from_email=from_email,
+            to=[to_email],
+        )
+        try:
+            mail.send()
+        except Exception:
+            logger.exception(
+                "Failed to send the password reset mail to user %s", context["user"].pk
+            )
 
 
 class AccountDeleteForm(forms.Form):

@@ -7,36 +7,38 @@ from datetime import datetime
 
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import send_mail
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
+from accounts.mail import PlainTextMail
 from accounts.models import ApiToken, User, api_token_hash, email_normalized
 
 
 def _mail(user: User, template: str, context: dict) -> None:
-    send_mail(
+    PlainTextMail(
         subject=render_to_string(f"accounts/email/{template}_subject.txt", context).strip(),
-        message=render_to_string(f"accounts/email/{template}.txt", context),
-        from_email=None,
-        recipient_list=[user.email],
-    )
+        body=render_to_string(f"accounts/email/{template}.txt", context),
+        to=[user.email],
+    ).send()
 
 
 @transaction.atomic
-def signup_request(*, email: str, password: str, confirm_url: Callable[[str, str], str]) -> None:
+def signup_request(
+    *, email: str, password: str, confirm_url: Callable[[str, str], str], reset_url: str
+) -> None:
     """Ask for an account: a new address gets an inactive account and a link that confirms it;
-    the owner of an existing account is told instead. Either way the answer is the same.
+    the owner of an existing account is told instead, with the way to a new password. Either way
+    the answer is the same.
 
     An account never confirmed takes the new password: only the link proves the inbox.
     """
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
     if existing is not None and existing.is_active:
         make_password(password)  # as long as for a new account: the answer's time tells nothing
-        _mail(existing, "signup_existing", {"user": existing})
+        _mail(existing, "signup_existing", {"user": existing, "reset_link": reset_url})
         return
     if existing is None:
         user = User.objects.create_user(email, password, is_active=False)

@@ -1,4 +1,5 @@
 from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -26,6 +27,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             confirm_url=lambda user_id, token: request.build_absolute_uri(
                 reverse("signup_confirm", args=[user_id, token])
             ),
+            reset_url=request.build_absolute_uri(reverse("password_reset")),
         )
         return render(request, "accounts/signup_sent.html", {"email": email})
     return render(request, "accounts/signup.html", {"form": form})
@@ -42,7 +44,7 @@ def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResp
     user = signup_confirm(user_id=user_id, token=token)
     if user is None:
         return render(request, "accounts/signup_confirm.html", {"expired": True}, status=400)
-    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    login(request, user, backend="accounts.backends.SignInBackend")
     return redirect("home")
 
 
@@ -70,3 +72,16 @@ def account_delete_own(request: HttpRequest) -> HttpResponse:
             return render(request, "accounts/deleted.html")
     status = 400 if form.errors else 200
     return render(request, "accounts/delete.html", {"form": form}, status=status)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's, which signs in with the new password, for a confirmed account only: the link
+    that confirms a sign-up is made the same way, and must not set a password instead."""
+
+    post_reset_login = True
+    post_reset_login_backend = "accounts.backends.SignInBackend"
+    template_name = "accounts/password_reset_confirm.html"
+
+    def get_user(self, uidb64: str) -> User | None:
+        user = super().get_user(uidb64)
+        return user if user is not None and user.is_active else None

@@ -145,7 +145,7 @@ CACHES = {
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # refuses sign-ins while locked out
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.SignInBackend",  # ModelBackend, telling an unconfirmed account apart
 ]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

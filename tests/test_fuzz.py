@@ -49,6 +49,8 @@ PAGES = [
     ("anonymous", "post", "/accounts/signup/", ["email", "password1", "password2"]),
     ("anonymous", "post", "/accounts/signup/confirm/MQ/x/", []),
     ("user", "post", "/accounts/delete/", ["password"]),
+    ("anonymous", "post", "/accounts/password_reset/", ["email"]),
+    ("anonymous", "get", "/accounts/reset/MQ/x/", ["x"]),
     ("anonymous", "get", "/help/privacy/", ["q"]),
     ("user", "get", "/", ["q"]),
     ("user", "post", "/consent/decision/", ["policy_version", "allowed"]),

@@ -93,6 +93,7 @@ def test_signing_up_again_answers_the_same_and_tells_the_owner(client, consumer,
     owner = mailoutbox[-1]
     assert owner.to == [consumer.email] and "already has an account" in owner.body
     assert "/confirm/" not in owner.body
+    assert "http://testserver/accounts/password_reset/" in owner.body
 
 
 def test_an_unconfirmed_signup_can_be_asked_again_with_a_new_password(client, mailoutbox):
@@ -131,6 +132,37 @@ def test_a_wrong_password_is_a_form_error(client, consumer):
     response = client.post("/accounts/login/", {"username": consumer.email, "password": "nope"})
     assert response.status_code == 200
     assert response.context["form"].errors
+
+
+def test_signing_in_before_confirming_says_to_confirm_first(client, mailoutbox):
+    sign_up(client, "new@example.com")
+
+    response = client.post(
+        "/accounts/login/", {"username": "New@Example.com", "password": PASSWORD}
+    )
+
+    assert response.status_code == 200
+    assert "not confirmed yet" in response.content.decode()
+    assert client.get("/").status_code == 302  # not signed in
+
+
+def test_a_wrong_password_for_an_unconfirmed_account_gets_the_usual_error(client, mailoutbox):
+    sign_up(client, "new@example.com")
+    nobody = Client().post("/accounts/login/", {"username": "no@example.com", "password": "x"})
+
+    response = client.post("/accounts/login/", {"username": "new@example.com", "password": "x"})
+
+    assert response.context["form"].errors == nobody.context["form"].errors
+    assert "not confirmed" not in response.content.decode()
+
+
+def test_a_deactivated_user_is_signed_out(client, consumer):
+    client.post("/accounts/login/", {"username": consumer.email, "password": PASSWORD})
+    assert client.get("/").status_code == 200
+
+    User.objects.filter(pk=consumer.pk).update(is_active=False)
+
+    assert client.get("/").status_code == 302
 
 
 def test_anonymous_users_are_sent_to_sign_in(client):

@@ -81,7 +81,9 @@ def test_the_settings_after_an_error(policy, consumer, open_page, settings):
     screenshot(page, "settings-too-many-desktop-light")
 
 
-@pytest.mark.parametrize("url", ["/accounts/login/", "/accounts/signup/", "/help/privacy/"])
+@pytest.mark.parametrize(
+    "url", ["/accounts/login/", "/accounts/signup/", "/accounts/password_reset/", "/help/privacy/"]
+)
 def test_the_pages_before_signing_in(policy, open_page, url):
     page = open_page()
     page.goto(url)

@@ -1,4 +1,5 @@
-"""What a user does in a real browser: sign up, decide, change their mind, read the history."""
+"""What a user does in a real browser: sign up, decide, change their mind, read the history,
+choose a new password."""
 
 import csv
 import re
@@ -94,6 +95,32 @@ def test_a_user_deletes_their_account_from_the_settings(policy, consumer, open_p
     assert not User.objects.filter(pk=consumer.pk).exists()
     page.goto("/settings/privacy/")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_a_user_who_forgot_the_password_chooses_a_new_one_and_signs_in(
+    policy, consumer, open_page, mailoutbox
+):
+    page = open_page()
+    page.goto("/accounts/login/")
+    page.get_by_role("link", name="Forgot your password?").click()
+    page.get_by_label("Email address").fill(consumer.email.upper())
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    (message,) = mailoutbox
+    link = re.search(r"https?://\S+/reset/\S+/", message.body)
+    assert link is not None
+
+    page.goto(link[0])
+    assert "/reset/" in page.url and link[0] not in page.url  # the token left the address
+    assert_accessible(page)
+    page.locator("#id_new_password1").fill("another-long-password-456")
+    page.locator("#id_new_password2").fill("another-long-password-456")
+    page.get_by_role("button", name="Save and sign in").click()
+    expect(page.get_by_role("heading", name="Your password is changed")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+
+    sign_in(page, consumer.email, "another-long-password-456")
+    expect(page.get_by_role("dialog", name=policy.title)).to_be_visible()
 
 
 def test_the_toggle_saves_with_javascript_without_a_reload(policy, consumer, open_page):

@@ -1,0 +1,17 @@
+import email.message
+import email.policy
+
+from django.core.mail import EmailMessage
+
+# The longest line RFC 5322 allows. Python sends a body with any line longer than its policy's 78
+# characters (a link, most often) as quoted-printable, which cuts the link with "=" breaks
+# wherever the message is read raw: in the terminal the console backend prints it to, say.
+LONGEST_LINE = 998
+
+
+class PlainTextMail(EmailMessage):
+    """A mail whose lines go as written, links whole, up to the longest line a mail may have."""
+
+    def message(self, *, policy: email.policy.Policy | None = None) -> email.message.EmailMessage:
+        policy = (policy or email.policy.default).clone(max_line_length=LONGEST_LINE)
+        return super().message(policy=policy)
