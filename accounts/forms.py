@@ -34,6 +34,11 @@ class SignInForm(AuthenticationForm):
     # Shown only to whoever gave the account's password (SignInBackend).
     error_messages = {
         **AuthenticationForm.error_messages,
+        # Django's says both fields "may be case-sensitive": an address here is not.
+        "invalid_login": _(
+            "That email address and password do not match an account. The password is "
+            "case-sensitive. Forgot it? Choose a new one below."
+        ),
         "inactive": _(
             "This email address is not confirmed yet: open the link we mailed to it when you "
             "signed up. Nothing arrived? Sign up again for a new link."
