@@ -31,17 +31,15 @@ class SignUpForm(BaseUserCreationForm[User]):
 
 
 class SignInForm(AuthenticationForm):
-    # Shown only to whoever gave the account's password (SignInBackend).
+    # One answer whether the account is missing, not confirmed yet or given the wrong password:
+    # anyone may sign up with an address and then try that password. Django's says both fields
+    # "may be case-sensitive"; an address here is not.
     error_messages = {
         **AuthenticationForm.error_messages,
-        # Django's says both fields "may be case-sensitive": an address here is not.
         "invalid_login": _(
-            "That email address and password do not match an account. The password is "
-            "case-sensitive. Forgot it? Choose a new one below."
-        ),
-        "inactive": _(
-            "This email address is not confirmed yet: open the link we mailed to it when you "
-            "signed up. Nothing arrived? Sign up again for a new link."
+            "That email address and password do not match a confirmed account. Just signed up? "
+            "Open the link we mailed you first. The password is case-sensitive; forgot it? "
+            "Choose a new one below."
         ),
     }
 

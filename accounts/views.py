@@ -1,6 +1,7 @@
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -12,6 +13,7 @@ from accounts.services import signup_confirm, signup_request
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
 from consent.services import Channel, account_delete
+from support.services import SUPPORT_PERMISSION
 
 
 @require_http_methods(["GET", "POST"])
@@ -44,18 +46,17 @@ def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResp
     user = signup_confirm(user_id=user_id, token=token)
     if user is None:
         return render(request, "accounts/signup_confirm.html", {"expired": True}, status=400)
-    login(request, user, backend="accounts.backends.SignInBackend")
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     return redirect("home")
 
 
 @require_http_methods(["GET", "POST"])
 @login_required
 def account_delete_own(request: HttpRequest) -> HttpResponse:
-    """Delete one's own account once the password is given again, then sign out. Staff accounts
-    are an administrator's to remove."""
+    """Delete one's own account once the password is given again, then sign out."""
     user = request.user
     assert isinstance(user, User)  # signed in
-    if user.is_staff:
+    if user.is_staff or user.has_perm(SUPPORT_PERMISSION):  # their looks at users' data stay
         return render(request, "accounts/delete.html", {"staff": True}, status=403)
     form = AccountDeleteForm(request, user, request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
@@ -67,6 +68,8 @@ def account_delete_own(request: HttpRequest) -> HttpResponse:
             )
         except ConsentError as error:
             form.add_error(None, str(error))
+        except ProtectedError:  # a former agent, whose access records name them
+            return render(request, "accounts/delete.html", {"staff": True}, status=403)
         else:
             logout(request)
             return render(request, "accounts/deleted.html")
@@ -79,7 +82,7 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     that confirms a sign-up is made the same way, and must not set a password instead."""
 
     post_reset_login = True
-    post_reset_login_backend = "accounts.backends.SignInBackend"
+    post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"
     template_name = "accounts/password_reset_confirm.html"
 
     def get_user(self, uidb64: str) -> User | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-BACKEND = "accounts.backends.SignInBackend"
+BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 def configure(db_name: str, *, cache_db: int, broker_db: int) -> None:

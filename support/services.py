@@ -12,6 +12,7 @@ from consent.services import NO_META
 from support.models import AccessRecord
 
 SUPPORT_GROUP = "Support"
+SUPPORT_PERMISSION = "consent.view_consent_history"  # what the group gives
 
 
 def support_group_ensure() -> Group:

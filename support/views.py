@@ -36,9 +36,8 @@ from support.selectors import (
     user_facts,
     user_search,
 )
-from support.services import access_record
+from support.services import SUPPORT_PERMISSION, access_record
 
-SUPPORT_PERMISSION = "consent.view_consent_history"
 Action = AccessRecord.Action
 
 

@@ -8,6 +8,7 @@ from accounts.models import User
 from consent import services
 from consent.models import ConsentEvent, ConsentState, Delivery
 from consent.services import Channel
+from support.services import access_record
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -51,14 +52,19 @@ def test_with_the_password_the_account_goes_and_its_record_stays(policy, consume
     assert signing_in.status_code == 200  # the form again: no such account
 
 
-@pytest.mark.parametrize("data", [{"password": "not the password"}, {"password": ""}, {}])
-def test_without_the_password_nothing_changes(policy, consumer, signed_in, data):
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        ({"password": "not the password"}, "That is not your password."),
+        ({"password": ""}, "This field is required."),
+        ({}, "This field is required."),
+    ],
+)
+def test_without_the_password_nothing_changes(policy, consumer, signed_in, data, said):
     response = signed_in.post(URL, data)
 
     assert response.status_code == 400
-    assert "That is not your password." in response.content.decode() or "required" in (
-        response.content.decode()
-    )
+    assert said in response.content.decode()
     assert User.objects.filter(pk=consumer.pk).exists()
     assert not ConsentEvent.objects.filter(subject_id=consumer.subject_id).exists()
 
@@ -89,6 +95,31 @@ def test_staff_are_sent_to_an_administrator(policy, admin_user, client):
     assert client.post(URL, {"password": PASSWORD}).status_code == 403
     assert User.objects.filter(pk=admin_user.pk).exists()
     assert 'href="/accounts/delete/"' not in client.get("/settings/privacy/").content.decode()
+
+
+def test_support_agents_are_sent_to_an_administrator(policy, consumer, support_agent, client):
+    client.force_login(support_agent)
+
+    assert 'href="/accounts/delete/"' not in client.get("/settings/privacy/").content.decode()
+    response = client.post(URL, {"password": PASSWORD})
+    assert (
+        response.status_code == 403 and "removed by an administrator" in response.content.decode()
+    )
+    assert User.objects.filter(pk=support_agent.pk).exists()
+
+
+def test_a_former_agent_whose_looks_are_on_record_is_refused_and_nothing_is_written(
+    policy, consumer, support_agent, client
+):
+    access_record(agent=support_agent, subject_id=consumer.subject_id, action="viewed")
+    support_agent.groups.clear()
+    client.force_login(support_agent)
+
+    response = client.post(URL, {"password": PASSWORD})
+
+    assert response.status_code == 403
+    assert User.objects.filter(pk=support_agent.pk).exists()
+    assert not ConsentEvent.objects.filter(subject_id=support_agent.subject_id).exists()
 
 
 def test_signed_out_visitors_are_asked_to_sign_in(client):
