@@ -1,16 +1,19 @@
+import copy
 import json
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from consent import services
-from consent.audit import audit_checkpoint
+from consent.audit import audit_checkpoint, verifiers
 from consent.models import AuditNode, ConsentEvent, ConsentState
 from consent.notes import Signer
-from consent.receipts import event_type, receipt_signed
+from consent.receipts import event_type, receipt_signed, receipt_verify
 from consent.services import Channel
 from tests.factories import UserFactory
 
@@ -234,3 +237,42 @@ def test_a_receipt_issued_before_a_key_rotation_still_holds(
         verify(path)
     settings.AUDIT_VERIFY_KEYS = [str(old.verifier)]
     assert "The receipt holds" in verify(path)
+
+
+PARTS = ["signature", "proof", "event", "pii_principal", "record_id"]
+ANYTHING = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(st.sampled_from(["note", "event", "inclusion", "id", "path"]), children)
+    ),
+    max_leaves=6,
+)
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_any_malformed_receipt_gets_an_answer_not_a_traceback(
+    client, consumer, decisions, tmp_path
+):
+    audit_checkpoint()
+    issued = json.loads(receipt_file(client, consumer, decisions[-1].number, tmp_path).read_text())
+    keys = verifiers()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        part=st.sampled_from(PARTS), inner=st.sampled_from([None, "note", "event"]), value=ANYTHING
+    )
+    def malformed(part, inner, value):
+        receipt = copy.deepcopy(issued)
+        if inner is not None and isinstance(receipt.get(part), dict):
+            receipt[part][inner] = value
+        else:
+            receipt[part] = value
+
+        problems = receipt_verify(receipt, keys)
+
+        assert all(isinstance(problem, str) for problem in problems)
+        if receipt["signature"] == issued["signature"]:  # the signature holds a note it ignores
+            assert problems
+
+    malformed()
