@@ -149,7 +149,9 @@ def popup_decide(request: UserRequest) -> HttpResponse:
     return _render_home(request, prompt_for(user), form=form, status=400)
 
 
-def _decide(request: UserRequest, form: ChoiceForm, *, channel: str) -> ConsentEvent | None:
+def _decide(
+    request: UserRequest, form: ChoiceForm, *, channel: str, asked: bool = True
+) -> ConsentEvent | None:
     """Record a choice asked for as the pop-up asks it, with the default its switch started at."""
     meta = RequestMeta.from_request(request)
     return consent_change(
@@ -157,8 +159,10 @@ def _decide(request: UserRequest, form: ChoiceForm, *, channel: str) -> ConsentE
         allowed=form.allowed_value,
         channel=channel,
         policy_version=form.cleaned_data["policy_version"],
-        shown_default=shown_default(
-            policy_current(), gpc=meta.gpc, last=last_decision(request.user)
+        shown_default=(
+            shown_default(policy_current(), gpc=meta.gpc, last=last_decision(request.user))
+            if asked
+            else None
         ),
         meta=meta,
         rate=settings.CONSENT_TOGGLE_RATE,
@@ -242,8 +246,10 @@ def privacy_choose(request: UserRequest) -> HttpResponse:
     form = ChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)
+    # A page loaded before a choice was made elsewhere: no page asks now, nor shows a default.
+    asked = needs_choice(*consent_and_policy(request.user))
     try:
-        event = _decide(request, form, channel=Channel.SETTINGS)
+        event = _decide(request, form, channel=Channel.SETTINGS, asked=asked)
     except ConsentThrottled as throttled:
         return _retry_after(
             _render_settings(request, error=_too_many(throttled), status=429), throttled

@@ -175,10 +175,19 @@ def test_a_bad_choice_gets_a_clear_400_and_changes_nothing(policy, consumer, sig
     assert not ConsentEvent.objects.filter(subject_id=consumer.subject_id).exists()
 
 
+def test_a_stale_pages_choice_records_no_default_as_shown(policy, consumer, signed_in):
+    choose(signed_in, "off")  # the page asked, and showed the switch On
+
+    choose(signed_in, "on")  # the same page, still open: a choice stands now
+
+    first, second = decisions(consumer).order_by("number")
+    assert (first.after, first.shown_default) == (ConsentState.DECLINED, True)
+    assert (second.after, second.shown_default) == (ConsentState.ALLOWED, None)
+
+
 def test_a_choice_too_fast_after_another_is_refused(policy, consumer, signed_in, settings):
     settings.CONSENT_TOGGLE_RATE = (1, 60)
     choose(signed_in, "on")
-    services.consent_expire_for_new_terms()  # nothing expires: the same terms
 
     response = choose(signed_in, "off")  # a stale page's other button
 
