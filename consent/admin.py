@@ -206,7 +206,7 @@ class ConsentPolicyAdmin(admin.ModelAdmin):
                     )
                     % {
                         "version": published.version,
-                        "when": date_format(localtime(published.effective_at), "j M Y, H:i:s e"),
+                        "when": date_format(localtime(published.in_force_from), "j M Y, H:i:s e"),
                     },
                     messages.SUCCESS,
                 )

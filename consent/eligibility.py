@@ -109,13 +109,11 @@ class Terms:
 
     @classmethod
     def published(cls) -> "Terms":
-        policies = ConsentPolicy.objects.filter(published_at__isnull=False).values_list(
-            "version", "effective_at", "published_at", "requires_new_choice"
-        )
+        policies = ConsentPolicy.objects.filter(published_at__isnull=False)
         return cls(
             tuple(
-                (version, max(effective_at, published_at or effective_at), asks)
-                for version, effective_at, published_at, asks in policies
+                (policy.version, policy.in_force_from, policy.requires_new_choice)
+                for policy in policies
             )
         )
 

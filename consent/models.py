@@ -1,6 +1,7 @@
 import functools
 import operator
 import uuid
+from datetime import datetime
 
 import pgtrigger
 from django.conf import settings
@@ -94,6 +95,11 @@ class ConsentPolicy(models.Model):
     @property
     def is_published(self) -> bool:
         return self.published_at is not None
+
+    @property
+    def in_force_from(self) -> datetime:
+        """Return when the terms come into force: never before users could be told of them."""
+        return max(self.effective_at, self.published_at or self.effective_at)
 
     def retention_days(self, *, allowed: bool) -> int:
         return self.retention_days_allowed if allowed else self.retention_days_declined

@@ -49,9 +49,6 @@ def _next_version() -> int:
 def _publish(policy: ConsentPolicy, *, actor: User | None, now: datetime) -> ConsentPolicy:
     policy.content_hash = policy_content_hash(title=policy.title, text=policy.text)
     policy.published_at = now
-    # Terms take effect no earlier than users can be told of them: a draft whose effective date
-    # passed while it waited is in force from its publication, and says so everywhere.
-    policy.effective_at = max(policy.effective_at, now)
     policy.save()
     PolicyEvent.objects.create(
         policy=policy,

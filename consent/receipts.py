@@ -70,7 +70,7 @@ def receipt_for(
             "version": policy.version,
             "title": policy.title,
             "content_hash": f"sha256:{policy.content_hash}",
-            "effective_at": policy.effective_at.isoformat(),
+            "effective_at": policy.in_force_from.isoformat(),
             "language": settings.LANGUAGE_CODE,
             "shown_default": {True: "on", False: "off", None: None}[event.shown_default],
             "browser_opt_out_signal": event.gpc,

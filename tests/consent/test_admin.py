@@ -139,7 +139,7 @@ def test_publishing_a_draft_fixes_its_hash_and_asks_consumers_again(
     assert not prompt_for(commercial).show
     published = PolicyEvent.objects.get(policy=draft)
     assert (published.kind, published.actor) == ("published", admin_user)
-    when = f"{draft.effective_at:%-d %b %Y, %H:%M:%S} UTC"
+    when = f"{draft.in_force_from:%-d %b %Y, %H:%M:%S} UTC"  # its publication, if later
     said = admin_client.get(response["Location"]).content.decode()
     assert f"Version {draft.version} is published" in said and f"in force from {when}" in said
 

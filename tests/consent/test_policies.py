@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from consent import policies, services
+from consent.eligibility import Terms
 from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
 from consent.selectors import policy_current, prompt_for
@@ -158,16 +159,17 @@ def test_extending_a_passed_deadline_gives_not_now_back(consumer, admin_user):
     assert prompt.show and prompt.can_defer and not prompt.blocking
 
 
-def test_a_draft_whose_effective_date_passed_is_in_force_from_its_publication(policy, admin_user):
+def test_a_draft_whose_effective_date_passed_is_in_force_from_its_publication(
+    policy, admin_user, consumer
+):
     now = timezone.now()
     draft = new_draft(effective_at=now - timedelta(days=6))
 
     published = policies.policy_draft_publish(policy=draft, actor=admin_user, now=now)
 
-    assert published.effective_at == now == published.published_at
-    published.refresh_from_db()
-    assert published.effective_at == now  # what the pop-up and receipts say
+    assert published.in_force_from == now == published.published_at
+    assert published.effective_at == now - timedelta(days=6)  # as the admin wrote it
+    assert (published.version, now, True) in Terms.published().in_force  # as eligibility reads it
     ahead = new_draft(effective_at=now + timedelta(days=6))
-    assert policies.policy_draft_publish(policy=ahead, actor=admin_user, now=now).effective_at == (
-        now + timedelta(days=6)
-    )
+    in_force = policies.policy_draft_publish(policy=ahead, actor=admin_user, now=now).in_force_from
+    assert in_force == now + timedelta(days=6)
