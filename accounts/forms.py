@@ -5,10 +5,9 @@ from django import forms
 from django.contrib.auth import authenticate
 from django.contrib.auth.forms import AuthenticationForm, BaseUserCreationForm, PasswordResetForm
 from django.http import HttpRequest, QueryDict
-from django.template.loader import render_to_string
 from django.utils.translation import gettext_lazy as _
 
-from accounts.mail import PlainTextMail
+from accounts.mail import mail_send
 from accounts.models import User, email_normalized
 
 logger = logging.getLogger(__name__)
@@ -66,16 +65,9 @@ class PasswordResetRequestForm(PasswordResetForm):
         to_email: str,
         html_email_template_name: str | None = None,
     ) -> None:
-        """Send the link as our other mails go, in plain text with the link whole. As Django's
-        does, a mail that fails is logged, not shown: the answer must not tell it was sent."""
-        mail = PlainTextMail(
-            subject=render_to_string(subject_template_name, context).strip(),
-            body=render_to_string(email_template_name, context),
-            from_email=from_email,
-            to=[to_email],
-        )
+        """Send the link as our other mails go; log a failure, as the answer must not tell."""
         try:
-            mail.send()
+            mail_send(to_email, "password_reset", context)
         except Exception:
             logger.exception(
                 "Failed to send the password reset mail to user %s", context["user"].pk
@@ -83,8 +75,8 @@ class PasswordResetRequestForm(PasswordResetForm):
 
 
 class AccountDeleteForm(forms.Form):
-    """The password again, checked as a sign-in checks it: failures count towards the same
-    limit (django-axes), so a session left open cannot be used to guess it."""
+    # The password again, checked as a sign-in is: failures count towards axes' limit, so that
+    # a session left open cannot be used to guess it.
 
     password = forms.CharField(
         label=_("Your password"),

@@ -8,21 +8,12 @@ from datetime import datetime
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import default_token_generator
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
-from accounts.mail import PlainTextMail
+from accounts.mail import mail_send
 from accounts.models import ApiToken, User, api_token_hash, email_normalized
-
-
-def _mail(user: User, template: str, context: dict) -> None:
-    PlainTextMail(
-        subject=render_to_string(f"accounts/email/{template}_subject.txt", context).strip(),
-        body=render_to_string(f"accounts/email/{template}.txt", context),
-        to=[user.email],
-    ).send()
 
 
 @transaction.atomic
@@ -38,7 +29,7 @@ def signup_request(
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
     if existing is not None and existing.is_active:
         make_password(password)  # as long as for a new account: the answer's time tells nothing
-        _mail(existing, "signup_existing", {"user": existing, "reset_link": reset_url})
+        mail_send(existing.email, "signup_existing", {"user": existing, "reset_link": reset_url})
         return
     if existing is None:
         user = User.objects.create_user(email, password, is_active=False)
@@ -49,7 +40,7 @@ def signup_request(
     link = confirm_url(
         urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
     )
-    _mail(user, "signup_confirm", {"user": user, "link": link})
+    mail_send(user.email, "signup_confirm", {"user": user, "link": link})
 
 
 def signup_confirm(*, user_id: str, token: str) -> User | None:

@@ -78,8 +78,8 @@ def account_delete_own(request: HttpRequest) -> HttpResponse:
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
-    """Django's, which signs in with the new password, for a confirmed account only: the link
-    that confirms a sign-up is made the same way, and must not set a password instead."""
+    # Django's, signing in with the new password, for a confirmed account only: a sign-up's
+    # confirmation link is made the same way, and must not set a password instead.
 
     post_reset_login = True
     post_reset_login_backend = "django.contrib.auth.backends.ModelBackend"

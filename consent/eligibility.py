@@ -176,8 +176,7 @@ def subjects_withheld(as_of: datetime) -> set[UUID]:
 
 
 def intervals_stored_as_of(as_of: datetime) -> QuerySet[EligibilityInterval]:
-    """Return the stored intervals begun by as_of of the subjects who had one under way at
-    as_of: nobody else's data can be eligible then (is_eligible wants one)."""
+    """Return the intervals begun by as_of of subjects with one under way then (is_eligible's)."""
     store = EligibilityInterval.objects.using(history_store())
     under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(
         Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)

@@ -194,8 +194,7 @@ def receipt_verify(receipt: dict[str, Any], keys: list[Verifier]) -> list[str]:
 
 
 def _signed_digest(note: str, keys: list[Verifier]) -> str:
-    """Return the digest a receipt's signature vouches for; raise NoteError if no key signed it
-    or it is not a receipt's."""
+    """Return the digest a receipt's signature vouches for; raise NoteError if none does."""
     if not isinstance(note, str):
         raise NoteError("It is not a signed note.")
     text, _key = note_open(note, keys)

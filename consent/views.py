@@ -241,8 +241,7 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
 @require_POST
 @login_required
 def privacy_choose(request: UserRequest) -> HttpResponse:
-    """Record the choice the settings page asks for while none stands under the current terms,
-    as the pop-up asks it: two equal buttons, and the default the switch started at."""
+    """Record the choice the settings page asks for, as the pop-up asks it, while none stands."""
     form = ChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)

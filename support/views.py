@@ -74,8 +74,7 @@ def user_page(request: AgentRequest, user_id: int) -> HttpResponse:
     context, status = _history(request, account.subject_id)
     context["account"] = account
     if _swaps_a_part(request):
-        part = "events" if context["before"] else "history"
-        return render(request, f"support/user.html#{part}", context, status=status)
+        return _history_part(request, context, status)
     context["facts"] = user_facts(account)
     context["change_form"] = SupportChangeForm()
     return render(request, "support/user.html", context, status=status)
@@ -90,8 +89,7 @@ def subject_page(request: AgentRequest, subject_id: UUID) -> HttpResponse:
     deletion = _deletion_or_404(subject_id)
     context, status = _history(request, subject_id)
     if _swaps_a_part(request):
-        part = "events" if context["before"] else "history"
-        return render(request, f"support/user.html#{part}", context, status=status)
+        return _history_part(request, context, status)
     context.update(subject_id=subject_id, deletion=deletion)
     return render(request, "support/subject.html", context, status=status)
 
@@ -130,14 +128,20 @@ def _history(request: AgentRequest, subject_id: UUID) -> tuple[dict[str, Any], i
     return context, 200 if valid else 400
 
 
+def _history_part(request: AgentRequest, context: dict[str, Any], status: int) -> HttpResponse:
+    """Return the part htmx swaps: older events in place, or the filtered history."""
+    part = "events" if context["before"] else "history"
+    return render(request, f"support/user.html#{part}", context, status=status)
+
+
 @require_GET
 @login_required
 @permission_required(SUPPORT_PERMISSION, raise_exception=True)
 @vary_on_headers("HX-Request")
 def user_audit(request: AgentRequest, user_id: int) -> HttpResponse:
     account = get_object_or_404(User, pk=user_id)
-    back = (reverse("support:user", args=[account.pk]), account.email)
-    return _audit(request, account.subject_id, back)
+    back = reverse("support:user", args=[account.pk])
+    return _audit(request, account.subject_id, back_url=back, whose=account.email)
 
 
 @require_GET
@@ -146,16 +150,15 @@ def user_audit(request: AgentRequest, user_id: int) -> HttpResponse:
 @vary_on_headers("HX-Request")
 def subject_audit(request: AgentRequest, subject_id: UUID) -> HttpResponse:
     _deletion_or_404(subject_id)
-    back = (reverse("support:subject", args=[subject_id]), _("deleted account %s") % subject_id)
-    return _audit(request, subject_id, back)
+    back = reverse("support:subject", args=[subject_id])
+    return _audit(request, subject_id, back_url=back, whose=_("deleted account %s") % subject_id)
 
 
-def _audit(request: AgentRequest, subject_id: UUID, back: tuple[str, str]) -> HttpResponse:
-    """Verify the user's audit chain, and say what the latest check of the whole log against its
-    signed checkpoints found: it tells nothing of the user's data, so it is not logged."""
+def _audit(request: AgentRequest, subject_id: UUID, *, back_url: str, whose: str) -> HttpResponse:
+    """Show a user's chain and the whole log's last check (not recorded: nothing of theirs)."""
     context = {
-        "back_url": back[0],
-        "whose": back[1],
+        "back_url": back_url,
+        "whose": whose,
         "audit_break": audit_first_break(subject_id=subject_id),
         "verification": AuditVerification.objects.first(),
     }
