@@ -78,7 +78,7 @@ def test_confirming_and_declining_are_one_equally_styled_button_each(policy, sig
     page = signed_in.get("/").content.decode()
 
     assert page.count('class="choice"') == 2
-    assert 'form="consent-choice" class="choice">Save my choice' in page
+    assert 'form="consent-form" class="choice">Save my choice' in page
     assert 'form="consent-decline" class="choice">Decline' in page
 
 
