@@ -51,8 +51,7 @@ class PasswordResetRequestForm(PasswordResetForm):
     )
 
     def get_users(self, email: str) -> Iterator[User]:
-        """Return the confirmed account with this address, looked up as addresses are kept; one
-        never confirmed gets nothing (signing up again confirms it)."""
+        """Return the confirmed account of this address, whatever its case; none unconfirmed."""
         users = User.objects.filter(email=email_normalized(email), is_active=True)
         return (user for user in users if user.has_usable_password())
 
