@@ -1,7 +1,12 @@
 import email.message
 import email.policy
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+from django.db import transaction
 from django.template.loader import render_to_string
 
 # The longest line RFC 5322 allows. Python sends a body with any line longer than its policy's 78
@@ -26,3 +31,38 @@ def mail_send(to: str, template: str, context: dict) -> None:
         body=render_to_string(f"accounts/email/{template}.txt", context),
         to=[to],
     ).send()
+
+
+class QueuedEmailBackend(BaseEmailBackend):
+    """Hand each mail, once the transaction commits, to a worker that sends it with the mailer
+    named `deliver_with`, retrying while the mail server is away. A request never waits for
+    the mail server, nor fails with it, nor takes longer for an address that has an account.
+
+    Plain text only: a mail with attachments or alternatives is refused.
+    """
+
+    def __init__(self, *, deliver_with: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.deliver_with = deliver_with
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        from accounts.tasks import mail_deliver  # the tasks import this module
+
+        for message in email_messages:
+            if message.attachments or getattr(message, "alternatives", None):
+                raise ValueError("Only plain-text mail can be queued.")
+            fields = {
+                "subject": message.subject,
+                "body": message.body,
+                "from_email": message.from_email,
+                "to": message.to,
+                "cc": message.cc,
+                "bcc": message.bcc,
+                "reply_to": message.reply_to,
+                "headers": message.extra_headers,
+            }
+            # Robust: a broker that is away is logged, and the answer already given stands.
+            transaction.on_commit(
+                partial(mail_deliver.delay, self.deliver_with, fields), robust=True
+            )
+        return len(email_messages)

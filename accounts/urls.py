@@ -27,8 +27,6 @@ urlpatterns = [
         auth_views.PasswordResetView.as_view(
             form_class=PasswordResetRequestForm,
             template_name="accounts/password_reset.html",
-            subject_template_name="accounts/email/password_reset_subject.txt",
-            email_template_name="accounts/email/password_reset.txt",
         ),
         name="password_reset",
     ),

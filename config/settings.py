@@ -10,6 +10,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -243,6 +244,7 @@ CELERY_TASK_SOFT_TIME_LIMIT = 30
 CELERY_TASK_TIME_LIMIT = 60
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the workers log as LOGGING says, in JSON
+CELERY_WORKER_REDIRECT_STDOUTS = False  # and print as written: the mail, on the embedded default
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "sweep-outbox": {
@@ -313,23 +315,33 @@ CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
 if min(CONSENT_TOGGLE_RATE) < 1:
     raise ImproperlyConfigured("CONSENT_TOGGLE_RATE needs at least 1 change in at least 1 second.")
 
-# Email: printed to the console on the embedded default; sent by SMTP once EMAIL_HOST is set.
+# Email: queued for a worker, which sends it with the "delivery" mailer: by SMTP once EMAIL_HOST is
+# set, else to files in EMAIL_FILE_PATH if that is set, else printed to the console.
+if os.environ.get("EMAIL_HOST"):
+    _delivery: dict[str, Any] = {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": os.environ["EMAIL_HOST"],
+            "port": int(os.environ.get("EMAIL_PORT", "587")),
+            "username": os.environ.get("EMAIL_HOST_USER", ""),
+            "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", default=True),
+            "timeout": 10,
+        },
+    }
+elif os.environ.get("EMAIL_FILE_PATH"):
+    _delivery = {
+        "BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+        "OPTIONS": {"file_path": os.environ["EMAIL_FILE_PATH"]},
+    }
+else:
+    _delivery = {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
 MAILERS = {
-    "default": (
-        {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {
-                "host": os.environ["EMAIL_HOST"],
-                "port": int(os.environ.get("EMAIL_PORT", "587")),
-                "username": os.environ.get("EMAIL_HOST_USER", ""),
-                "password": os.environ.get("EMAIL_HOST_PASSWORD", ""),
-                "use_tls": env_bool("EMAIL_USE_TLS", default=True),
-                "timeout": 10,
-            },
-        }
-        if os.environ.get("EMAIL_HOST")
-        else {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
-    )
+    "default": {
+        "BACKEND": "accounts.mail.QueuedEmailBackend",
+        "OPTIONS": {"deliver_with": "delivery"},
+    },
+    "delivery": _delivery,
 }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
 
@@ -385,7 +397,7 @@ LOGGING = {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "axes": {"level": "WARNING"},  # not a line per sign-in
         # Nor three lines per task (queued, received, succeeded), the sweep's every 5 s among
-        # them; a task that fails is still logged (our tasks never ask Celery to retry).
+        # them; a task that fails is still logged (the one that retries, mail_deliver, says why).
         "celery.beat": {"level": "WARNING"},
         "celery.worker.strategy": {"level": "WARNING"},
         "celery.app.trace": {"level": "WARNING"},

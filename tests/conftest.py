@@ -20,7 +20,7 @@ from tests.factories import UserFactory
 if TYPE_CHECKING:
     from tests.support.receiver import WebhookReceiver
 
-pytest_plugins = ["tests.support.stack"]
+pytest_plugins = ["tests.support.stack", "tests.support.mail"]
 
 
 SIGNER = Signer.generate("test.example/consent-audit")

@@ -78,10 +78,30 @@ def test_a_client_cannot_claim_https_with_a_header():
     assert not request.is_secure()
 
 
-def test_email_goes_to_the_console_unless_an_smtp_host_is_set():
-    backend = 'settings.MAILERS["default"]["BACKEND"]'
-    assert settings_with({}, backend).endswith("console.EmailBackend")
-    assert settings_with({"EMAIL_HOST": "smtp.example.com"}, backend).endswith("smtp.EmailBackend")
+def test_mail_is_queued_for_workers_that_send_it_by_smtp_once_a_host_is_set():
+    backend = 'settings.MAILERS["{}"]["BACKEND"]'
+    assert settings_with({}, backend.format("default")) == "accounts.mail.QueuedEmailBackend"
+    assert settings_with({}, backend.format("delivery")).endswith("console.EmailBackend")
+    smtp = {"EMAIL_HOST": "smtp.example.com"}
+    assert settings_with(smtp, backend.format("delivery")).endswith("smtp.EmailBackend")
+    files = {"EMAIL_FILE_PATH": "var/mail"}
+    assert settings_with(files, backend.format("delivery")).endswith("filebased.EmailBackend")
+
+
+@pytest.mark.slow
+def test_check_deploy_fails_while_mail_is_only_printed():
+    clean = {k: v for k, v in os.environ.items() if k not in PRODUCTION}
+    without_smtp = {k: v for k, v in PRODUCTION.items() if k != "EMAIL_HOST"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=clean | without_smtp,
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert "accounts.E001" in result.stderr and "console.EmailBackend" in result.stderr
 
 
 @pytest.mark.django_db
