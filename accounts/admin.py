@@ -40,12 +40,15 @@ class UserAdmin(BaseUserAdmin):
     list_display = ["email", "plan", "is_staff", "date_joined"]
     list_filter = ["plan", "is_staff", "groups"]
     search_fields = ["email", "name", "=subject_id"]
-    readonly_fields = ["subject_id", "consent_state", "last_login", "date_joined"]
+    readonly_fields = ["subject_id", "consent_state", "signup_pending", "last_login", "date_joined"]
     fieldsets = (
         (None, {"fields": ("email", "password", "name", "subject_id")}),
         (_("Plan"), {"fields": ("plan", "plan_change_reason")}),
         (_("Training consent"), {"fields": ("consent_state",)}),
-        (_("Permissions"), {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+        (
+            _("Permissions"),
+            {"fields": ("is_active", "signup_pending", "is_staff", "is_superuser", "groups")},
+        ),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)

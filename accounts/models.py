@@ -67,6 +67,17 @@ class User(AbstractUser):
         help_text=_("The only identifier the audit log and downstream stores carry."),
     )
 
+    signup_pending = models.BooleanField(
+        _("awaiting confirmation"),
+        default=False,
+        editable=False,
+        help_text=_(
+            "Signed up, the mailed link not followed yet. Only such an account is switched on by "
+            "that link, or takes a new password from signing up again: an account switched off "
+            "here stays off."
+        ),
+    )
+
     objects = UserManager()  # type: ignore[assignment,misc]
 
     USERNAME_FIELD = "email"

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import transaction
 from django.utils import timezone
 from django.utils.encoding import force_bytes, force_str
@@ -14,6 +14,16 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 
 from accounts.mail import mail_send
 from accounts.models import ApiToken, User, api_token_hash, email_normalized
+
+
+class SignupTokenGenerator(PasswordResetTokenGenerator):
+    """The sign-up link's token: made as a new password's is, under a salt of its own, so that
+    neither link does the other's work."""
+
+    key_salt = "accounts.services.SignupTokenGenerator"
+
+
+signup_tokens = SignupTokenGenerator()
 
 
 @transaction.atomic
@@ -24,35 +34,35 @@ def signup_request(
     the owner of an existing account is told instead, with the way to a new password. Either way
     the answer is the same.
 
-    An account never confirmed takes the new password: only the link proves the inbox.
+    An account never confirmed takes the new password: only the link proves the inbox. One
+    switched off in the admin is an existing account: signing up never switches it on again.
     """
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
-    if existing is not None and existing.is_active:
+    if existing is not None and not existing.signup_pending:
         make_password(password)  # as long as for a new account: the answer's time tells nothing
         mail_send(existing.email, "signup_existing", {"user": existing, "reset_link": reset_url})
         return
     if existing is None:
-        user = User.objects.create_user(email, password, is_active=False)
+        user = User.objects.create_user(email, password, is_active=False, signup_pending=True)
     else:
         user = existing
         user.set_password(password)
         user.save(update_fields=["password"])
-    link = confirm_url(
-        urlsafe_base64_encode(force_bytes(user.pk)), default_token_generator.make_token(user)
-    )
+    link = confirm_url(urlsafe_base64_encode(force_bytes(user.pk)), signup_tokens.make_token(user))
     mail_send(user.email, "signup_confirm", {"user": user, "link": link})
 
 
 def signup_confirm(*, user_id: str, token: str) -> User | None:
-    """Activate the account the link names, if the link is still good; return it."""
+    """Switch on the account the link names, if it awaits the link and the link is still good;
+    return it."""
     try:
         user = User.objects.get(pk=int(force_str(urlsafe_base64_decode(user_id))))
     except (ValueError, OverflowError, User.DoesNotExist):
         return None
-    if user.is_active or not default_token_generator.check_token(user, token):
+    if not user.signup_pending or not signup_tokens.check_token(user, token):
         return None
-    user.is_active = True
-    user.save(update_fields=["is_active"])
+    user.is_active, user.signup_pending = True, False
+    user.save(update_fields=["is_active", "signup_pending"])
     return user
 
 

@@ -5,10 +5,14 @@ from axes.models import AccessLog
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import IntegrityError, transaction
+from django.contrib.auth.tokens import default_token_generator
 from django.test import Client
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 
 from accounts import tasks
 from accounts.models import User
+from support.services import support_group_ensure
 from tests.factories import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -220,3 +224,35 @@ def test_expired_sessions_are_cleared_and_live_ones_kept(client, consumer):
     tasks.clear_sessions()  # as beat's daily run has a worker do
 
     assert list(Session.objects.values_list("session_key", flat=True)) == [live]
+
+
+@pytest.mark.parametrize("role", ["staff", "support"])
+def test_an_account_switched_off_stays_off_whoever_signs_up_with_its_address(
+    client, mailoutbox, role
+):
+    switched_off = User.objects.create_user(
+        "former@example.com", PASSWORD, is_active=False, is_staff=role == "staff"
+    )
+    if role == "support":
+        switched_off.groups.add(support_group_ensure())
+
+    sign_up(client, "former@example.com", "chosen-by-them-again-1")
+
+    (told,) = mailoutbox
+    assert told.subject == "You already have an account" and "/confirm/" not in told.body
+    switched_off.refresh_from_db()
+    assert not switched_off.is_active and switched_off.check_password(PASSWORD)
+
+
+def test_a_link_to_choose_a_new_password_confirms_no_signup(client):
+    switched_off = User.objects.create_user("former@example.com", PASSWORD, is_active=False)
+    switched_off.signup_pending = True  # even one awaiting its own link
+    switched_off.save()
+    reset_token = default_token_generator.make_token(switched_off)
+    user_id = urlsafe_base64_encode(force_bytes(switched_off.pk))
+
+    refused = client.post(f"/accounts/signup/confirm/{user_id}/{reset_token}/")
+
+    assert refused.status_code == 400
+    assert not User.objects.get(pk=switched_off.pk).is_active
+    assert client.get("/").status_code == 302
