@@ -5,6 +5,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from axes.utils import reset as axes_reset
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import transaction
@@ -64,6 +65,12 @@ def signup_confirm(*, user_id: str, token: str) -> User | None:
     user.is_active, user.signup_pending = True, False
     user.save(update_fields=["is_active", "signup_pending"])
     return user
+
+
+def sign_in_failures_forget(*, user: User, **kwargs: object) -> None:
+    """Forget the failed sign-ins of an account once it is signed in to (user_logged_in), a new
+    password's first sign-in included; not those of others from the same address."""
+    axes_reset(username=user.email)
 
 
 TOKEN_PREFIX = "cst_"  # noqa: S105 - a prefix that tells a token apart, not a secret

@@ -161,7 +161,10 @@ AXES_FAILURE_LIMIT = int(os.environ.get("SIGN_IN_FAILURE_LIMIT", "5"))
 AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("SIGN_IN_COOLOFF_MINUTES", "15")))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_USERNAME_CALLABLE = "accounts.models.sign_in_username"
-AXES_RESET_ON_SUCCESS = True
+# Not axes' reset on success, which forgets every failure from the client's address too: one
+# sign-in to an account of one's own would reset the count of guesses at someone else's.
+# accounts.services.sign_in_failures_forget forgets the signed-in account's only.
+AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # The client's address is the connection's, or behind a proxy named in TRUSTED_PROXIES the one

@@ -207,6 +207,23 @@ def test_sign_in_is_locked_after_five_failures_and_says_nothing_of_the_account(c
     assert without_csrf(nobody.content) == without_csrf(locked.content)
 
 
+def test_signing_in_to_ones_own_account_forgets_its_failures_and_no_one_elses(client, consumer):
+    own = User.objects.create_user("own@example.com", PASSWORD)
+
+    def attempt(email, password="wrong-password"):
+        return Client().post("/accounts/login/", {"username": email, "password": password})
+
+    for _ in range(4):
+        assert attempt(own.email).status_code == 200
+    assert attempt(own.email, PASSWORD).status_code == 302  # forgets own's four
+    for _ in range(4):
+        assert attempt(consumer.email).status_code == 200
+        assert attempt(own.email, PASSWORD).status_code == 302  # and not these
+
+    assert attempt(consumer.email).status_code == 429  # the fifth guess at someone else's
+    assert attempt(consumer.email, PASSWORD).status_code == 429
+
+
 def test_a_sign_in_leaves_no_record_of_its_address(client, consumer):
     response = client.post("/accounts/login/", {"username": consumer.email, "password": PASSWORD})
 
