@@ -54,7 +54,9 @@ def run_register(
     *, name: str, as_of: datetime | None = None, token: ApiToken | None = None
 ) -> tuple[TrainingRun, bool]:
     """Register a training run that selects its data as of a moment (now by default), and take
-    its snapshot; return it, and whether it is new.
+    its snapshot; return it, and whether it is new. A subject is in the snapshot only if they
+    allowed training both as of that moment and now: a run registered today never takes the
+    data of someone who turned the setting off, or left, since the moment it names.
 
     A name is registered once, so that a retried request never counts a run twice (users are
     told how many runs selected their data): the same name as of the same moment is the run
@@ -76,8 +78,11 @@ def run_register(
     registered = TrainingRun.objects.filter(name=name).first()
     if registered is not None:
         return _registered_again(registered, as_of), False
-    run = TrainingRun(name=name, as_of=as_of or now, registered_by=token, snapshot={})
-    run.snapshot = snapshot_write(as_of=run.as_of, out=run_directory(run))
+    run = TrainingRun(
+        name=name, as_of=as_of or now, registered_by=token, snapshot={}, created_at=now
+    )
+    # Selecting now as of earlier leaves out whoever stopped allowing training meanwhile.
+    run.snapshot = snapshot_write(as_of=run.as_of, out=run_directory(run), still_allowing_at=now)
     try:
         with transaction.atomic():
             run.save(force_insert=True)

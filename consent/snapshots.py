@@ -86,21 +86,32 @@ def _empty() -> dict[str, list]:
     return {field.name: [] for field in SCHEMA}
 
 
-def snapshot_write(*, as_of: datetime, out: Path, wait: float = 10.0) -> dict[str, Any]:
+def snapshot_write(
+    *, as_of: datetime, out: Path, wait: float = 10.0, still_allowing_at: datetime | None = None
+) -> dict[str, Any]:
     """Write the snapshot as of that moment into the directory; return its manifest.
 
     It first waits up to `wait` seconds for the history store to apply the changes made by
-    as_of; the subjects whose changes it still lacks are left out.
+    as_of; the subjects whose changes it still lacks are left out. Given a later moment
+    `still_allowing_at` (a run registered now that selects as of earlier), it also leaves out
+    the subjects who no longer allowed training then: whoever turned it off or left since as_of.
     """
+    latest = max(as_of, still_allowing_at or as_of)
     deadline = time.monotonic() + wait
-    withheld = subjects_withheld(as_of)
+    withheld = subjects_withheld(latest)
     while withheld and time.monotonic() < deadline:
         time.sleep(0.2)
-        withheld = subjects_withheld(as_of)
+        withheld = subjects_withheld(latest)
+    still = None
+    if latest > as_of:
+        still = {subject for subject, _ in _subjects_as_of(latest, withheld)}
     out.mkdir(parents=True, exist_ok=True)
     files: list[dict[str, Any]] = []
-    columns, subjects = _empty(), 0
+    columns, subjects, stopped = _empty(), 0, 0
     for subject, intervals in _subjects_as_of(as_of, withheld):
+        if still is not None and subject not in still:
+            stopped += 1
+            continue
         subjects += 1
         for interval in intervals:
             columns["subject_id"].append(str(subject))
@@ -124,6 +135,8 @@ def snapshot_write(*, as_of: datetime, out: Path, wait: float = 10.0) -> dict[st
         "rows": sum(file["rows"] for file in files),
         "subjects": subjects,
         "withheld_subjects": len(withheld),
+        "still_allowing_at": latest.isoformat() if still is not None else None,
+        "stopped_allowing_subjects": stopped,
         "files": files,
         "newest_event": newest
         and {"id": newest["pk"], "created_at": newest["created_at"].isoformat()},

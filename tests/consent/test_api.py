@@ -365,6 +365,43 @@ def test_a_run_keeps_its_snapshot_and_answers_while_users_change(
     assert download["Content-Type"] == "application/vnd.apache.parquet"
 
 
+@pytest.mark.parametrize("leaves", ["turns it off", "deletes the account"])
+def test_a_run_registered_now_as_of_earlier_leaves_out_whoever_stopped_allowing_meanwhile(
+    client, secret, consumer, allowed_an_hour_ago, leaves
+):
+    stays = UserFactory(plan="max")
+    services.consent_change(user=stays, allowed=True, channel=Channel.SETTINGS)
+    drained()
+    before = timezone.now()
+    if leaves == "turns it off":
+        services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+        browser = client.__class__()
+        browser.force_login(consumer)
+    else:
+        services.account_delete(user=consumer, channel=Channel.SETTINGS)
+    drained()
+    # The same moment, asked of the eligibility API, still says who allowed training then.
+    chats = [
+        [str(consumer.subject_id), (allowed_an_hour_ago + timedelta(minutes=1)).isoformat()],
+        [str(stays.subject_id), before.isoformat()],
+    ]
+    asked = post(client, ELIGIBILITY, {"pairs": chats, "as_of": before.isoformat()}, secret)
+    assert asked.json()["eligible"] == [True, True]
+
+    response = post(
+        client, "/api/v1/runs", {"name": "backdated", "as_of": before.isoformat()}, secret
+    )
+
+    assert response.status_code == 201
+    run = response.json()
+    assert (run["snapshot"]["subjects"], run["snapshot"]["stopped_allowing_subjects"]) == (1, 1)
+    answers = post(client, f"/api/v1/runs/{run['id']}/eligibility", {"pairs": chats}, secret)
+    assert answers.json()["eligible"] == [False, True]
+    if leaves == "turns it off":  # and the user is not told a run took their chats
+        page = browser.get("/settings/privacy/").content.decode()
+        assert "No training run has selected" in page
+
+
 def test_a_run_needs_a_name_and_a_moment_already_past(client, secret):
     assert post(client, "/api/v1/runs", {"name": ""}, secret).status_code == 400
     later = (timezone.now() + timedelta(days=1)).isoformat()
@@ -429,10 +466,10 @@ def test_a_registration_that_loses_a_race_returns_the_winner(allowed_an_hour_ago
     as_of = timezone.now()
     snapshot_write, written = runs.snapshot_write, []
 
-    def meanwhile(*, as_of, out):  # the same request, made twice at once, wins while we write
+    def meanwhile(*, as_of, out, **options):  # the same request, made twice at once, wins
         written.append(out)
         winner = TrainingRun.objects.create(name="model-10", as_of=as_of, snapshot={"files": []})
-        return snapshot_write(as_of=as_of, out=out) | {"winner": str(winner.pk)}
+        return snapshot_write(as_of=as_of, out=out, **options) | {"winner": str(winner.pk)}
 
     monkeypatch.setattr(runs, "snapshot_write", meanwhile)
     run, new = runs.run_register(name="model-10", as_of=as_of)
