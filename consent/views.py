@@ -132,6 +132,11 @@ def _render_home(
 def popup_decide(request: UserRequest) -> HttpResponse:
     user = request.user
     form = ChoiceForm(request.POST)
+    consent, policy = consent_and_policy(user)
+    if form.is_valid() and policy and user.is_consumer and not needs_choice(consent, policy):
+        # A pop-up left open while a choice was made elsewhere: it asks nothing now.
+        messages.info(request, _chosen_elsewhere_message())
+        return redirect("home")
     if form.is_valid():
         try:
             event = _decide(request, form, channel=Channel.POPUP)
@@ -149,11 +154,11 @@ def popup_decide(request: UserRequest) -> HttpResponse:
     return _render_home(request, prompt_for(user), form=form, status=400)
 
 
-def _decide(
-    request: UserRequest, form: ChoiceForm, *, channel: str, asked: bool = True
-) -> ConsentEvent | None:
-    """Record a choice asked for as the pop-up asks it, with the default its switch started at."""
+def _decide(request: UserRequest, form: ChoiceForm, *, channel: str) -> ConsentEvent | None:
+    """Record a choice asked for as the pop-up asks it, with the default its switch started at.
+    A page loaded before a choice was made elsewhere asks nothing now, nor shows a default."""
     meta = RequestMeta.from_request(request)
+    asked = needs_choice(*consent_and_policy(request.user))
     return consent_change(
         user=request.user,
         allowed=form.allowed_value,
@@ -187,6 +192,13 @@ def popup_defer(request: UserRequest) -> HttpResponse:
                 messages.info(request, _deferred_message(policy))
                 return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
+
+
+def _chosen_elsewhere_message() -> str:
+    return _(
+        "Nothing was changed: you had already chosen, in another tab or on another device. "
+        "Your choice stands, and you can change it any time in your privacy settings."
+    )
 
 
 def _deferred_message(policy: ConsentPolicy) -> str:
@@ -245,10 +257,8 @@ def privacy_choose(request: UserRequest) -> HttpResponse:
     form = ChoiceForm(request.POST)
     if not form.is_valid():
         return _render_settings(request, form=form, status=400)
-    # A page loaded before a choice was made elsewhere: no page asks now, nor shows a default.
-    asked = needs_choice(*consent_and_policy(request.user))
     try:
-        event = _decide(request, form, channel=Channel.SETTINGS, asked=asked)
+        event = _decide(request, form, channel=Channel.SETTINGS)
     except ConsentThrottled as throttled:
         return _retry_after(
             _render_settings(request, error=_too_many(throttled), status=429), throttled

@@ -103,6 +103,24 @@ def test_the_decision_records_the_default_that_was_shown(policy, consumer, signe
     assert 'id="consent-dialog"' not in signed_in.get("/").content.decode()
 
 
+def test_a_pop_up_left_open_while_the_user_chose_elsewhere_changes_nothing(
+    policy, consumer, signed_in
+):
+    signed_in.get("/")  # the pop-up, its switch On
+    signed_in.post(
+        "/settings/privacy/choice/", {"policy_version": 1, "allowed": "off"}
+    )  # another tab: a choice stands now
+
+    stale = decide(signed_in, "on")  # the pop-up, still open
+
+    assert stale.status_code == 302
+    (decision,) = events(consumer, Kind.DECISION)
+    assert (decision.after, decision.shown_default) == (ConsentState.DECLINED, True)
+    home = signed_in.get(stale["Location"]).content.decode()
+    assert "you had already chosen, in another tab or on another device" in home
+    assert 'id="consent-dialog"' not in home
+
+
 def test_confirming_the_default_allows_training(policy, consumer, signed_in):
     decide(signed_in, "on")
 
