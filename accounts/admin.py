@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiToken, User
 from accounts.services import TokenError, api_token_create, api_token_revoke
+from config.admin import DateBoundLookups, ModelAdmin
 from consent import services
 from consent.selectors import consent_for
 
@@ -34,7 +35,7 @@ class AdminUserChangeForm(UserChangeForm):
 
 
 @admin.register(User)
-class UserAdmin(BaseUserAdmin):
+class UserAdmin(DateBoundLookups, BaseUserAdmin):
     form = AdminUserChangeForm
     ordering = ["email"]
     list_display = ["email", "plan", "is_staff", "date_joined"]
@@ -119,7 +120,7 @@ class ApiTokenForm(forms.Form):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ModelAdmin):
     """Tokens are made here and shown once; afterwards they can only be read and revoked."""
 
     list_display = ["name", "prefix", "scopes", "expires_at", "revoked_at", "last_used_at"]

@@ -41,8 +41,10 @@ class AdminSite(admin.AdminSite):
 
 
 class DateBoundChangeList(ChangeList):
-    """Django's change list, refusing a date hierarchy year past 9998 as a bad lookup (Django
-    itself lets the OverflowError or ValueError of such a year become a 500)."""
+    """Django's change list, refusing a year out of range as a bad lookup, in the date hierarchy
+    or in any `field__year=` of the address: Django itself lets the OverflowError or ValueError
+    of year 0 or 99999 become a 500, in the first when it reads the filters, in the other when
+    the query is built."""
 
     def get_filters(self, request: HttpRequest) -> Any:
         try:
@@ -50,9 +52,19 @@ class DateBoundChangeList(ChangeList):
         except (OverflowError, ValueError) as error:
             raise IncorrectLookupParameters(error) from error
 
+    def get_results(self, request: HttpRequest) -> None:
+        try:
+            super().get_results(request)
+        except (OverflowError, ValueError) as error:
+            raise IncorrectLookupParameters(error) from error
 
-class DateHierarchyAdmin(admin.ModelAdmin):
-    """A model admin whose date hierarchy answers any year without a 500."""
+
+class DateBoundLookups:
+    """Make a model admin's change list answer any year in its address without a 500."""
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return DateBoundChangeList
+
+
+class ModelAdmin(DateBoundLookups, admin.ModelAdmin):
+    """Django's model admin, answering any year in a change list's address without a 500."""

@@ -18,7 +18,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from config.admin import DateHierarchyAdmin
+from config.admin import ModelAdmin
 from consent import policies
 from consent.exceptions import ConsentError
 from consent.models import (
@@ -120,7 +120,7 @@ class PolicyEventInline(admin.TabularInline):
 
 
 @admin.register(ConsentPolicy)
-class ConsentPolicyAdmin(admin.ModelAdmin):
+class ConsentPolicyAdmin(ModelAdmin):
     form = DraftForm
     list_display = ["version", "title", "status", "effective_at", "decision_deadline"]
     readonly_fields = ["version", "status", "content_hash", "published_at", "created_at"]
@@ -260,7 +260,7 @@ class ConsentPolicyAdmin(admin.ModelAdmin):
 # The audit log: read by admins, changed by nobody.
 
 
-class ReadOnlyAdmin(DateHierarchyAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     """Read, search and filter; no add, change or delete, for superusers too."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -344,7 +344,7 @@ class ReconcileForm(forms.Form):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ModelAdmin):
     list_display = [
         "id",
         "sink",

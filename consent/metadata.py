@@ -18,7 +18,8 @@ class RequestMeta:
     def from_request(cls, request: HttpRequest) -> "RequestMeta":
         return cls(
             ip_prefix=truncate_ip(client_address(request)),
-            user_agent=request.headers.get("User-Agent", "")[:200],
+            # A NUL, which only a client that writes its own headers sends, no column can store.
+            user_agent=request.headers.get("User-Agent", "").replace("\x00", "")[:200],
             gpc=request.headers.get("Sec-GPC", "").strip() == "1",
         )
 

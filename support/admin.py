@@ -8,12 +8,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
-from config.admin import DateHierarchyAdmin
+from config.admin import ModelAdmin
 from support.models import AccessRecord
 
 
 @admin.register(AccessRecord)
-class AccessRecordAdmin(DateHierarchyAdmin):
+class AccessRecordAdmin(ModelAdmin):
     """Who in support looked at whose data: read by admins, changed by nobody."""
 
     list_display = ["at", "agent", "looked_at", "subject_id", "action", "detail", "ip_prefix"]

@@ -25,6 +25,8 @@ NASTY = [
     "1e9",
     "9223372036854775808",
     "999999999999",
+    "-0",
+    "99999",
     "\x00",
     "-1 00:00:00",
     "999999999 00:00:00",
@@ -41,6 +43,8 @@ VALUES = st.one_of(
     st.datetimes().map(lambda moment: moment.isoformat()),
     st.from_regex(r"-?[0-9]{1,10} [0-9]{2}:[0-9]{2}:[0-9]{2}", fullmatch=True),
 )
+# A name given more than once: a page reads one of its values, a filter may read them all.
+VALUES = st.one_of(VALUES, st.lists(VALUES, min_size=2, max_size=3))
 
 # (who, method, path, the fields it reads): "{user}" is the signed-in consumer's id.
 PAGES = [
@@ -91,6 +95,13 @@ PAGES = [
     ("admin", "get", "/admin/consent/reconciliation/", ["sink", "repaired__exact", "part__exact"]),
     ("admin", "get", "/admin/consent/reconciliation/", ["finished_at__year", "finished_at__month"]),
     ("admin", "get", "/admin/accounts/user/", ["q", "plan__exact"]),
+    ("admin", "get", "/admin/accounts/user/", ["date_joined__year", "last_login__year"]),
+    ("admin", "get", "/admin/accounts/user/", ["email__startswith", "is_staff__exact"]),
+    ("admin", "get", "/admin/accounts/apitoken/", ["expires_at__year", "last_used_at__year"]),
+    ("admin", "get", "/admin/consent/delivery/", ["created_at__year", "applied_at__month"]),
+    ("admin", "get", "/admin/consent/consentpolicy/", ["effective_at__year", "published_at__day"]),
+    ("admin", "get", "/admin/consent/trainingrun/", ["created_at__year"]),
+    ("admin", "get", "/admin/consent/reconciliation/", ["started_at__year"]),
     ("admin", "get", "/admin/support/accessrecord/", ["q", "at__year"]),
     (
         "admin",
