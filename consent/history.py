@@ -110,9 +110,7 @@ def _facts(event: ConsentEvent) -> list[str]:
         choice_label(ConsentEvent.Channel, event.channel),
         _("By: %(who)s") % {"who": actor_label(event)},
     ]
-    if event.policy:
-        facts.append(_("Policy version %(version)s") % {"version": event.policy.version})
-    return facts
+    return facts  # the policy version follows, as a link to its terms
 
 
 def _reached(propagation: Propagation | None) -> list[str]:

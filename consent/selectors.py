@@ -31,6 +31,11 @@ def policy_current() -> ConsentPolicy | None:
     return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
 
 
+def policies_published() -> list[ConsentPolicy]:
+    """Return every version of the terms users were ever shown, newest first."""
+    return list(ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version"))
+
+
 def consent_for(user: User) -> TrainingConsent:
     """Return the user's current consent, an unsaved undecided one if nothing was recorded."""
     consent = TrainingConsent.objects.select_related("policy").filter(user=user).first()

@@ -14,7 +14,7 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
@@ -42,6 +42,7 @@ from consent.selectors import (
     history_page,
     last_decision,
     needs_choice,
+    policies_published,
     policy_current,
     prompt_for,
     propagation_just_committed,
@@ -407,4 +408,13 @@ def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
 
 @require_GET
 def help_privacy(request: HttpRequest) -> HttpResponse:
-    return render(request, "consent/help.html", {"policy": policy_current()})
+    context = {"policy": policy_current(), "published": policies_published()}
+    return render(request, "consent/help.html", context)
+
+
+@require_GET
+def help_terms(request: HttpRequest, version: int) -> HttpResponse:
+    """Show the terms of one published version, as users were shown them: what they agreed to."""
+    policy = get_object_or_404(ConsentPolicy, version=version, published_at__isnull=False)
+    context = {"policy": policy, "current": policy_current()}
+    return render(request, "consent/terms.html", context)

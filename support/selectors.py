@@ -195,8 +195,6 @@ def _facts(event: ConsentEvent, actor_email: str | None) -> list[str]:
         f"{who} ({actor_email})" if actor_email else who,
         f"{choice_label(ConsentState, event.before)} → {choice_label(ConsentState, event.after)}",
     ]
-    if event.policy:
-        facts.append(_("Policy version %(version)s") % {"version": event.policy.version})
     if event.shown_default is not None:
         facts.append(_("Shown On by default") if event.shown_default else _("Shown Off by default"))
     if event.gpc:

@@ -56,6 +56,7 @@ PAGES = [
     ("anonymous", "post", "/accounts/password_reset/", ["email"]),
     ("anonymous", "get", "/accounts/reset/MQ/x/", ["x"]),
     ("anonymous", "get", "/help/privacy/", ["q"]),
+    ("anonymous", "get", "/help/privacy/terms/1/", ["q"]),
     ("user", "get", "/", ["q"]),
     ("user", "post", "/consent/decision/", ["policy_version", "allowed"]),
     ("user", "post", "/consent/not-now/", ["policy_version"]),

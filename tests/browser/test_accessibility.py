@@ -47,6 +47,7 @@ def test_the_signed_in_pages(decided, open_page, size, scheme):
         ("settings", "/settings/privacy/"),
         ("history", "/settings/privacy/history/"),
         ("help", "/help/privacy/"),
+        ("terms", "/help/privacy/terms/1/"),
     ]:
         page.goto(url)
         assert_accessible(page)
