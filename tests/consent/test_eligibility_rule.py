@@ -80,6 +80,7 @@ WRITTEN: dict[str, Callable[[UUID], str]] = {
     "upper-case": lambda subject: str(subject).upper(),
     "without-dashes": lambda subject: subject.hex,
     "in-braces": lambda subject: f"{{{subject}}}",
+    "urn": lambda subject: subject.urn,
 }
 
 
@@ -271,3 +272,29 @@ def test_the_api_the_snapshot_join_and_the_audit_events_agree(
             raise Abandon
     except Abandon:
         pass
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+@pytest.mark.parametrize("written", sorted(WRITTEN))
+def test_every_way_the_api_takes_an_id_is_found_by_the_documented_join(
+    policy, consumer, client, tmp_path, written
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    _, secret = api_token_create(name="ids", scopes=["eligibility"])
+    as_of = datetime.now(UTC)
+    pairs = [(consumer.subject_id, as_of - timedelta(microseconds=1))]
+    snapshot_write(as_of=as_of, out=tmp_path, wait=0)
+
+    response = client.post(
+        "/api/v1/eligibility",
+        {
+            "as_of": as_of.isoformat(),
+            "pairs": [[WRITTEN[written](consumer.subject_id), pairs[0][1].isoformat()]],
+        },
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+
+    assert response.json()["eligible"] == [True]
+    assert duckdb_answers(tmp_path, pairs, WRITTEN[written]) == [True]
