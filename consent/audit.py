@@ -418,8 +418,8 @@ def audit_verify() -> AuditReport:
         verdict = Verdict.RESTORED
         detail = (
             f"the log holds {size} events, but a checkpoint signed at {latest.time:%Y-%m-%d %H:%M} "
-            f"UTC (found in the {', '.join(latest.where)}) covers {latest.size}: "
-            f"{latest.size - size} events are missing from its end; the log agrees with the "
+            f"UTC (found in the {', '.join(latest.where)}) covers {latest.size}: events missing "
+            f"from its end: {latest.size - size}; the log agrees with the "
             f"checkpoint of {max(agreed, default=0)} events: it was restored from an older backup"
         )
     else:
@@ -432,8 +432,10 @@ def audit_verify() -> AuditReport:
         )
         for restore in restores:
             detail += (
-                f"; restored from a backup on {restore.time:%Y-%m-%d %H:%M} UTC, which kept "
-                f"{restore.kept} events and lost those signed up to {restore.lost_through}"
+                f"; restored from a backup on {restore.time:%Y-%m-%d %H:%M} UTC: its events agreed "
+                f"with the signed checkpoint of {restore.kept}, and those written after the "
+                f"backup was taken, of the {restore.lost_through} signed before the restore, "
+                "were lost"
             )
         verdict = Verdict.INTACT
     return AuditReport(verdict, size, latest, detail, kept=max(agreed, default=0))

@@ -154,8 +154,10 @@ def receipt_verify(receipt: dict[str, Any], keys: list[Verifier]) -> list[str]:
         event = proof["event"]
         computed = hash_of(event)
         signed = _signed_digest(receipt["signature"]["note"], keys)
-    except (KeyError, TypeError) as error:
-        return [f"not a signed receipt with a proof: {error!r} is missing"]
+    except KeyError as error:
+        return [f"not a signed receipt with a proof: it has no {error.args[0]!r} part"]
+    except TypeError:
+        return ["not a signed receipt with a proof: a part of it is not what a receipt holds"]
     except NoteError as error:
         return [f"its signature does not verify with these keys: {error}"]
     if signed != _digest(receipt):

@@ -185,8 +185,23 @@ def test_a_receipt_without_its_signature_does_not_hold(client, consumer, decisio
         lambda r: r.pop("signature"),
     )
 
-    with pytest.raises(CommandError, match="not a signed receipt"):
+    with pytest.raises(
+        CommandError, match="not a signed receipt with a proof: it has no 'signature' part"
+    ):
         verify(path)
+
+
+@pytest.mark.parametrize(
+    ("receipt", "said"),
+    [
+        ({}, "it has no 'proof' part"),
+        ({"proof": [], "event": {}}, "a part of it is not what a receipt holds"),
+    ],
+)
+def test_what_is_not_a_receipt_is_told_in_words_not_in_python(receipt, said):
+    (problem,) = receipt_verify(receipt, verifiers())
+
+    assert problem == f"not a signed receipt with a proof: {said}"
 
 
 @pytest.mark.django_db(databases=["default", "warehouse"])

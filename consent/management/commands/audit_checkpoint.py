@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consent.audit import CopiesMissing, audit_checkpoint
@@ -18,9 +19,11 @@ class Command(BaseCommand):
                 "again."
             ) from error
         if checkpoint is None:
+            settle = settings.AUDIT_CHECKPOINT_SETTLE_SECONDS
             self.stdout.write(
                 "No new event to cover: the latest checkpoint stands, and is copied outside the "
-                "database."
+                f"database. An event is covered once it is {settle} s old (a transaction still "
+                "open could commit an older one meanwhile): run this again then."
             )
             return
         self.stdout.write(f"Checkpoint of {checkpoint.tree_size} events:\n{checkpoint.note}")

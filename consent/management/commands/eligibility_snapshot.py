@@ -38,7 +38,7 @@ class Command(BaseCommand):
             raise CommandError(f"{out} is not empty: a snapshot is written once, into a new place.")
         manifest = snapshot_write(as_of=as_of, out=out, wait=options["wait"])
         self.stdout.write(
-            f"Snapshot as of {manifest['as_of']}: {manifest['rows']} intervals of "
-            f"{manifest['subjects']} subjects in {len(manifest['files'])} file(s), "
-            f"{manifest['withheld_subjects']} subjects withheld; {out / 'manifest.json'}"
+            f"Snapshot as of {manifest['as_of']}: intervals {manifest['rows']}, subjects "
+            f"{manifest['subjects']}, files {len(manifest['files'])}, subjects withheld "
+            f"{manifest['withheld_subjects']}; {out / 'manifest.json'}"
         )
