@@ -104,10 +104,14 @@ def refuse(request: HttpRequest, error: HttpError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def refuse_unauthenticated(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
-    """401 with the scheme it wants (RFC 6750), the same whatever was wrong with the token."""
+    """401 with the scheme it wants (RFC 6750), the same whatever was wrong with a token given;
+    error="invalid_token" says that one was given, which the client knows already."""
     body = {"detail": "A valid API token is needed: Authorization: Bearer <token>."}
     response = api.create_response(request, body, status=401)
-    response["WWW-Authenticate"] = 'Bearer realm="api"'
+    given = "Authorization" in request.headers
+    response["WWW-Authenticate"] = 'Bearer realm="api"' + (
+        ', error="invalid_token"' if given else ""
+    )
     return response
 
 

@@ -22,7 +22,7 @@ from consent.eligibility import eligibility
 from consent.exceptions import ConsentError, RunExists
 from consent.models import TrainingRun
 from consent.moments import EXAMPLE, moment_check, moment_past, moment_within_utc
-from consent.runs import run_eligibility, run_files, run_register
+from consent.runs import run_eligibility, run_files, run_name, run_register
 
 MAX_PAIRS = 100_000
 PARQUET = "application/vnd.apache.parquet"
@@ -81,6 +81,13 @@ def _not_to_come(moment: datetime | None) -> datetime | None:
         raise PydanticCustomError("moment", str(error)) from None
 
 
+def _run_name(name: str) -> str:
+    try:
+        return run_name(name)
+    except ConsentError as error:
+        raise PydanticCustomError("name", str(error)) from None
+
+
 Moment = Annotated[AwareDatetime, BeforeValidator(_moment)]
 AsOf = Annotated[Moment | None, AfterValidator(_not_to_come)]
 Pair = tuple[UUID, Moment]
@@ -123,7 +130,9 @@ class PairsIn(Schema):
 
 class RunIn(Schema):
     model_config = REFUSE_UNKNOWN
-    name: str = Field(min_length=1, max_length=TrainingRun.NAME_LENGTH)
+    name: Annotated[str, AfterValidator(_run_name)] = Field(
+        min_length=1, max_length=TrainingRun.NAME_LENGTH
+    )
     as_of: AsOf = Field(None, description="Now if left out.")
 
 

@@ -50,6 +50,22 @@ def run_files(run: TrainingRun) -> list[Path]:
     return [run_directory(run) / file["name"] for file in run.snapshot["files"]]
 
 
+def run_name(name: str) -> str:
+    """Return the name a run is registered under: NFC, one way to write what looks the same, and
+    trimmed; ConsentError for a name empty, too long or holding a character that cannot be seen."""
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name:
+        raise ConsentError("A run needs a name.")
+    if len(name) > TrainingRun.NAME_LENGTH:
+        raise ConsentError(f"A run's name is at most {TrainingRun.NAME_LENGTH} characters.")
+    if any(unicodedata.category(character) in UNSEEN for character in name):
+        raise ConsentError(
+            "A run's name holds a character that cannot be seen (a control, format or "
+            "unassigned character)."
+        )
+    return name
+
+
 def run_register(
     *, name: str, as_of: datetime | None = None, token: ApiToken | None = None
 ) -> tuple[TrainingRun, bool]:
@@ -63,16 +79,7 @@ def run_register(
     already registered; as of another moment, or of none given, it is refused (RunExists).
     """
     now = timezone.now()
-    name = unicodedata.normalize("NFC", name).strip()  # one way to write what looks the same
-    if not name:
-        raise ConsentError("A run needs a name.")
-    if len(name) > TrainingRun.NAME_LENGTH:
-        raise ConsentError(f"A run's name is at most {TrainingRun.NAME_LENGTH} characters.")
-    if any(unicodedata.category(character) in UNSEEN for character in name):
-        raise ConsentError(
-            "A run's name holds a character that cannot be seen (a control, format or "
-            "unassigned character)."
-        )
+    name = run_name(name)
     if as_of is not None and as_of > now:
         raise ConsentError("A run cannot select data as of a moment still to come.")
     registered = TrainingRun.objects.filter(name=name).first()

@@ -236,14 +236,22 @@ def test_as_of_still_to_come_is_refused(client, secret):
     ]
 
 
-@pytest.mark.parametrize("token", ["", "Bearer", "Bearer cst_wrong", "Basic abc"])
-def test_a_missing_or_wrong_token_gets_a_401(client, token):
-    response = client.post(
-        ELIGIBILITY, "{}", content_type="application/json", headers={"Authorization": token}
-    )
+@pytest.mark.parametrize(
+    ("token", "said"),
+    [
+        (None, 'Bearer realm="api"'),  # none given: no error to name (RFC 6750, 3.1)
+        ("", 'Bearer realm="api", error="invalid_token"'),
+        ("Bearer", 'Bearer realm="api", error="invalid_token"'),
+        ("Bearer cst_wrong", 'Bearer realm="api", error="invalid_token"'),
+        ("Basic abc", 'Bearer realm="api", error="invalid_token"'),
+    ],
+)
+def test_a_missing_or_wrong_token_gets_a_401(client, token, said):
+    headers = {} if token is None else {"Authorization": token}
+    response = client.post(ELIGIBILITY, "{}", content_type="application/json", headers=headers)
 
     assert response.status_code == 401
-    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert response["WWW-Authenticate"] == said
     assert "Authorization: Bearer <token>" in response.json()["detail"]
 
 
@@ -427,7 +435,8 @@ def test_a_run_name_must_be_seen_as_it_is(client, secret, name, fault):
     response = post(client, "/api/v1/runs", {"name": name}, secret)
 
     assert response.status_code == 400
-    assert fault in response.json()["detail"]
+    (refused,) = response.json()["first_faults"]  # said where, as every fault in a request is
+    assert refused["where"] == ["body", "name"] and fault in refused["problem"]
     assert not TrainingRun.objects.exists()
 
 
