@@ -2,6 +2,7 @@ import io
 import logging
 import re
 import time
+import uuid
 
 import pytest
 from django.core.mail import EmailMultiAlternatives
@@ -9,6 +10,7 @@ from django.core.mail.backends.console import EmailBackend as ConsoleBackend
 from django.test import Client
 
 from accounts.models import User
+from accounts.tasks import mail_deliver
 from tests.accounts.test_password_reset import ask_for_a_link
 from tests.conftest import free_port
 from tests.factories import PASSWORD
@@ -126,3 +128,15 @@ def test_only_plain_text_mail_is_queued(settings):
 
     with pytest.raises(ValueError, match="plain-text"):
         message.send()
+
+
+def test_at_most_five_mails_an_hour_go_to_one_address(mailoutbox, caplog):
+    to, other = ([f"{uuid.uuid4().hex}@example.com"] for _ in range(2))  # new to the cache
+    fields = {"subject": "Choose a new password", "body": "...", "to": to}
+
+    for _ in range(7):
+        mail_deliver("delivery", fields)  # as a worker runs each one the web process queues
+    mail_deliver("delivery", fields | {"to": other})
+
+    assert [mail.to for mail in mailoutbox] == [to] * 5 + [other]
+    assert "too many to the address this hour" in caplog.text
