@@ -130,6 +130,16 @@ def last_decision(user: User) -> bool | None:
     return None if after is None else after == ConsentState.ALLOWED
 
 
+def last_decided_by(user: User) -> str | None:
+    """Return the role of whoever made the user's latest decision (ConsentEvent.Role)."""
+    return (
+        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
+        .order_by("-number")
+        .values_list("actor_role", flat=True)
+        .first()
+    )
+
+
 def shown_default(policy: ConsentPolicy | None, *, gpc: bool, last: bool | None) -> bool:
     """Return where the pop-up's toggle starts: Off under a GPC signal, else where the user's last
     decision left it (new terms never turn a "no" into a preset "yes"), else the policy's default.

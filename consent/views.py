@@ -40,6 +40,7 @@ from consent.selectors import (
     consent_for,
     decision_of,
     history_page,
+    last_decided_by,
     last_decision,
     needs_choice,
     policies_published,
@@ -302,11 +303,12 @@ def _facts(
     propagation: Propagation | None,
     *,
     choice_ended: bool = False,
+    decided_by: str | None = ConsentEvent.Role.USER,
 ) -> dict[str, Any]:
     """Return the sentences under the switch, and what the template decides on."""
     retention_days = retention_days_now(consent, policy)
     return {
-        "choice_sentence": choice_sentence(consent, choice_ended=choice_ended),
+        "choice_sentence": choice_sentence(consent, choice_ended=choice_ended, by=decided_by),
         "kept_sentence": "" if retention_days is None else kept_sentence(consent, retention_days),
         "propagation": propagation,
         "reach_sentence": reach_sentence(propagation),
@@ -343,6 +345,7 @@ def _render_settings(
             policy,
             propagation_of_latest_change(request.user),
             choice_ended=choice_ended,
+            decided_by=last_decided_by(request.user),
         ),
         "policy": policy,
         "consent": consent,

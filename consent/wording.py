@@ -5,19 +5,32 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from consent.models import TrainingConsent
+from consent.models import ConsentEvent, TrainingConsent
 from consent.selectors import Propagation, RunsSeen
 from consent.templatetags.consent_format import period
 
+Role = ConsentEvent.Role
 
-def choice_sentence(consent: TrainingConsent, *, choice_ended: bool) -> str:
-    """Say what the user chose, when and under which policy version, or why there is no choice."""
+
+def choice_sentence(
+    consent: TrainingConsent, *, choice_ended: bool, by: str | None = Role.USER
+) -> str:
+    """Say what the user chose, when and under which policy version, and who recorded it if not
+    the user; or why there is no choice."""
     if consent.decided_at is not None:
-        chosen = _("chosen on %(when)s under policy version %(version)s.") % {
+        facts = {
             "when": date_format(localtime(consent.decided_at), "j F Y, H:i e"),
             "version": consent.policy.version if consent.policy else "",
         }
-        return f"{_('Allowed') if consent.allowed else _('Declined')}, {chosen}"
+        if by == Role.SUPPORT:
+            how = _(
+                "set by our support team at your request on %(when)s, under policy version %(version)s."
+            )
+        elif by == Role.ADMIN:
+            how = _("set by an administrator on %(when)s, under policy version %(version)s.")
+        else:
+            how = _("chosen on %(when)s under policy version %(version)s.")
+        return f"{_('Allowed') if consent.allowed else _('Declined')}, {how % facts}"
     if choice_ended:
         return _(
             "Not chosen under the current terms: your earlier choice ended when the terms "

@@ -351,3 +351,21 @@ def test_the_csrf_header_that_htmx_sends_is_accepted(policy, consumer):
 
     assert response.status_code == 200
     assert decisions(consumer).count() == 1
+
+
+def test_a_choice_support_recorded_says_so_on_the_users_page(
+    policy, consumer, signed_in, support_agent
+):
+    services.consent_change(
+        user=consumer,
+        allowed=True,
+        channel=Channel.SUPPORT,
+        actor=support_agent,
+        reason="Asked by email to turn it on",
+        reference="TICKET-1",
+    )
+
+    page = signed_in.get(URL).content.decode()
+
+    assert "Allowed, set by our support team at your request on" in page
+    assert "chosen on" not in page
