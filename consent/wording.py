@@ -24,7 +24,8 @@ def choice_sentence(
         }
         if by == Role.SUPPORT:
             how = _(
-                "set by our support team at your request on %(when)s, under policy version %(version)s."
+                "set by our support team at your request on %(when)s, under policy version "
+                "%(version)s."
             )
         elif by == Role.ADMIN:
             how = _("set by an administrator on %(when)s, under policy version %(version)s.")
