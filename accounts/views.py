@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -5,11 +6,14 @@ from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import AccountDeleteForm, SignUpForm
+from accounts.limits import counted_over
 from accounts.models import User
 from accounts.services import signup_confirm, signup_request
+from config.proxies import client_address
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
 from consent.services import Channel, account_delete
@@ -21,6 +25,12 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
     form = SignUpForm(request.POST or None)
+    # Each sign-up hashes a password, at a cost made to be felt: not without end from one place.
+    if request.method == "POST" and counted_over(
+        f"sign-up from {client_address(request)}", settings.SIGN_UP_RATE
+    ):
+        error = _("Too many sign-ups from your network: try again later.")
+        return render(request, "accounts/signup.html", {"form": form, "error": error}, status=429)
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
         signup_request(

@@ -350,6 +350,9 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
 # At most this many account mails to one address in so many seconds; the rest are dropped.
 _mail_limit, _mail_period = os.environ.get("ACCOUNT_MAIL_RATE", "5/3600").split("/")
 ACCOUNT_MAIL_RATE = (int(_mail_limit), int(_mail_period))
+# At most this many sign-ups from one client address in so many seconds; the rest get a 429.
+_signup_limit, _signup_period = os.environ.get("SIGN_UP_RATE", "10/3600").split("/")
+SIGN_UP_RATE = (int(_signup_limit), int(_signup_period))
 
 # /metrics answers a scraper with the METRICS_TOKEN bearer token or on METRICS_ALLOWED_NETWORKS.
 # prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported, after these settings:

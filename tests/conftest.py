@@ -33,6 +33,13 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def sign_ups_unlimited(settings):
+    """Let the tests, all from 127.0.0.1, sign up as often as they do: the count would outlive
+    a test in the shared cache. The test of the limit sets one."""
+    settings.SIGN_UP_RATE = (1_000_000, 1)
+
+
+@pytest.fixture(autouse=True)
 def audit_settings(settings, tmp_path):
     """Sign checkpoints with a test key, take events at once, copy checkpoints to a temporary
     directory and keep the snapshots of runs there too."""

@@ -1,4 +1,6 @@
+import ipaddress
 import re
+import uuid
 
 import pytest
 from axes.models import AccessLog
@@ -273,3 +275,18 @@ def test_a_link_to_choose_a_new_password_confirms_no_signup(client):
     assert refused.status_code == 400
     assert not User.objects.get(pk=switched_off.pk).is_active
     assert client.get("/").status_code == 302
+
+
+def test_sign_ups_from_one_address_are_limited(settings, mailoutbox):
+    settings.SIGN_UP_RATE = (3, 3600)
+    here = Client(REMOTE_ADDR=str(ipaddress.IPv6Address(uuid.uuid4().int)))  # new to the cache
+    elsewhere = Client(REMOTE_ADDR=str(ipaddress.IPv6Address(uuid.uuid4().int)))
+
+    answers = [sign_up(here, f"new{n}@example.com").status_code for n in range(5)]
+
+    assert answers == [200, 200, 200, 429, 429]
+    refused = sign_up(here, "new9@example.com")
+    assert "Too many sign-ups from your network" in refused.content.decode()
+    assert User.objects.filter(email__startswith="new").count() == 3
+    assert len(mailoutbox) == 3
+    assert sign_up(elsewhere, "other@example.com").status_code == 200
