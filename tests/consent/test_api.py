@@ -10,6 +10,7 @@ from uuid import uuid4
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiToken
@@ -543,6 +544,17 @@ def test_every_refusal_under_the_api_is_json_and_private(client, method, path, s
     assert response["X-Content-Type-Options"] == "nosniff"
     if status == 405:
         assert response["Allow"] == "POST"
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "openapi.json"), ("PUT", "docs")])
+def test_the_openapi_document_and_its_page_take_get_alone(method, path):
+    browser = Client(enforce_csrf_checks=True)  # as a client outside the tests is checked
+
+    response = browser.generic(method, f"/api/v1/{path}")
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET"
+    assert response["Content-Type"].startswith("application/json")
 
 
 def test_a_request_for_another_host_is_refused_in_json(client):
