@@ -77,7 +77,9 @@ def test_wrong_passwords_count_towards_the_sign_in_limit(policy, consumer, signe
     response = signed_in.post(URL, {"password": PASSWORD})  # the right one, once locked
 
     assert response.status_code == 429  # axes' answer to a locked-out request
-    assert "Too many attempts" in response.content.decode()
+    page = response.content.decode()
+    assert "Too many wrong passwords" in page and "Wait 15 minutes" in page
+    assert 'href="/settings/privacy/"' in page and "Back to sign in" not in page  # signed in
     assert User.objects.filter(pk=consumer.pk).exists()
 
 

@@ -198,7 +198,8 @@ def test_sign_in_is_locked_after_five_failures_and_says_nothing_of_the_account(c
     assert attempt(consumer.email).status_code == 429  # the fifth failure
     locked = attempt(consumer.email, PASSWORD)
     assert locked.status_code == 429
-    assert "Too many attempts" in locked.content.decode()
+    assert "Too many wrong passwords" in locked.content.decode()
+    assert 'href="/accounts/password_reset/"' in locked.content.decode()
     assert client.get("/").status_code == 302  # the right password did not sign in
 
     other = Client(REMOTE_ADDR="198.51.100.9")
