@@ -79,6 +79,8 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
 
     # The plan is part of the audit: a change goes through the one writer, with the reason.
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if obj.is_active:  # switched on here, a sign-up's link is no longer needed, nor good
+            obj.signup_pending = False
         new_plan = obj.plan
         if change and "plan" in form.changed_data:
             obj.plan = form.initial["plan"]

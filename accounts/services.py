@@ -39,9 +39,10 @@ def signup_request(
     switched off in the admin is an existing account: signing up never switches it on again.
     """
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
-    if existing is not None and not existing.signup_pending:
+    if existing is not None and (existing.is_active or not existing.signup_pending):
         make_password(password)  # as long as for a new account: the answer's time tells nothing
-        mail_send(existing.email, "signup_existing", {"user": existing, "reset_link": reset_url})
+        told = "signup_existing" if existing.is_active else "signup_switched_off"
+        mail_send(existing.email, told, {"user": existing, "reset_link": reset_url})
         return
     if existing is None:
         user = User.objects.create_user(email, password, is_active=False, signup_pending=True)
@@ -60,7 +61,7 @@ def signup_confirm(*, user_id: str, token: str) -> User | None:
         user = User.objects.get(pk=int(force_str(urlsafe_base64_decode(user_id))))
     except (ValueError, OverflowError, User.DoesNotExist):
         return None
-    if not user.signup_pending or not signup_tokens.check_token(user, token):
+    if user.is_active or not user.signup_pending or not signup_tokens.check_token(user, token):
         return None
     user.is_active, user.signup_pending = True, False
     user.save(update_fields=["is_active", "signup_pending"])

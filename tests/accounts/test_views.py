@@ -259,7 +259,7 @@ def test_an_account_switched_off_stays_off_whoever_signs_up_with_its_address(
     sign_up(client, "former@example.com", "chosen-by-them-again-1")
 
     (told,) = mailoutbox
-    assert told.subject == "You already have an account" and "/confirm/" not in told.body
+    assert told.subject == "Your account is switched off" and "/confirm/" not in told.body
     switched_off.refresh_from_db()
     assert not switched_off.is_active and switched_off.check_password(PASSWORD)
 
@@ -291,3 +291,30 @@ def test_sign_ups_from_one_address_are_limited(settings, mailoutbox):
     assert User.objects.filter(email__startswith="new").count() == 3
     assert len(mailoutbox) == 3
     assert sign_up(elsewhere, "other@example.com").status_code == 200
+
+
+def test_a_signup_switched_on_in_the_admin_is_an_account_like_any_other(client, admin_client):
+    sign_up(client, "new@example.com", "chosen-by-the-owner-1")
+    pending = User.objects.get(email="new@example.com")
+    form = admin_client.get(f"/admin/accounts/user/{pending.pk}/change/").context["adminform"]
+    data = {name: value for name, value in form.form.initial.items() if value is not None}
+    data |= {"is_active": "on", "groups": [], "plan_change_reason": ""}
+    data.pop("password", None)
+    assert admin_client.post(f"/admin/accounts/user/{pending.pk}/change/", data).status_code == 302
+
+    sign_up(client, "new@example.com", "chosen-by-a-stranger-1")  # then, switched off again:
+    User.objects.filter(pk=pending.pk).update(is_active=False)
+    sign_up(client, "new@example.com", "chosen-by-a-stranger-2")
+
+    account = User.objects.get(pk=pending.pk)
+    assert account.check_password("chosen-by-the-owner-1")
+    assert not account.signup_pending and not account.is_active  # switched off stays off
+
+
+def test_an_active_account_still_marked_pending_takes_no_password_from_a_signup(client):
+    # As the admin left one before it cleared the mark.
+    User.objects.create_user("live@example.com", PASSWORD, signup_pending=True)
+
+    sign_up(client, "live@example.com", "chosen-by-a-stranger-1")
+
+    assert User.objects.get(email="live@example.com").check_password(PASSWORD)
