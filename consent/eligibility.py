@@ -175,13 +175,20 @@ def subjects_withheld(as_of: datetime) -> set[UUID]:
     return set(pending.union(dead, all=True))
 
 
-def intervals_stored_as_of(as_of: datetime) -> QuerySet[EligibilityInterval]:
-    """Return the intervals begun by as_of of subjects with one under way then (is_eligible's)."""
+def intervals_stored_as_of(
+    as_of: datetime, still_at: datetime | None = None
+) -> QuerySet[EligibilityInterval]:
+    """Return the intervals begun by as_of of subjects with one under way then (is_eligible's);
+    given a later moment still_at, those begun by then of subjects with one under way at both."""
     store = EligibilityInterval.objects.using(history_store())
-    under_way = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=as_of).filter(
-        Q(allowed_until__isnull=True) | Q(allowed_until__gt=as_of)
-    )
-    return store.filter(allowed_from__lte=as_of).filter(Exists(under_way))
+
+    def under_way(moment: datetime) -> Exists:
+        at = store.filter(subject_id=OuterRef("subject_id"), allowed_from__lte=moment)
+        return Exists(at.filter(Q(allowed_until__isnull=True) | Q(allowed_until__gt=moment)))
+
+    if still_at is None:
+        return store.filter(allowed_from__lte=as_of).filter(under_way(as_of))
+    return store.filter(allowed_from__lte=still_at).filter(under_way(as_of), under_way(still_at))
 
 
 def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:

@@ -314,7 +314,9 @@ class RunsSeen:
 def runs_while_allowed(user: User) -> RunsSeen:
     """Return how many registered runs selected data while the user allowed training, and when
     the latest did."""
-    runs = list(TrainingRun.objects.order_by("as_of").values_list("as_of", "created_at"))
+    runs = list(
+        TrainingRun.objects.order_by("as_of").values_list("as_of", "snapshot__still_allowing_at")
+    )
     if not runs:
         return RunsSeen(0, None)
     history = subjects_intervals({user.subject_id: MAX_EVENT_NUMBER})[user.subject_id]
@@ -323,6 +325,11 @@ def runs_while_allowed(user: User) -> RunsSeen:
     def allowed(moment: datetime) -> bool:
         return any(interval.allowed_until is None for interval in terms.as_of(history, moment))
 
-    # A run takes the data of those who allowed training as of its moment and when registered.
-    selected = [as_of for as_of, registered in runs if allowed(as_of) and allowed(registered)]
+    # A run takes the data of those who allowed training as of its moment, and, since runs were
+    # registered as of earlier moments, still did when it was registered (its snapshot says).
+    selected = [
+        as_of
+        for as_of, registered in runs
+        if allowed(as_of) and (registered is None or allowed(datetime.fromisoformat(registered)))
+    ]
     return RunsSeen(len(selected), selected[-1] if selected else None)

@@ -42,11 +42,14 @@ SCHEMA = pa.schema(
 ROWS_PER_FILE = 1_000_000
 
 
-def _subjects_as_of(as_of: datetime, withheld: set[UUID]) -> Iterator[tuple[UUID, list[Interval]]]:
-    """Yield each subject who allowed training at as_of, with their intervals as of then."""
+def _subjects_as_of(
+    as_of: datetime, withheld: set[UUID], still_at: datetime | None
+) -> Iterator[tuple[UUID, list[Interval]]]:
+    """Yield each subject who allowed training at as_of (and still did at still_at, if given),
+    with their intervals as of then."""
     terms = Terms.published()
     rows = (
-        intervals_stored_as_of(as_of)
+        intervals_stored_as_of(as_of, still_at)
         .order_by("subject_id", "allowed_from")
         .values_list(
             "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
@@ -56,10 +59,10 @@ def _subjects_as_of(as_of: datetime, withheld: set[UUID]) -> Iterator[tuple[UUID
     stored: list[Interval] = []
     for subject_id, since, until, version, retention in rows.iterator(chunk_size=20_000):
         if subject_id != subject:
-            yield from _allowing(subject, stored, terms, as_of, withheld)
+            yield from _allowing(subject, stored, terms, as_of, withheld, still_at)
             subject, stored = subject_id, []
         stored.append(Interval(since, until, version, retention))
-    yield from _allowing(subject, stored, terms, as_of, withheld)
+    yield from _allowing(subject, stored, terms, as_of, withheld, still_at)
 
 
 def _allowing(
@@ -68,11 +71,14 @@ def _allowing(
     terms: Terms,
     as_of: datetime,
     withheld: set[UUID],
+    still_at: datetime | None,
 ) -> Iterator[tuple[UUID, list[Interval]]]:
     if subject is None or subject in withheld:
         return
-    intervals = terms.as_of(stored, as_of)
-    if any(interval.allowed_until is None for interval in intervals):
+    intervals = terms.as_of(stored, as_of)  # those begun later are left out: not as of then
+    if not any(interval.allowed_until is None for interval in intervals):
+        return
+    if still_at is None or any(i.allowed_until is None for i in terms.as_of(stored, still_at)):
         yield subject, intervals
 
 
@@ -102,16 +108,11 @@ def snapshot_write(
     while withheld and time.monotonic() < deadline:
         time.sleep(0.2)
         withheld = subjects_withheld(latest)
-    still = None
-    if latest > as_of:
-        still = {subject for subject, _ in _subjects_as_of(latest, withheld)}
+    still_at = latest if latest > as_of else None
     out.mkdir(parents=True, exist_ok=True)
     files: list[dict[str, Any]] = []
-    columns, subjects, stopped = _empty(), 0, 0
-    for subject, intervals in _subjects_as_of(as_of, withheld):
-        if still is not None and subject not in still:
-            stopped += 1
-            continue
+    columns, subjects = _empty(), 0
+    for subject, intervals in _subjects_as_of(as_of, withheld, still_at):
         subjects += 1
         for interval in intervals:
             columns["subject_id"].append(str(subject))
@@ -135,8 +136,7 @@ def snapshot_write(
         "rows": sum(file["rows"] for file in files),
         "subjects": subjects,
         "withheld_subjects": len(withheld),
-        "still_allowing_at": latest.isoformat() if still is not None else None,
-        "stopped_allowing_subjects": stopped,
+        "still_allowing_at": still_at.isoformat() if still_at else None,
         "files": files,
         "newest_event": newest
         and {"id": newest["pk"], "created_at": newest["created_at"].isoformat()},

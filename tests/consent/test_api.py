@@ -403,7 +403,8 @@ def test_a_run_registered_now_as_of_earlier_leaves_out_whoever_stopped_allowing_
 
     assert response.status_code == 201
     run = response.json()
-    assert (run["snapshot"]["subjects"], run["snapshot"]["stopped_allowing_subjects"]) == (1, 1)
+    assert run["snapshot"]["subjects"] == 1
+    assert run["snapshot"]["still_allowing_at"] > run["as_of"]
     answers = post(client, f"/api/v1/runs/{run['id']}/eligibility", {"pairs": chats}, secret)
     assert answers.json()["eligible"] == [False, True]
     if leaves == "turns it off":  # and the user is not told a run took their chats
@@ -657,3 +658,17 @@ def test_a_user_never_selected_is_told_so(client, consumer, policy):
     client.force_login(consumer)
 
     assert "No training run has selected" in client.get("/settings/privacy/").content.decode()
+
+
+def test_a_run_registered_before_runs_were_checked_at_registration_still_counts(
+    client, consumer, allowed_an_hour_ago
+):
+    # Its snapshot took whoever allowed training as of its moment, this user among them.
+    as_of = allowed_an_hour_ago + timedelta(minutes=1)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    TrainingRun.objects.create(name="old", as_of=as_of, snapshot={"files": []})
+    client.force_login(consumer)
+
+    page = client.get("/settings/privacy/").content.decode()
+
+    assert "1 training run selected your chats and coding sessions" in page
