@@ -114,13 +114,15 @@ def refuse(request: HttpRequest, error: HttpError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def refuse_unauthenticated(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
-    """401 with the scheme it wants (RFC 6750), the same whatever was wrong with a token given;
-    error="invalid_token" says that one was given, which the client knows already."""
+    """401 with the scheme it wants (RFC 6750), the same whatever was wrong with a bearer token
+    sent; error="invalid_token" says that one was sent, which the client knows already, and
+    none is named for a request without one (RFC 6750, 3.1)."""
     body = {"detail": "A valid API token is needed: Authorization: Bearer <token>."}
     response = api.create_response(request, body, status=401)
-    given = "Authorization" in request.headers
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    sent = scheme.lower() == "bearer" and token.strip()
     response["WWW-Authenticate"] = 'Bearer realm="api"' + (
-        ', error="invalid_token"' if given else ""
+        ', error="invalid_token"' if sent else ""
     )
     return response
 
