@@ -16,6 +16,13 @@ class ConsentThrottled(ConsentError):
         self.retry_after = retry_after
 
 
+class ChoiceMade(ConsentError):
+    """A pop-up's choice came while none was asked for any more: one was made elsewhere."""
+
+    def __init__(self) -> None:
+        super().__init__("A choice was made already: the pop-up asks for none now.")
+
+
 class RunExists(ConsentError):
     """A training run of that name is registered already, selecting as of another moment."""
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.audit import GENESIS_HASH, event_hash
-from consent.exceptions import ConsentError, ConsentThrottled
+from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
 from consent.metadata import RequestMeta
 from consent.metrics import DECISIONS
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
@@ -194,6 +194,8 @@ def consent_change(
         raise ConsentError(
             f"Policy version {policy_version} is not the current one ({policy.version})."
         )
+    if channel == Channel.POPUP and not needs_choice(consent, policy):
+        raise ChoiceMade  # a pop-up left open while the user chose in another tab
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
     if consent.state == after and not needs_choice(consent, policy):
         return None

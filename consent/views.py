@@ -25,7 +25,7 @@ from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from consent.exceptions import ConsentError, ConsentThrottled
+from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
 from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
 from consent.history import events_oldest_first, history_csv, history_json, history_lines
 from consent.metadata import RequestMeta
@@ -134,11 +134,6 @@ def _render_home(
 def popup_decide(request: UserRequest) -> HttpResponse:
     user = request.user
     form = ChoiceForm(request.POST)
-    consent, policy = consent_and_policy(user)
-    if form.is_valid() and policy and user.is_consumer and not needs_choice(consent, policy):
-        # A pop-up left open while a choice was made elsewhere: it asks nothing now.
-        messages.info(request, _chosen_elsewhere_message())
-        return redirect("home")
     if form.is_valid():
         try:
             event = _decide(request, form, channel=Channel.POPUP)
@@ -147,6 +142,9 @@ def popup_decide(request: UserRequest) -> HttpResponse:
                 request, prompt_for(user), error=_too_many(throttled), status=429
             )
             return _retry_after(response, throttled)
+        except ChoiceMade:  # a pop-up left open while the user chose in another tab
+            messages.info(request, _chosen_elsewhere_message())
+            return redirect("home")
         except ConsentError:
             form.add_error(None, _refusal(form))
         else:
@@ -160,7 +158,9 @@ def _decide(request: UserRequest, form: ChoiceForm, *, channel: str) -> ConsentE
     """Record a choice asked for as the pop-up asks it, with the default its switch started at.
     A page loaded before a choice was made elsewhere asks nothing now, nor shows a default."""
     meta = RequestMeta.from_request(request)
-    asked = needs_choice(*consent_and_policy(request.user))
+    # The pop-up always asked (the service refuses it once a choice stands); a settings page
+    # loaded before a choice was made elsewhere asks nothing now.
+    asked = channel == Channel.POPUP or needs_choice(*consent_and_policy(request.user))
     return consent_change(
         user=request.user,
         allowed=form.allowed_value,

@@ -8,7 +8,7 @@ from django.utils import timezone
 from accounts.models import User
 from consent import policies, services
 from consent.audit import audit_first_break
-from consent.exceptions import ConsentError, ConsentThrottled
+from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
 from consent.metadata import RequestMeta
 from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
 from consent.selectors import consent_for, prompt_for
@@ -499,3 +499,16 @@ def test_a_long_value_is_refused_not_cut(policy, consumer, support_agent):
         )
 
     assert not events_of(consumer)
+
+
+def test_a_pop_up_choice_once_one_stands_is_refused_and_writes_nothing(policy, consumer):
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    before = ConsentEvent.objects.count()
+
+    with pytest.raises(ChoiceMade):
+        services.consent_change(
+            user=consumer, allowed=True, channel=Channel.POPUP, shown_default=True
+        )
+
+    assert ConsentEvent.objects.count() == before
+    assert consent_for(consumer).state == ConsentState.DECLINED
