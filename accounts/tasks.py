@@ -1,4 +1,6 @@
 import logging
+import random
+import smtplib
 
 from celery import Task, shared_task
 from django.conf import settings
@@ -18,21 +20,34 @@ def clear_sessions() -> None:
 
 @shared_task(bind=True, max_retries=14)
 def mail_deliver(self: Task, mailer: str, fields: dict) -> None:
-    """Send a mail the web process queued (accounts.mail.QueuedEmailBackend); while the mail
-    server is away (an SMTP error is an OSError), try again 5 s later, then 10 s, 20 s... up to
-    10 minutes apart: about an hour and a half in all."""
-    # Anyone may ask for a sign-up or a new password for any address, as often as they like.
-    to = ",".join(sorted(fields["to"]))
-    if self.request.retries == 0 and counted_over(f"mail to {to}", settings.ACCOUNT_MAIL_RATE):
-        logger.warning("Mail not sent (%s): too many to the address this hour", fields["subject"])
+    """Send a mail the web process queued (accounts.mail.QueuedEmailBackend). While the mail
+    server is away or answers "later" (4xx), try again about 5 s later, then 10 s, 20 s... up to
+    10 minutes apart: about an hour and a half in all. A refusal for good (5xx) is logged once."""
+    # Anyone may ask for a sign-up or a new password for any address, as often as they like;
+    # counted by kind, so that asking for one kind never holds back the other.
+    kind, to = fields["subject"], ",".join(sorted(fields["to"]))
+    if self.request.retries == 0 and counted_over(
+        f"mail {kind} to {to}", settings.ACCOUNT_MAIL_RATE
+    ):
+        logger.warning("Mail not sent (%s): too many of them to the address lately", kind)
         return
     try:
         PlainTextMail(**fields).send(using=mailer)
-    except OSError as error:
-        logger.warning(
-            "Mail not sent (%s), try %d: %r", fields["subject"], self.request.retries + 1, error
-        )
-        raise self.retry(exc=error, countdown=min(600, 5 * 2**self.request.retries)) from error
+    except OSError as error:  # what smtplib raises, and a connection refused or cut
+        if _refused_for_good(error):
+            logger.error("Mail not sent (%s): the mail server refused it for good: %r", kind, error)
+            return
+        logger.warning("Mail not sent (%s), try %d: %r", kind, self.request.retries + 1, error)
+        longest = min(600, 5 * 2**self.request.retries)
+        countdown = random.uniform(longest / 2, longest)  # noqa: S311 - spreads a crowd out
+        raise self.retry(exc=error, countdown=countdown) from error
+
+
+def _refused_for_good(error: OSError) -> bool:
+    """Tell whether the mail server's reply was a permanent refusal (5xx), never to be retried."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in error.recipients.values())
+    return isinstance(error, smtplib.SMTPResponseException) and error.smtp_code >= 500
 
 
 @shared_task

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from accounts import views
-from accounts.forms import PasswordResetRequestForm, SignInForm
+from accounts.forms import SignInForm
 
 urlpatterns = [
     path(
@@ -24,10 +24,7 @@ urlpatterns = [
     ),
     path(
         "password_reset/",
-        auth_views.PasswordResetView.as_view(
-            form_class=PasswordResetRequestForm,
-            template_name="accounts/password_reset.html",
-        ),
+        views.PasswordResetView.as_view(),
         name="password_reset",
     ),
     path(

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -9,11 +10,10 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from accounts.forms import AccountDeleteForm, SignUpForm
-from accounts.limits import counted_over
+from accounts.forms import AccountDeleteForm, PasswordResetRequestForm, SignUpForm
+from accounts.limits import client_network, counted_over
 from accounts.models import User
 from accounts.services import signup_confirm, signup_request
-from config.proxies import client_address
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
 from consent.services import Channel, account_delete
@@ -25,13 +25,10 @@ def signup(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
         return redirect("home")
     form = SignUpForm(request.POST or None)
-    # Each sign-up hashes a password, at a cost made to be felt: not without end from one place.
-    if request.method == "POST" and counted_over(
-        f"sign-up from {client_address(request)}", settings.SIGN_UP_RATE
-    ):
-        error = _("Too many sign-ups from your network: try again later.")
-        return render(request, "accounts/signup.html", {"form": form, "error": error}, status=429)
     if request.method == "POST" and form.is_valid():
+        # Each hashes a password, at a cost made to be felt: not without end from one client.
+        if asked_too_often(request, "sign-up"):
+            return too_often(request, "accounts/signup.html", {"form": form})
         email = form.cleaned_data["email"]
         signup_request(
             email=email,
@@ -43,6 +40,32 @@ def signup(request: HttpRequest) -> HttpResponse:
         )
         return render(request, "accounts/signup_sent.html", {"email": email})
     return render(request, "accounts/signup.html", {"form": form})
+
+
+def asked_too_often(request: HttpRequest, what: str) -> bool:
+    """Count one more ask from the client; tell whether ACCOUNT_REQUEST_RATE's limit is passed."""
+    return counted_over(f"{what} from {client_network(request)}", settings.ACCOUNT_REQUEST_RATE)
+
+
+def too_often(request: HttpRequest, template: str, context: dict) -> HttpResponse:
+    """Answer 429 on the form's own page, saying so, and when to try again at the latest."""
+    error = _("Too many requests from your network: try again later.")
+    response = render(request, template, context | {"error": error}, status=429)
+    response["Retry-After"] = str(settings.ACCOUNT_REQUEST_RATE[1])
+    return response
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's, asked at most ACCOUNT_REQUEST_RATE times from one client: each ask queues a
+    task, which may mail, and the mail server's time is not free."""
+
+    form_class = PasswordResetRequestForm
+    template_name = "accounts/password_reset.html"
+
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        if asked_too_often(self.request, "new password"):
+            return too_often(self.request, self.template_name, {"form": form})
+        return super().form_valid(form)
 
 
 @require_http_methods(["GET", "POST"])

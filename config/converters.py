@@ -14,6 +14,6 @@ class RowId:
 
 
 class EventNumber(RowId):
-    """A user's event number: a PostgreSQL integer."""
+    """A user's event number, or a policy's version: a PostgreSQL integer."""
 
     regex = "[1-9][0-9]{0,8}"

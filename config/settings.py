@@ -29,6 +29,18 @@ def env_bool(name: str, default: bool) -> bool:
     return os.environ.get(name, str(default)).strip().lower() in {"1", "true", "yes", "on"}
 
 
+def env_rate(name: str, default: str) -> tuple[int, int]:
+    """Read "times/seconds" (at least 1 in at least 1 second) from the environment."""
+    times, _, seconds = os.environ.get(name, default).partition("/")
+    try:
+        rate = (int(times), int(seconds))
+    except ValueError:
+        rate = (0, 0)
+    if min(rate) < 1:
+        raise ImproperlyConfigured(f"{name} is times/seconds, at least 1 in at least 1 second.")
+    return rate
+
+
 def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -236,6 +248,10 @@ CELERY_TASK_ROUTES = {
         "consent.tasks.prune_outbox",
         "accounts.tasks.clear_sessions",
     )
+} | {
+    # Mail waits on a mail server, for up to 10 s a try: never in the way of users' changes.
+    task: {"queue": "mail"}
+    for task in ("accounts.tasks.mail_deliver", "accounts.tasks.password_reset_mail")
 }
 CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = BROKER.queue_type
 CELERY_TASK_CREATE_MISSING_QUEUE_EXCHANGE_TYPE = BROKER.exchange_type
@@ -313,10 +329,7 @@ CONSENT_PRODUCT_NAME = os.environ.get("CONSENT_PRODUCT_NAME", "Help improve the 
 CONSENT_CONTROLLER_NAME = os.environ.get("CONSENT_CONTROLLER_NAME", "Assistant")
 # A user may change the setting this many times at once, then once every seconds / times ("10/60":
 # a burst of 10, then one every 6 s).
-_toggle_limit, _toggle_period = os.environ.get("CONSENT_TOGGLE_RATE", "10/60").split("/")
-CONSENT_TOGGLE_RATE = (int(_toggle_limit), int(_toggle_period))
-if min(CONSENT_TOGGLE_RATE) < 1:
-    raise ImproperlyConfigured("CONSENT_TOGGLE_RATE needs at least 1 change in at least 1 second.")
+CONSENT_TOGGLE_RATE = env_rate("CONSENT_TOGGLE_RATE", "10/60")
 
 # Email: queued for a worker, which sends it with the "delivery" mailer: by SMTP once EMAIL_HOST is
 # set, else to files in EMAIL_FILE_PATH if that is set, else printed to the console.
@@ -347,12 +360,11 @@ MAILERS = {
     "delivery": _delivery,
 }
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "privacy@localhost")
-# At most this many account mails to one address in so many seconds; the rest are dropped.
-_mail_limit, _mail_period = os.environ.get("ACCOUNT_MAIL_RATE", "5/3600").split("/")
-ACCOUNT_MAIL_RATE = (int(_mail_limit), int(_mail_period))
-# At most this many sign-ups from one client address in so many seconds; the rest get a 429.
-_signup_limit, _signup_period = os.environ.get("SIGN_UP_RATE", "10/3600").split("/")
-SIGN_UP_RATE = (int(_signup_limit), int(_signup_period))
+# At most this many account mails of a kind to one address in so many seconds; the rest are
+# dropped. And at most this many sign-ups, and as many asks for a new password, from one client
+# (an IPv6 /64); the rest get a 429.
+ACCOUNT_MAIL_RATE = env_rate("ACCOUNT_MAIL_RATE", "5/3600")
+ACCOUNT_REQUEST_RATE = env_rate("ACCOUNT_REQUEST_RATE", "10/3600")
 
 # /metrics answers a scraper with the METRICS_TOKEN bearer token or on METRICS_ALLOWED_NETWORKS.
 # prometheus-client reads PROMETHEUS_MULTIPROC_DIR when first imported, after these settings:

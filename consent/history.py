@@ -106,11 +106,11 @@ def history_lines(
 
 
 def _facts(event: ConsentEvent) -> list[str]:
-    facts = [
+    # The policy version follows, in the page, as a link to its terms.
+    return [
         choice_label(ConsentEvent.Channel, event.channel),
         _("By: %(who)s") % {"who": actor_label(event)},
     ]
-    return facts  # the policy version follows, as a link to its terms
 
 
 def _reached(propagation: Propagation | None) -> list[str]:

@@ -21,5 +21,5 @@ urlpatterns = [
         name="privacy_receipt",
     ),
     path("help/privacy/", views.help_privacy, name="help_privacy"),
-    path("help/privacy/terms/<int:version>/", views.help_terms, name="privacy_terms"),
+    path("help/privacy/terms/<event_number:version>/", views.help_terms, name="privacy_terms"),
 ]

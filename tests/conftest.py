@@ -33,10 +33,10 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
-def sign_ups_unlimited(settings):
-    """Let the tests, all from 127.0.0.1, sign up as often as they do: the count would outlive
-    a test in the shared cache. The test of the limit sets one."""
-    settings.SIGN_UP_RATE = (1_000_000, 1)
+def account_requests_unlimited(settings):
+    """Let the tests, all from 127.0.0.1, sign up and ask for new passwords as often as they
+    do: the count would outlive a test in the shared cache. The tests of the limit set one."""
+    settings.ACCOUNT_REQUEST_RATE = (1_000_000, 1)
 
 
 @pytest.fixture(autouse=True)

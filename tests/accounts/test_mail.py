@@ -1,6 +1,7 @@
 import io
 import logging
 import re
+import smtplib
 import time
 import uuid
 
@@ -15,7 +16,7 @@ from tests.accounts.test_password_reset import ask_for_a_link
 from tests.conftest import free_port
 from tests.factories import PASSWORD
 from tests.support.celery import celery_broker
-from tests.support.mail import QUEUED
+from tests.support.mail import QUEUED, RefusingSmtpServer
 
 pytestmark = pytest.mark.django_db
 
@@ -137,6 +138,41 @@ def test_at_most_five_mails_an_hour_go_to_one_address(mailoutbox, caplog):
     for _ in range(7):
         mail_deliver("delivery", fields)  # as a worker runs each one the web process queues
     mail_deliver("delivery", fields | {"to": other})
+    mail_deliver("delivery", fields | {"subject": "Confirm your account"})  # another kind
 
-    assert [mail.to for mail in mailoutbox] == [to] * 5 + [other]
-    assert "too many to the address this hour" in caplog.text
+    assert [(mail.to, mail.subject) for mail in mailoutbox] == [
+        *[(to, "Choose a new password")] * 5,
+        (other, "Choose a new password"),
+        (to, "Confirm your account"),
+    ]
+    assert "too many of them to the address lately" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("reply", "tried_again"),
+    [("451 4.3.0 try again later", True), ("550 5.1.0 sender refused", False)],
+)
+def test_a_refusal_for_good_is_logged_once_and_one_for_now_tried_again(
+    settings, caplog, reply, tried_again
+):
+    server = RefusingSmtpServer(reply)
+    options = {"host": "127.0.0.1", "port": server.port, "use_tls": False, "timeout": 5}
+    settings.MAILERS = settings.MAILERS | {
+        "smtp": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}
+    }
+    to = [f"{uuid.uuid4().hex}@example.com"]
+    fields = {"subject": "Confirm your account", "body": "...", "to": to}
+
+    try:
+        # Run here, a task given up by retry() raises its error; in a worker it comes back.
+        if tried_again:
+            with pytest.raises(smtplib.SMTPSenderRefused):
+                mail_deliver("smtp", fields)
+        else:
+            mail_deliver("smtp", fields)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    said = "refused it for good" if not tried_again else "try 1"
+    assert said in caplog.text

@@ -278,19 +278,32 @@ def test_a_link_to_choose_a_new_password_confirms_no_signup(client):
     assert client.get("/").status_code == 302
 
 
-def test_sign_ups_from_one_address_are_limited(settings, mailoutbox):
-    settings.SIGN_UP_RATE = (3, 3600)
-    here = Client(REMOTE_ADDR=str(ipaddress.IPv6Address(uuid.uuid4().int)))  # new to the cache
+def signing_up(n: int) -> dict[str, str]:
+    return {"email": f"new{n}@example.com", "password1": PASSWORD, "password2": PASSWORD}
+
+
+@pytest.mark.parametrize(
+    ("path", "form", "done"),
+    [
+        ("/accounts/signup/", signing_up, 200),
+        ("/accounts/password_reset/", lambda n: {"email": f"new{n}@example.com"}, 302),
+    ],
+    ids=["sign-up", "new-password"],
+)
+def test_asks_from_one_client_are_limited(settings, path, form, done):
+    settings.ACCOUNT_REQUEST_RATE = (3, 3600)
+    network = ipaddress.IPv6Network((uuid.uuid4().int >> 64 << 64, 64))  # new to the cache
+    here, also_here = (Client(REMOTE_ADDR=str(network[n])) for n in (1, 2))  # one host's /64
     elsewhere = Client(REMOTE_ADDR=str(ipaddress.IPv6Address(uuid.uuid4().int)))
 
-    answers = [sign_up(here, f"new{n}@example.com").status_code for n in range(5)]
+    answers = [(here if n % 2 else also_here).post(path, form(n)) for n in range(4)]
 
-    assert answers == [200, 200, 200, 429, 429]
-    refused = sign_up(here, "new9@example.com")
-    assert "Too many sign-ups from your network" in refused.content.decode()
-    assert User.objects.filter(email__startswith="new").count() == 3
-    assert len(mailoutbox) == 3
-    assert sign_up(elsewhere, "other@example.com").status_code == 200
+    assert [answer.status_code for answer in answers] == [done, done, done, 429]
+    assert answers[3]["Retry-After"] == "3600"
+    assert "Too many requests from your network" in answers[3].content.decode()
+    invalid = here.post(path, {"email": "not an address"})  # costs nothing: not counted
+    assert invalid.status_code == 200 and invalid.context["form"].errors
+    assert elsewhere.post(path, form(9)).status_code == done
 
 
 def test_a_signup_switched_on_in_the_admin_is_an_account_like_any_other(client, admin_client):
