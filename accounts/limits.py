@@ -1,11 +1,7 @@
 import hashlib
-import ipaddress
 import logging
 
 from django.core.cache import cache
-from django.http import HttpRequest
-
-from config.proxies import client_address
 
 logger = logging.getLogger(__name__)
 
@@ -22,13 +18,3 @@ def counted_over(what: str, rate: tuple[int, int]) -> bool:
     except Exception:  # Redis away, or the file cache's directory: the limit waits for it
         logger.warning("Counted by no limit: the cache is not answering", exc_info=True)
         return False
-
-
-def client_network(request: HttpRequest) -> str:
-    """Return the client's address, or its IPv6 /64: one host may hold a whole /64."""
-    address = client_address(request)
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    return str(ipaddress.ip_network(f"{ip}/64", strict=False)) if ip.version == 6 else str(ip)

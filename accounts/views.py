@@ -11,9 +11,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import AccountDeleteForm, PasswordResetRequestForm, SignUpForm
-from accounts.limits import client_network, counted_over
+from accounts.limits import counted_over
 from accounts.models import User
 from accounts.services import signup_confirm, signup_request
+from config.proxies import client_network
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
 from consent.services import Channel, account_delete

@@ -30,4 +30,19 @@ def client_address(request: HttpRequest) -> str:
     hops = [hop.strip() for hop in forwarded if hop.strip()]
     while hops and _trusted(address) and _address(hops[-1]):
         address = hops.pop()
+    # An IPv4 client of a dual-stack socket, or of a proxy that writes it so, as ::ffff:a.b.c.d:
+    # the IPv4 address it is, not one of a single IPv6 /64 that every such client shares.
+    ip = _address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return address
+
+
+def client_network(request: HttpRequest) -> str:
+    """Return the client's address, or for IPv6 the first address of its /64, which one host
+    may hold whole: what the sign-in lock and the request limits count as one client."""
+    address = client_address(request)
+    ip = _address(address)
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
     return address

@@ -179,9 +179,11 @@ AXES_USERNAME_CALLABLE = "accounts.models.sign_in_username"
 AXES_RESET_ON_SUCCESS = False
 AXES_LOCKOUT_TEMPLATE = "accounts/locked.html"
 AXES_HTTP_RESPONSE_CODE = 429
+
 # The client's address is the connection's, or behind a proxy named in TRUSTED_PROXIES the one
-# that proxy was reached from: a header a client sets is not trusted for it.
-AXES_CLIENT_IP_CALLABLE = "config.proxies.client_address"
+# that proxy was reached from (a header a client sets is not trusted for it); an IPv6 client is
+# its /64, which one host may hold whole.
+AXES_CLIENT_IP_CALLABLE = "config.proxies.client_network"
 AXES_VERBOSE = False
 # No row a sign-in with its address: only failures are kept, and only until they expire.
 AXES_DISABLE_ACCESS_LOG = True

@@ -2,6 +2,7 @@
 for the proxies the deployment trusts and no others."""
 
 import ipaddress
+import uuid
 
 import pytest
 from django.test import Client
@@ -29,6 +30,8 @@ def behind_a_proxy(settings):
         ("203.0.113.9", "127.0.0.1", "203.0.113.9"),  # not through a proxy of ours
         (PROXY, "unknown", PROXY),  # not an address: the proxy's word ends there
         (PROXY, "198.51.100.1, 203.0.113.9:443", PROXY),
+        ("::ffff:203.0.113.9", "", "203.0.113.9"),  # IPv4 on a dual-stack socket
+        (PROXY, "::ffff:198.51.100.1", "198.51.100.1"),
     ],
 )
 def test_the_client_is_the_nearest_address_no_trusted_proxy_holds(
@@ -61,6 +64,28 @@ def test_one_client_behind_the_proxy_locked_out_locks_out_nobody_else(behind_a_p
 
     assert sign_in(attacker, account.email, PASSWORD) == 429  # that address is locked out
     assert sign_in(user, account.email, PASSWORD) == 302  # the proxy's other clients are not
+
+
+@pytest.mark.django_db
+def test_addresses_of_one_ipv6_64_are_one_client_to_the_sign_in_lock(behind_a_proxy):
+    accounts = [UserFactory() for _ in range(2)]
+    for n in range(5):  # one password tried on many accounts, from ever new addresses of one /64
+        sign_in(through_the_proxy(f"2001:db8:0:1::{n + 1}"), f"made-up-{n}@example.com", "guess")
+
+    assert sign_in(through_the_proxy("2001:db8:0:1::99"), accounts[0].email, PASSWORD) == 429
+    assert sign_in(through_the_proxy("2001:db8:0:2::1"), accounts[1].email, PASSWORD) == 302
+
+
+@pytest.mark.django_db
+def test_every_ipv4_client_of_a_dual_stack_socket_is_its_own(settings):
+    settings.ACCOUNT_REQUEST_RATE = (1, 3600)
+    first, second = (
+        Client(REMOTE_ADDR=f"::ffff:{ipaddress.IPv4Address(uuid.uuid4().int >> 96)}")
+        for _ in range(2)
+    )  # new to the cache
+
+    assert first.post("/accounts/password_reset/", {"email": "a@example.com"}).status_code == 302
+    assert second.post("/accounts/password_reset/", {"email": "b@example.com"}).status_code == 302
 
 
 @pytest.mark.django_db
