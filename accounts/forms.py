@@ -84,6 +84,14 @@ class PasswordResetRequestForm(PasswordResetForm):
         mail_send(to_email, "password_reset", context)
 
 
+class SignupConfirmForm(forms.Form):
+    password = forms.CharField(
+        label=_("The password you chose when signing up"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password", "autofocus": True}),
+    )
+
+
 class AccountDeleteForm(forms.Form):
     # The password again, checked as a sign-in is: failures count towards axes' limit, so that
     # a session left open cannot be used to guess it.

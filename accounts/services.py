@@ -35,7 +35,8 @@ def signup_request(
     the owner of an existing account is told instead, with the way to a new password. Either way
     the answer is the same.
 
-    An account never confirmed takes the new password: only the link proves the inbox. One
+    An account never confirmed takes the new password, and its link asks for it: only the link
+    proves the inbox, and only the password that the inbox's owner chose switches it on. One
     switched off in the admin is an existing account: signing up never switches it on again.
     """
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
@@ -54,15 +55,23 @@ def signup_request(
     mail_send(user.email, "signup_confirm", {"user": user, "link": link})
 
 
-def signup_confirm(*, user_id: str, token: str) -> User | None:
-    """Switch on the account the link names, if it awaits the link and the link is still good;
-    return it."""
+class SignupPasswordWrong(Exception):
+    """The link is good, but the password is not the one its sign-up chose; nothing changed."""
+
+
+def signup_confirm(*, user_id: str, token: str, password: str) -> User | None:
+    """Switch on the account the link names, if it awaits the link, the link is still good and
+    the password is the one its sign-up chose (SignupPasswordWrong if not); return it, or None
+    for a link no longer good. Following the link proves the inbox; the password proves the
+    sign-up was its owner's, not that of someone who signed up with the address since."""
     try:
         user = User.objects.get(pk=int(force_str(urlsafe_base64_decode(user_id))))
     except (ValueError, OverflowError, User.DoesNotExist):
         return None
     if user.is_active or not user.signup_pending or not signup_tokens.check_token(user, token):
         return None
+    if not user.check_password(password):
+        raise SignupPasswordWrong
     user.is_active, user.signup_pending = True, False
     user.save(update_fields=["is_active", "signup_pending"])
     return user

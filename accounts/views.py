@@ -10,10 +10,15 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from accounts.forms import AccountDeleteForm, PasswordResetRequestForm, SignUpForm
+from accounts.forms import (
+    AccountDeleteForm,
+    PasswordResetRequestForm,
+    SignupConfirmForm,
+    SignUpForm,
+)
 from accounts.limits import counted_over
 from accounts.models import User
-from accounts.services import signup_confirm, signup_request
+from accounts.services import SignupPasswordWrong, signup_confirm, signup_request
 from config.proxies import client_network
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
@@ -71,13 +76,27 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 @require_http_methods(["GET", "POST"])
 def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResponse:
-    """Ask for a click to confirm (a mail scanner that opens the link confirms nothing), then
-    activate the account and sign in."""
+    """Ask for the password chosen at sign-up to confirm (a mail scanner that opens the link
+    confirms nothing, nor does the owner of the inbox confirm a sign-up someone else made with
+    their address), then switch the account on and sign in."""
     if request.user.is_authenticated:
         return redirect("home")
-    if request.method == "GET":
-        return render(request, "accounts/signup_confirm.html")
-    user = signup_confirm(user_id=user_id, token=token)
+    form = SignupConfirmForm(request.POST or None)
+    if request.method == "GET" or not form.is_valid():
+        status = 400 if form.errors else 200
+        return render(request, "accounts/signup_confirm.html", {"form": form}, status=status)
+    try:
+        user = signup_confirm(user_id=user_id, token=token, password=form.cleaned_data["password"])
+    except SignupPasswordWrong:
+        form.add_error(
+            "password",
+            _(
+                "That is not the password chosen when signing up with this address. If you "
+                "signed up more than once, it is the last one; if you did not sign up, ignore "
+                "the mail."
+            ),
+        )
+        return render(request, "accounts/signup_confirm.html", {"form": form}, status=400)
     if user is None:
         return render(request, "accounts/signup_confirm.html", {"expired": True}, status=400)
     login(request, user, backend="django.contrib.auth.backends.ModelBackend")

@@ -51,7 +51,7 @@ PAGES = [
     ("anonymous", "get", "/accounts/login/", ["next"]),
     ("anonymous", "post", "/accounts/login/", ["username", "password", "next"]),
     ("anonymous", "post", "/accounts/signup/", ["email", "password1", "password2"]),
-    ("anonymous", "post", "/accounts/signup/confirm/MQ/x/", []),
+    ("anonymous", "post", "/accounts/signup/confirm/MQ/x/", ["password"]),
     ("user", "post", "/accounts/delete/", ["password"]),
     ("anonymous", "post", "/accounts/password_reset/", ["email"]),
     ("anonymous", "get", "/accounts/reset/MQ/x/", ["x"]),

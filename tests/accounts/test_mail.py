@@ -68,7 +68,7 @@ def test_a_worker_sends_the_mail_and_looks_up_who_gets_a_new_password(client, ma
         ("old@example.com", "You already have an account"),
         ("old@example.com", "Choose a new password"),
     ]
-    confirmed = client.post(delivered_link(mails[0]))
+    confirmed = client.post(delivered_link(mails[0]), {"password": PASSWORD})
     assert confirmed.status_code == 302
     assert User.objects.get(email="new@example.com").is_active
     client.post("/accounts/logout/")

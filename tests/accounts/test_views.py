@@ -49,7 +49,7 @@ def test_signing_up_mails_a_link_that_makes_a_free_consumer_and_signs_in(client,
     assert "Confirm and sign in" in client.get(link).content.decode()  # a GET changes nothing
     assert not User.objects.get(pk=user.pk).is_active
 
-    confirmed = client.post(link)
+    confirmed = client.post(link, {"password": PASSWORD})
 
     assert confirmed.status_code == 302
     assert User.objects.get(pk=user.pk).is_active
@@ -60,12 +60,16 @@ def test_signing_up_mails_a_link_that_makes_a_free_consumer_and_signs_in(client,
 def test_a_used_or_forged_link_confirms_nothing(client, mailoutbox):
     sign_up(client, "new@example.com")
     link = link_in(mailoutbox[0])
-    client.post(link)
+    client.post(link, {"password": PASSWORD})
     client.post("/accounts/logout/")
 
-    assert client.post(link).status_code == 400
-    assert client.post("/accounts/signup/confirm/MQ/forged-token/").status_code == 400
-    assert client.post("/accounts/signup/confirm/%%%/x/").status_code == 400
+    for used_or_forged in (
+        link,
+        "/accounts/signup/confirm/MQ/forged-token/",
+        "/accounts/signup/confirm/%%%/x/",
+    ):
+        refused = client.post(used_or_forged, {"password": PASSWORD})
+        assert refused.status_code == 400 and "no longer good" in refused.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -106,13 +110,44 @@ def test_an_unconfirmed_signup_can_be_asked_again_with_a_new_password(client, ma
     sign_up(client, "new@example.com", "first-long-password-1")
     sign_up(client, "new@example.com", "second-long-password-2")
 
-    client.post(link_in(mailoutbox[-1]))
+    client.post(link_in(mailoutbox[-1]), {"password": "second-long-password-2"})
     client.post("/accounts/logout/")
 
     response = client.post(
         "/accounts/login/", {"username": "new@example.com", "password": "second-long-password-2"}
     )
     assert response.status_code == 302
+
+
+def test_a_signup_made_with_someone_elses_address_is_never_theirs_to_confirm(client, mailoutbox):
+    sign_up(client, "owner@example.com", "chosen-by-the-owner-1")
+    sign_up(Client(), "OWNER@example.com", "chosen-by-a-stranger-1")  # replaces the password
+
+    # The owner follows the newest link, which the stranger's sign-up sent them, and is asked
+    # for the password: theirs is not the one that sign-up chose.
+    refused = client.post(link_in(mailoutbox[-1]), {"password": "chosen-by-the-owner-1"})
+
+    assert (
+        refused.status_code == 400 and "That is not the password chosen" in refused.content.decode()
+    )
+    assert not User.objects.get(email="owner@example.com").is_active
+    assert client.get("/").status_code == 302  # not signed in
+    sign_up(client, "owner@example.com", "chosen-by-the-owner-1")  # as the page says: again
+    assert (
+        client.post(link_in(mailoutbox[-1]), {"password": "chosen-by-the-owner-1"}).status_code
+        == 302
+    )
+    account = User.objects.get(email="owner@example.com")
+    assert account.is_active and account.check_password("chosen-by-the-owner-1")
+
+
+def test_confirming_without_a_password_is_a_form_error_and_changes_nothing(client, mailoutbox):
+    sign_up(client, "new@example.com")
+
+    refused = client.post(link_in(mailoutbox[0]), {"password": ""})
+
+    assert refused.status_code == 400 and refused.context["form"].errors
+    assert not User.objects.get(email="new@example.com").is_active
 
 
 def test_emails_are_one_account_whatever_their_case(client, consumer):
@@ -271,7 +306,9 @@ def test_a_link_to_choose_a_new_password_confirms_no_signup(client):
     reset_token = default_token_generator.make_token(switched_off)
     user_id = urlsafe_base64_encode(force_bytes(switched_off.pk))
 
-    refused = client.post(f"/accounts/signup/confirm/{user_id}/{reset_token}/")
+    refused = client.post(
+        f"/accounts/signup/confirm/{user_id}/{reset_token}/", {"password": PASSWORD}
+    )
 
     assert refused.status_code == 400
     assert not User.objects.get(pk=switched_off.pk).is_active

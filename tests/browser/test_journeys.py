@@ -36,6 +36,7 @@ def test_a_new_user_signs_up_sees_the_pop_up_and_declines(policy, open_page, mai
     link = re.search(r"https?://\S+/confirm/\S+/", message.body)
     assert link is not None
     page.goto(link[0])
+    page.get_by_label("The password you chose when signing up").fill(PASSWORD)
     page.get_by_role("button", name="Confirm and sign in").click()
 
     dialog = page.get_by_role("dialog", name=policy.title)

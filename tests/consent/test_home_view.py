@@ -250,7 +250,7 @@ def test_confirming_a_signup_leads_straight_to_the_pop_up(policy, client, mailou
     link = re.search(r"http://testserver(\S+/confirm/\S+/)", mailoutbox[0].body)
     assert link is not None
 
-    response = client.post(link[1], follow=True)
+    response = client.post(link[1], {"password": PASSWORD}, follow=True)
 
     assert 'id="consent-dialog"' in response.content.decode()
     user = User.objects.get(email="new@example.com")
