@@ -83,7 +83,14 @@ def test_the_settings_after_an_error(policy, consumer, open_page, settings):
 
 
 @pytest.mark.parametrize(
-    "url", ["/accounts/login/", "/accounts/signup/", "/accounts/password_reset/", "/help/privacy/"]
+    "url",
+    [
+        "/accounts/login/",
+        "/accounts/signup/",
+        "/accounts/signup/confirm/MQ/x/",
+        "/accounts/password_reset/",
+        "/help/privacy/",
+    ],
 )
 def test_the_pages_before_signing_in(policy, open_page, url):
     page = open_page()
