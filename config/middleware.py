@@ -33,11 +33,8 @@ class NullCharactersRefusedMiddleware:
             # read a whole upload first, and leave nothing for the API to read.
             return self.get_response(request)
         for values in (request.GET, request.POST):
-            # Every value of a name given twice, and the names: the admin filters on both.
-            texts = [name for name, _ in values.lists()] + [
-                value for _, given in values.lists() for value in given
-            ]
-            if any("\x00" in text for text in texts):
+            # The names too, and every value of a name given twice: the admin filters on them.
+            if any("\x00" in "".join([name, *given]) for name, given in values.lists()):
                 return HttpResponseBadRequest("A value holds a NUL character.")
         return self.get_response(request)
 

@@ -119,25 +119,22 @@ def decision_of(subject_id: UUID, number: int) -> ConsentEvent | None:
     )
 
 
+def latest_decision(user: User) -> tuple[bool, str] | None:
+    """Return whether the user's latest decision allowed training, and the role of whoever made
+    it (ConsentEvent.Role); None if they never decided."""
+    found = (
+        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
+        .order_by("-number")
+        .values_list("after", "actor_role")
+        .first()
+    )
+    return None if found is None else (found[0] == ConsentState.ALLOWED, found[1])
+
+
 def last_decision(user: User) -> bool | None:
     """Return whether the user's latest decision allowed training; None if they never decided."""
-    after = (
-        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
-        .order_by("-number")
-        .values_list("after", flat=True)
-        .first()
-    )
-    return None if after is None else after == ConsentState.ALLOWED
-
-
-def last_decided_by(user: User) -> str | None:
-    """Return the role of whoever made the user's latest decision (ConsentEvent.Role)."""
-    return (
-        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
-        .order_by("-number")
-        .values_list("actor_role", flat=True)
-        .first()
-    )
+    latest = latest_decision(user)
+    return None if latest is None else latest[0]
 
 
 def shown_default(policy: ConsentPolicy | None, *, gpc: bool, last: bool | None) -> bool:

@@ -102,13 +102,13 @@ def snapshot_write(
     `still_allowing_at` (a run registered now that selects as of earlier), it also leaves out
     the subjects who no longer allowed training then: whoever turned it off or left since as_of.
     """
-    latest = max(as_of, still_allowing_at or as_of)
+    still_at = still_allowing_at if still_allowing_at and still_allowing_at > as_of else None
+    latest = still_at or as_of
     deadline = time.monotonic() + wait
     withheld = subjects_withheld(latest)
     while withheld and time.monotonic() < deadline:
         time.sleep(0.2)
         withheld = subjects_withheld(latest)
-    still_at = latest if latest > as_of else None
     out.mkdir(parents=True, exist_ok=True)
     files: list[dict[str, Any]] = []
     columns, subjects = _empty(), 0

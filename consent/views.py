@@ -40,8 +40,8 @@ from consent.selectors import (
     consent_for,
     decision_of,
     history_page,
-    last_decided_by,
     last_decision,
+    latest_decision,
     needs_choice,
     policies_published,
     policy_current,
@@ -336,7 +336,8 @@ def _render_settings(
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
-    last = last_decision(request.user)
+    latest = latest_decision(request.user)
+    last, decided_by = latest or (None, None)
     choice_ended = consent.decided_at is None and last is not None
     gpc = RequestMeta.from_request(request).gpc
     context: dict[str, Any] = {
@@ -345,7 +346,7 @@ def _render_settings(
             policy,
             propagation_of_latest_change(request.user),
             choice_ended=choice_ended,
-            decided_by=last_decided_by(request.user),
+            decided_by=decided_by,
         ),
         "policy": policy,
         "consent": consent,
