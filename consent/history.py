@@ -1,7 +1,7 @@
 """A user's own audit history, as people read it: one-line summaries, CSV and JSON exports."""
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -35,6 +35,8 @@ EXPORT_FIELDS = (
     "user_agent",
     "hash",
 )
+# Support's exports also name the staff account that acted; a user's own export does not.
+SUPPORT_EXPORT_FIELDS = (*EXPORT_FIELDS, "acted_by_email")
 
 
 def choice_label(choices: type[Choices], value: str) -> str:
@@ -151,8 +153,9 @@ def _reached(propagation: Propagation | None) -> list[str]:
     return said
 
 
-def export_row(event: ConsentEvent) -> dict[str, Any]:
-    return {
+def export_row(event: ConsentEvent, staff: Mapping[UUID, str] | None = None) -> dict[str, Any]:
+    """Return the event's export fields; given staff emails by subject id, who acted too."""
+    row = {
         "number": event.number,
         "time": event.created_at.isoformat(),
         "event": event.kind,
@@ -170,6 +173,11 @@ def export_row(event: ConsentEvent) -> dict[str, Any]:
         "user_agent": event.user_agent,
         "hash": event.hash,
     }
+    if staff is not None:
+        row["acted_by_email"] = (
+            staff.get(event.actor_subject_id) if event.actor_subject_id else None
+        )
+    return row
 
 
 def events_oldest_first(subject_id: UUID) -> Iterator[ConsentEvent]:
@@ -189,14 +197,20 @@ def _safe_cell(value: object) -> object:
     return value
 
 
-def history_csv(events: Iterable[ConsentEvent]) -> Iterator[str]:
+def history_csv(
+    events: Iterable[ConsentEvent], staff: Mapping[UUID, str] | None = None
+) -> Iterator[str]:
     """Yield the history as CSV lines, a header first."""
+    fields = EXPORT_FIELDS if staff is None else SUPPORT_EXPORT_FIELDS
     writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_FIELDS)
+    yield writer.writerow(fields)
     for event in events:
-        row = export_row(event)
-        yield writer.writerow([_safe_cell(row[field]) for field in EXPORT_FIELDS])
+        row = export_row(event, staff)
+        yield writer.writerow([_safe_cell(row[field]) for field in fields])
 
 
-def history_json(subject_id: UUID, events: Iterable[ConsentEvent]) -> dict[str, Any]:
-    return {"subject_id": str(subject_id), "events": [export_row(event) for event in events]}
+def history_json(
+    subject_id: UUID, events: Iterable[ConsentEvent], staff: Mapping[UUID, str] | None = None
+) -> dict[str, Any]:
+    events_out = [export_row(event, staff) for event in events]
+    return {"subject_id": str(subject_id), "events": events_out}

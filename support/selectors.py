@@ -186,6 +186,13 @@ def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
     ]
 
 
+def staff_who_acted(subject_id: UUID) -> dict[UUID, str]:
+    """Return the emails of the other accounts that acted on the subject's history."""
+    actors = ConsentEvent.objects.filter(subject_id=subject_id).exclude(actor_subject_id=subject_id)
+    accounts = User.objects.filter(subject_id__in=actors.values("actor_subject_id"))
+    return dict(accounts.values_list("subject_id", "email"))
+
+
 def _facts(event: ConsentEvent, actor_email: str | None) -> list[str]:
     """Say what the event did, on which channel, to what, under which terms, and who acted."""
     who = _("By: %(who)s") % {"who": choice_label(Role, event.actor_role)}

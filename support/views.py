@@ -33,6 +33,7 @@ from support.selectors import (
     account_deletion,
     event_rows,
     history_filtered,
+    staff_who_acted,
     user_facts,
     user_search,
 )
@@ -192,14 +193,15 @@ def _export(request: AgentRequest, subject_id: UUID, export: str, whose: str) ->
     disposition = {
         "Content-Disposition": f'attachment; filename="consent-history-{whose}.{export}"'
     }
+    staff = staff_who_acted(subject_id)
     if export == "csv":
         return StreamingHttpResponse(
-            history_csv(events_oldest_first(subject_id)),
+            history_csv(events_oldest_first(subject_id), staff),
             content_type="text/csv; charset=utf-8",
             headers=disposition,
         )
     return JsonResponse(
-        history_json(subject_id, events_oldest_first(subject_id)),
+        history_json(subject_id, events_oldest_first(subject_id), staff),
         json_dumps_params={"indent": 2},
         headers=disposition,
     )

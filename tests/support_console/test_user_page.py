@@ -335,6 +335,31 @@ def test_the_history_exports_as_csv_and_json_and_each_export_is_recorded(
     ]
 
 
+def test_support_s_exports_name_the_agent_who_acted_and_the_user_s_own_does_not(
+    client, agent_client, policy, consumer, support_agent
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    services.consent_change(
+        user=consumer,
+        allowed=False,
+        channel=Channel.SUPPORT,
+        actor=support_agent,
+        reason="Asked by mail",
+        reference="T-2",
+    )
+
+    response = agent_client.get(url(consumer, "history.csv"))
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    events = json.loads(agent_client.get(url(consumer, "history.json")).content)["events"]
+    client.force_login(consumer)
+    own = json.loads(client.get("/settings/privacy/history/?format=json").content)["events"]
+
+    assert [row["acted_by_email"] for row in rows] == ["", "agent@example.com"]
+    assert [event["acted_by_email"] for event in events] == [None, "agent@example.com"]
+    assert [event["acted_by"] for event in own] == ["user", "support"]
+    assert all("acted_by_email" not in event for event in own)
+
+
 def test_an_unknown_export_format_is_not_found(agent_client, consumer):
     assert agent_client.get(url(consumer, "history.xml")).status_code == 404
     assert not AccessRecord.objects.exists()
