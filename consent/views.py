@@ -16,6 +16,7 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
@@ -412,7 +413,7 @@ def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
 
 @require_GET
 def help_privacy(request: HttpRequest) -> HttpResponse:
-    context = {"policy": policy_current(), "published": policies_published()}
+    context = {"policy": policy_current(), "published": policies_published(), "now": timezone.now()}
     return render(request, "consent/help.html", context)
 
 
@@ -420,5 +421,5 @@ def help_privacy(request: HttpRequest) -> HttpResponse:
 def help_terms(request: HttpRequest, version: int) -> HttpResponse:
     """Show the terms of one published version, as users were shown them: what they agreed to."""
     policy = get_object_or_404(ConsentPolicy, version=version, published_at__isnull=False)
-    context = {"policy": policy, "current": policy_current()}
+    context = {"policy": policy, "current": policy_current(), "now": timezone.now()}
     return render(request, "consent/terms.html", context)

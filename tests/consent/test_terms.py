@@ -42,6 +42,22 @@ def test_the_current_terms_do_not_call_themselves_outdated(policy, client):
     assert "Earlier terms" not in client.get("/help/privacy/").content.decode()
 
 
+def test_terms_published_ahead_of_their_date_are_new_not_current(policy, client):
+    now = timezone.now()
+    policies.policy_publish(
+        title="Second edition", text="Later words.", effective_at=now + timedelta(days=14),
+        decision_deadline=now + timedelta(days=30),
+    )  # fmt: skip
+
+    earlier = client.get("/help/privacy/terms/1/").content.decode()
+    help_page = client.get("/help/privacy/").content.decode()
+
+    assert "no longer the current ones" not in earlier
+    assert "New terms, version 2, come into force on" in earlier
+    assert "The current terms" not in help_page
+    assert "The new terms: version 2" in help_page and "you are asked about them now" in help_page
+
+
 @pytest.mark.parametrize("version", [2, 99, 0])
 def test_a_draft_or_unknown_version_is_a_404(policy, client, version):
     now = timezone.now()
