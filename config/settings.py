@@ -122,12 +122,17 @@ DATABASES = {
     ),
 }
 for _database in DATABASES.values():
+    # Defaults under what the URL asks for (`?sslmode=require`, say), never in place of it.
     if _database["ENGINE"].endswith("postgresql"):
         # An unreachable database must fail fast (and be retried), never hang a worker.
-        _database["OPTIONS"] = {"connect_timeout": 5}
+        _database["OPTIONS"] = {"connect_timeout": 5, **_database.get("OPTIONS", {})}
     if _database["ENGINE"].endswith("sqlite3"):
         # Workers and the web process share the files: wait for locks, take them up front.
-        _database["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+        _database["OPTIONS"] = {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            **_database.get("OPTIONS", {}),
+        }
 DATABASE_ROUTERS = ["config.routers.WarehouseRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

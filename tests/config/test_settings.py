@@ -72,6 +72,20 @@ def test_redis_never_hands_a_task_still_within_its_time_limit_to_another_worker(
         assert settings_with(env, f"{visibility} > {limits}") == "True"
 
 
+def test_the_database_urls_options_are_kept_beside_the_timeouts():
+    env = {
+        "DATABASE_URL": "postgres://postgres@db.example.com:5432/consent?sslmode=require",
+        "WAREHOUSE_DATABASE_URL": "postgres://postgres@db.example.com/w?connect_timeout=30",
+    }
+    options = (
+        "sorted(settings.DATABASES[name]['OPTIONS'].items()) for name in ('default', 'warehouse')"
+    )
+
+    assert settings_with(env, f"[{options}]") == (
+        "[[('connect_timeout', 5), ('sslmode', 'require')], [('connect_timeout', 30)]]"
+    )
+
+
 def test_a_client_cannot_claim_https_with_a_header():
     request = RequestFactory().get("/", HTTP_X_FORWARDED_PROTO="https")
 
