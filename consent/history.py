@@ -7,6 +7,8 @@ from typing import Any
 from uuid import UUID
 
 from django.db.models import Choices
+from django.http import JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -153,7 +155,9 @@ def _reached(propagation: Propagation | None) -> list[str]:
     return said
 
 
-def export_row(event: ConsentEvent, staff: Mapping[UUID, str] | None = None) -> dict[str, Any]:
+def export_row(
+    event: ConsentEvent, staff: Mapping[UUID | None, str] | None = None
+) -> dict[str, Any]:
     """Return the event's export fields; given staff emails by subject id, who acted too."""
     row = {
         "number": event.number,
@@ -197,8 +201,22 @@ def _safe_cell(value: object) -> object:
     return value
 
 
-def history_csv(
-    events: Iterable[ConsentEvent], staff: Mapping[UUID, str] | None = None
+def history_export(
+    subject_id: UUID, export: str, *, filename: str, staff: Mapping[UUID | None, str] | None = None
+) -> HttpResponseBase:
+    """Return the subject's whole history, oldest first, as a CSV or JSON download."""
+    events = events_oldest_first(subject_id)
+    headers = {"Content-Disposition": f'attachment; filename="{filename}.{export}"'}
+    if export == "csv":
+        return StreamingHttpResponse(
+            _history_csv(events, staff), content_type="text/csv; charset=utf-8", headers=headers
+        )
+    body = {"subject_id": str(subject_id), "events": [export_row(e, staff) for e in events]}
+    return JsonResponse(body, json_dumps_params={"indent": 2}, headers=headers)
+
+
+def _history_csv(
+    events: Iterable[ConsentEvent], staff: Mapping[UUID | None, str] | None = None
 ) -> Iterator[str]:
     """Yield the history as CSV lines, a header first."""
     fields = EXPORT_FIELDS if staff is None else SUPPORT_EXPORT_FIELDS
@@ -207,10 +225,3 @@ def history_csv(
     for event in events:
         row = export_row(event, staff)
         yield writer.writerow([_safe_cell(row[field]) for field in fields])
-
-
-def history_json(
-    subject_id: UUID, events: Iterable[ConsentEvent], staff: Mapping[UUID, str] | None = None
-) -> dict[str, Any]:
-    events_out = [export_row(event, staff) for event in events]
-    return {"subject_id": str(subject_id), "events": events_out}

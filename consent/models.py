@@ -101,6 +101,10 @@ class ConsentPolicy(models.Model):
         """Return when the terms come into force: never before users could be told of them."""
         return max(self.effective_at, self.published_at or self.effective_at)
 
+    @property
+    def is_in_force(self) -> bool:
+        return self.is_published and self.in_force_from <= timezone.now()
+
     def retention_days(self, *, allowed: bool) -> int:
         return self.retention_days_allowed if allowed else self.retention_days_declined
 

@@ -11,12 +11,10 @@ from django.http import (
     HttpResponse,
     HttpResponseBadRequest,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
@@ -28,7 +26,7 @@ from django_htmx.middleware import HtmxDetails
 from accounts.models import User
 from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
 from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
-from consent.history import events_oldest_first, history_csv, history_json, history_lines
+from consent.history import history_export, history_lines
 from consent.metadata import RequestMeta
 from consent.metrics import POPUPS_SERVED
 from consent.models import ConsentEvent, ConsentPolicy, TrainingConsent
@@ -379,18 +377,8 @@ def privacy_history(request: UserRequest) -> HttpResponseBase:
     if not query.is_valid():
         return HttpResponseBadRequest(_("Unknown page or export format."))
     export, before = query.cleaned_data["format"], query.cleaned_data["before"]
-    if export == "csv":
-        return StreamingHttpResponse(
-            history_csv(events_oldest_first(subject_id)),
-            content_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": 'attachment; filename="consent-history.csv"'},
-        )
-    if export == "json":
-        return JsonResponse(
-            history_json(subject_id, events_oldest_first(subject_id)),
-            json_dumps_params={"indent": 2},
-            headers={"Content-Disposition": 'attachment; filename="consent-history.json"'},
-        )
+    if export:
+        return history_export(subject_id, export, filename="consent-history")
     page = history_page(subject_id, older_than=before)
     rows = history_lines(page.events, propagation_summaries(event.pk for event in page.events))
     template = "consent/history.html#events" if request.htmx else "consent/history.html"
@@ -413,7 +401,7 @@ def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
 
 @require_GET
 def help_privacy(request: HttpRequest) -> HttpResponse:
-    context = {"policy": policy_current(), "published": policies_published(), "now": timezone.now()}
+    context = {"policy": policy_current(), "published": policies_published()}
     return render(request, "consent/help.html", context)
 
 
@@ -421,5 +409,5 @@ def help_privacy(request: HttpRequest) -> HttpResponse:
 def help_terms(request: HttpRequest, version: int) -> HttpResponse:
     """Show the terms of one published version, as users were shown them: what they agreed to."""
     policy = get_object_or_404(ConsentPolicy, version=version, published_at__isnull=False)
-    context = {"policy": policy, "current": policy_current(), "now": timezone.now()}
+    context = {"policy": policy, "current": policy_current()}
     return render(request, "consent/terms.html", context)

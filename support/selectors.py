@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
@@ -165,13 +165,8 @@ def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
     """Return the events with their propagation and, for support and admin acts, who acted."""
     events = list(events)
     statuses = propagation_for(event.pk for event in events)
-    staff_acts = {
-        event.actor_subject_id
-        for event in events
-        if event.actor_subject_id and event.actor_subject_id != event.subject_id
-    }
-    emails: dict[UUID | None, str] = dict(
-        User.objects.filter(subject_id__in=staff_acts).values_list("subject_id", "email")
+    emails = staff_emails(
+        {actor for e in events if (actor := e.actor_subject_id) and actor != e.subject_id}
     )
     return [
         EventRow(
@@ -186,11 +181,16 @@ def event_rows(events: Iterable[ConsentEvent]) -> list[EventRow]:
     ]
 
 
-def staff_who_acted(subject_id: UUID) -> dict[UUID, str]:
-    """Return the emails of the other accounts that acted on the subject's history."""
-    actors = ConsentEvent.objects.filter(subject_id=subject_id).exclude(actor_subject_id=subject_id)
-    accounts = User.objects.filter(subject_id__in=actors.values("actor_subject_id"))
+def staff_emails(actors: Iterable[UUID] | QuerySet) -> dict[UUID | None, str]:
+    """Return the emails of the accounts that acted (support, admin) by their subject ids."""
+    accounts = User.objects.filter(subject_id__in=actors)
     return dict(accounts.values_list("subject_id", "email"))
+
+
+def staff_who_acted(subject_id: UUID) -> dict[UUID | None, str]:
+    """Return staff_emails() of every account but the subject's own that acted in its history."""
+    others = ConsentEvent.objects.filter(subject_id=subject_id).exclude(actor_subject_id=subject_id)
+    return staff_emails(others.values("actor_subject_id"))
 
 
 def _facts(event: ConsentEvent, actor_email: str | None) -> list[str]:

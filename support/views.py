@@ -10,7 +10,7 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -22,7 +22,7 @@ from django_htmx.middleware import HtmxDetails
 from accounts.models import User
 from consent.audit import audit_first_break
 from consent.exceptions import ConsentError
-from consent.history import events_oldest_first, history_csv, history_json
+from consent.history import history_export
 from consent.metadata import RequestMeta
 from consent.models import AuditVerification, ConsentEvent
 from consent.selectors import policy_current
@@ -190,21 +190,8 @@ def _export(request: AgentRequest, subject_id: UUID, export: str, whose: str) ->
         action=Action.EXPORTED_CSV if export == "csv" else Action.EXPORTED_JSON,
         meta=RequestMeta.from_request(request),
     )
-    disposition = {
-        "Content-Disposition": f'attachment; filename="consent-history-{whose}.{export}"'
-    }
     staff = staff_who_acted(subject_id)
-    if export == "csv":
-        return StreamingHttpResponse(
-            history_csv(events_oldest_first(subject_id), staff),
-            content_type="text/csv; charset=utf-8",
-            headers=disposition,
-        )
-    return JsonResponse(
-        history_json(subject_id, events_oldest_first(subject_id), staff),
-        json_dumps_params={"indent": 2},
-        headers=disposition,
-    )
+    return history_export(subject_id, export, filename=f"consent-history-{whose}", staff=staff)
 
 
 @require_http_methods(["GET", "POST"])
