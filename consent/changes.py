@@ -21,9 +21,7 @@ def change_for(
     """Return what sinks must hold after this event: a fact about a pseudonymous subject, and
     for a sink that keeps it, the subject's intervals up to the event."""
     deleted = event.kind == ConsentEvent.Kind.ACCOUNT_DELETED
-    allowed = (
-        event.after == ConsentState.ALLOWED and event.plan in User.CONSUMER_PLANS and not deleted
-    )
+    allowed = event.allows_training and event.plan in User.CONSUMER_PLANS and not deleted
     policy = event.policy
     decided = event.after != ConsentState.UNDECIDED and not deleted
     return Change(

@@ -137,7 +137,7 @@ class Terms:
         clipped = []
         for interval in intervals:
             begin = max(interval.allowed_from, start)
-            ends = [end for end in (interval.allowed_until, self.expiry(interval.policy_version))]
+            ends = (interval.allowed_until, self.expiry(interval.policy_version))
             end = min((end for end in ends if end is not None), default=None)
             if begin > moment or (end is not None and end <= begin):
                 continue

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import User
-from consent.models import ConsentEvent, ConsentState
+from consent.models import ConsentEvent
 from consent.selectors import Propagation
 
 Kind = ConsentEvent.Kind
@@ -53,10 +53,10 @@ def event_summary(event: ConsentEvent) -> str:
     """Say in a few words what the event did to the setting."""
     if event.kind == Kind.DECISION:
         if event.before == event.after:
-            if event.after == ConsentState.ALLOWED:
+            if event.allows_training:
                 return _("Confirmed under new terms: training allowed")
             return _("Confirmed under new terms: training declined")
-        if event.after == ConsentState.ALLOWED:
+        if event.allows_training:
             return _("Allowed training on chats and coding sessions")
         return _("Declined training on chats and coding sessions")
     if event.kind == Kind.PLAN_CHANGED:

@@ -245,8 +245,8 @@ class ConsentEvent(models.Model):
         return f"{self.subject_id} #{self.number} {self.kind}"
 
     @property
-    def changed_state(self) -> bool:
-        return self.before != self.after
+    def allows_training(self) -> bool:
+        return self.after == ConsentState.ALLOWED
 
 
 class Delivery(models.Model):

@@ -45,7 +45,7 @@ def _digest(receipt: dict[str, Any]) -> str:
 
 def event_type(event: ConsentEvent) -> str:
     """Name the decision the way consent records do: given, refused, withdrawn or renewed."""
-    allowed = event.after == ConsentState.ALLOWED
+    allowed = event.allows_training
     if event.before == event.after:
         return "renewed" if allowed else "refused"
     if allowed:
@@ -59,7 +59,7 @@ def receipt_for(
     """Return the receipt of one decision event; settings_url is where to change it."""
     policy = event.policy
     assert policy is not None, "a decision always names its policy"
-    allowed = event.after == ConsentState.ALLOWED
+    allowed = event.allows_training
     receipt = {
         "schema_version": SCHEMA,
         "record_id": record_id(event.hash),

@@ -119,22 +119,20 @@ def decision_of(subject_id: UUID, number: int) -> ConsentEvent | None:
     )
 
 
-def latest_decision(user: User) -> tuple[bool, str] | None:
-    """Return whether the user's latest decision allowed training, and the role of whoever made
-    it (ConsentEvent.Role); None if they never decided."""
-    found = (
+def latest_decision(user: User) -> ConsentEvent | None:
+    """Return the user's latest decision: what it allowed, who made it (actor_role) and when."""
+    return (
         ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
         .order_by("-number")
-        .values_list("after", "actor_role")
+        .only("pk", "after", "actor_role", "created_at")
         .first()
     )
-    return None if found is None else (found[0] == ConsentState.ALLOWED, found[1])
 
 
 def last_decision(user: User) -> bool | None:
     """Return whether the user's latest decision allowed training; None if they never decided."""
     latest = latest_decision(user)
-    return None if latest is None else latest[0]
+    return None if latest is None else latest.allows_training
 
 
 def shown_default(policy: ConsentPolicy | None, *, gpc: bool, last: bool | None) -> bool:
@@ -201,19 +199,13 @@ def propagation_just_committed() -> Propagation | None:
     return Propagation(applied=0, total=total, failed=0, superseded=0) if total else None
 
 
-def propagation_of_latest_change(
-    user: User, *, within: timedelta = timedelta(hours=1)
+def propagation_of_recent(
+    decision: ConsentEvent | None, *, within: timedelta = timedelta(hours=1)
 ) -> Propagation | None:
-    """Return how far the user's latest decision has reached, if it was made recently."""
-    event = (
-        ConsentEvent.objects.filter(subject_id=user.subject_id, kind=ConsentEvent.Kind.DECISION)
-        .order_by("-number")
-        .only("pk", "created_at")
-        .first()
-    )
-    if event is None or event.created_at < timezone.now() - within:
+    """Return how far a decision (latest_decision) has reached, if it was made recently."""
+    if decision is None or decision.created_at < timezone.now() - within:
         return None
-    return propagation_summaries([event.pk]).get(event.pk)
+    return propagation_summaries([decision.pk]).get(decision.pk)
 
 
 def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:

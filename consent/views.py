@@ -46,7 +46,7 @@ from consent.selectors import (
     policy_current,
     prompt_for,
     propagation_just_committed,
-    propagation_of_latest_change,
+    propagation_of_recent,
     propagation_summaries,
     retention_days_now,
     runs_while_allowed,
@@ -288,7 +288,7 @@ def _runs_sentence(user: User, consent: TrainingConsent) -> str:
 @login_required
 def privacy_propagation(request: UserRequest) -> HttpResponse:
     """Answer htmx's poll of how far the latest change has reached."""
-    propagation = propagation_of_latest_change(request.user)
+    propagation = propagation_of_recent(latest_decision(request.user))
     context = {
         "propagation": propagation,
         "reach_sentence": reach_sentence(propagation),
@@ -336,16 +336,16 @@ def _render_settings(
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
     latest = latest_decision(request.user)
-    last, decided_by = latest or (None, None)
-    choice_ended = consent.decided_at is None and last is not None
+    last = None if latest is None else latest.allows_training
+    choice_ended = consent.decided_at is None and latest is not None
     gpc = RequestMeta.from_request(request).gpc
     context: dict[str, Any] = {
         **_facts(
             consent,
             policy,
-            propagation_of_latest_change(request.user),
+            propagation_of_recent(latest),
             choice_ended=choice_ended,
-            decided_by=decided_by,
+            decided_by=None if latest is None else latest.actor_role,
         ),
         "policy": policy,
         "consent": consent,
