@@ -22,8 +22,8 @@ from accounts.services import SignupPasswordWrong, signup_confirm, signup_reques
 from config.proxies import client_network
 from consent.exceptions import ConsentError
 from consent.metadata import RequestMeta
+from consent.models import SUPPORT_PERMISSION
 from consent.services import Channel, account_delete
-from support.services import SUPPORT_PERMISSION
 
 
 @require_http_methods(["GET", "POST"])

@@ -163,6 +163,10 @@ class TrainingConsent(models.Model):
         return self.state == ConsentState.ALLOWED
 
 
+# What the Support group gives: reading any user's consent history, and changing it on request.
+SUPPORT_PERMISSION = "consent.view_consent_history"
+
+
 @pgtrigger.register(
     pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
 )

@@ -17,7 +17,14 @@ from consent.audit import GENESIS_HASH, event_hash
 from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
 from consent.metadata import RequestMeta
 from consent.metrics import DECISIONS
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, TrainingConsent
+from consent.models import (
+    SUPPORT_PERMISSION,
+    ConsentEvent,
+    ConsentPolicy,
+    ConsentState,
+    Delivery,
+    TrainingConsent,
+)
 from consent.outbox import deliveries_for, drain_soon
 from consent.selectors import last_decision, needs_choice, policy_current, shown_default
 
@@ -55,7 +62,7 @@ def _check_actor(*, user: User, actor: User | None, channel: str, reason: str, r
     if role == Role.SYSTEM and actor is not None:
         raise ConsentError("The system channel has no acting user.")
     if role == Role.SUPPORT:
-        if actor is None or not actor.has_perm("consent.view_consent_history"):
+        if actor is None or not actor.has_perm(SUPPORT_PERMISSION):
             raise ConsentError("Only a support agent can act on the support channel.")
         if not reason.strip() or not reference.strip():
             raise ConsentError("A support change needs a reason and a reference.")

@@ -7,12 +7,11 @@ from django.contrib.contenttypes.models import ContentType
 
 from accounts.models import User
 from consent.metadata import RequestMeta
-from consent.models import ConsentEvent
+from consent.models import SUPPORT_PERMISSION, ConsentEvent
 from consent.services import NO_META
 from support.models import AccessRecord
 
 SUPPORT_GROUP = "Support"
-SUPPORT_PERMISSION = "consent.view_consent_history"  # what the group gives
 
 
 def support_group_ensure() -> Group:
@@ -21,7 +20,7 @@ def support_group_ensure() -> Group:
     A data migration creates both; a database flushed since (as tests do) has neither.
     """
     permission, _ = Permission.objects.get_or_create(
-        codename="view_consent_history",
+        codename=SUPPORT_PERMISSION.removeprefix("consent."),
         content_type=ContentType.objects.get_for_model(ConsentEvent),
         defaults={"name": "Can view users' consent history"},
     )

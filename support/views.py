@@ -24,7 +24,7 @@ from consent.audit import audit_first_break
 from consent.exceptions import ConsentError
 from consent.history import history_export
 from consent.metadata import RequestMeta
-from consent.models import AuditVerification, ConsentEvent
+from consent.models import SUPPORT_PERMISSION, AuditVerification, ConsentEvent
 from consent.selectors import policy_current
 from consent.services import Channel, consent_change
 from support.forms import HistoryFilterForm, SearchForm, SupportChangeForm
@@ -37,7 +37,7 @@ from support.selectors import (
     user_facts,
     user_search,
 )
-from support.services import SUPPORT_PERMISSION, access_record
+from support.services import access_record
 
 Action = AccessRecord.Action
 
