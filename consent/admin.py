@@ -31,7 +31,6 @@ from consent.models import (
     TrainingRun,
 )
 from consent.outbox import delivery_retry, delivery_retry_now
-from consent.policies import DEFERRAL_BOUNDS, RETENTION_DAYS_BOUNDS
 from consent.reconcile import ReconcileFailed, reconcile_queue
 from consent.selectors import policy_current, sink_overview
 
@@ -55,22 +54,7 @@ class DraftForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
-        effective_at, deadline = cleaned.get("effective_at"), cleaned.get("decision_deadline")
-        if effective_at and deadline and deadline < effective_at:
-            self.add_error(
-                "decision_deadline", _("The decision deadline cannot be before the effective date.")
-            )
-        defer_for = cleaned.get("defer_for")
-        if defer_for is not None and not DEFERRAL_BOUNDS[0] <= defer_for <= DEFERRAL_BOUNDS[1]:
-            self.add_error("defer_for", _("Between a minute and a year, for example 1 day."))
-        fewest, most = RETENTION_DAYS_BOUNDS
-        for name in ("retention_days_allowed", "retention_days_declined"):
-            days = cleaned.get(name)
-            if days is not None and not fewest <= days <= most:
-                self.add_error(
-                    name,
-                    _("Between %(fewest)d and %(most)d days.") % {"fewest": fewest, "most": most},
-                )
+        # The terms' bounds are the model's (its validators and constraints): checked after this.
         waiting = ConsentPolicy.objects.filter(published_at__isnull=True).first()
         if self.instance.pk is None and waiting is not None:
             raise forms.ValidationError(

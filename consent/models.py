@@ -1,10 +1,11 @@
 import functools
 import operator
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pgtrigger
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -25,6 +26,16 @@ FIXED_ON_PUBLISH = [
     "requires_new_choice",
     "published_at",
 ]
+
+
+# Bounds that keep every computation with them within what dates and databases can hold.
+_DEFERRAL = _("'Not now' defers the pop-up for a minute to a year, for example 1 day.")
+DEFERRAL_BOUNDS = [
+    MinValueValidator(timedelta(minutes=1), _DEFERRAL),
+    MaxValueValidator(timedelta(days=365), _DEFERRAL),
+]
+_RETENTION = _("Retention is 1 to 36500 days.")
+RETENTION_DAYS_BOUNDS = [MinValueValidator(1, _RETENTION), MaxValueValidator(36_500, _RETENTION)]
 
 
 @pgtrigger.register(
@@ -64,13 +75,15 @@ class ConsentPolicy(models.Model):
     decision_deadline = models.DateTimeField(_("decision deadline"))
     default_allowed = models.BooleanField(_("toggle on by default"), default=True)
     retention_days_allowed = models.PositiveIntegerField(
-        _("retention when allowed (days)"), default=1825
+        _("retention when allowed (days)"), default=1825, validators=RETENTION_DAYS_BOUNDS
     )
     retention_days_declined = models.PositiveIntegerField(
-        _("retention when declined (days)"), default=30
+        _("retention when declined (days)"), default=30, validators=RETENTION_DAYS_BOUNDS
     )
     defer_for = models.DurationField(
-        _("'Not now' defers the pop-up for"), help_text=_("For example 1 day.")
+        _("'Not now' defers the pop-up for"),
+        help_text=_("For example 1 day."),
+        validators=DEFERRAL_BOUNDS,
     )
     requires_new_choice = models.BooleanField(
         _("asks every consumer user for a new choice"), default=True
@@ -86,6 +99,9 @@ class ConsentPolicy(models.Model):
             models.CheckConstraint(
                 condition=models.Q(decision_deadline__gte=models.F("effective_at")),
                 name="policy_deadline_not_before_effective_date",
+                violation_error_message=_(
+                    "The decision deadline cannot be before the effective date."
+                ),
             ),
         ]
 

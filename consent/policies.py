@@ -3,17 +3,13 @@
 import hashlib
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import User
 from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
-
-# Bounds that keep every computation with them within what dates and databases can hold.
-DEFERRAL_BOUNDS = (timedelta(minutes=1), timedelta(days=365))
-RETENTION_DAYS_BOUNDS = (1, 36_500)
-
 
 def policy_content_hash(*, title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
@@ -22,15 +18,10 @@ def policy_content_hash(*, title: str, text: str) -> str:
 def _check_terms(policy: ConsentPolicy) -> None:
     if not policy.title.strip() or not policy.text.strip():
         raise ConsentError("A policy needs a title and a text.")
-    if policy.decision_deadline < policy.effective_at:
-        raise ConsentError("The decision deadline cannot be before the effective date.")
-    shortest, longest = DEFERRAL_BOUNDS
-    if not shortest <= policy.defer_for <= longest:
-        raise ConsentError("'Not now' defers the pop-up for a minute to a year.")
-    fewest, most = RETENTION_DAYS_BOUNDS
-    retention = (policy.retention_days_allowed, policy.retention_days_declined)
-    if not all(fewest <= days <= most for days in retention):
-        raise ConsentError(f"Retention is {fewest} to {most} days.")
+    try:  # the bounds the model's fields and constraints declare, as the admin's form checks them
+        policy.full_clean(exclude=["version", "content_hash"], validate_unique=False)
+    except ValidationError as error:
+        raise ConsentError(" ".join(error.messages)) from error
 
 
 def _check_admin(actor: User | None) -> None:
