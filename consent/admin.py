@@ -75,19 +75,6 @@ class DeadlineForm(forms.Form):
         help_text=_("Recorded with the change, for the audit."),
     )
 
-    def __init__(self, *args: Any, policy: ConsentPolicy, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.policy = policy
-
-    def clean_decision_deadline(self) -> Any:
-        deadline = self.cleaned_data["decision_deadline"]
-        if deadline <= self.policy.decision_deadline:
-            raise forms.ValidationError(
-                _("A deadline can only move later than %(current)s, never earlier."),
-                params={"current": self.policy.decision_deadline.strftime("%Y-%m-%d %H:%M UTC")},
-            )
-        return deadline
-
 
 class PolicyEventInline(admin.TabularInline):
     model = PolicyEvent
@@ -215,7 +202,7 @@ class ConsentPolicyAdmin(ModelAdmin):
         policy = self._policy_for_action(request, object_id)
         if not policy.is_published:
             return HttpResponseRedirect(self._change_url(policy))
-        form = DeadlineForm(request.POST or None, policy=policy)
+        form = DeadlineForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             try:
                 policies.policy_deadline_extend(

@@ -11,6 +11,7 @@ from accounts.models import User
 from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
 
+
 def policy_content_hash(*, title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
 
@@ -136,7 +137,10 @@ def policy_deadline_extend(
     if not locked.is_published:
         raise ConsentError("A draft's deadline is edited with the draft.")
     if decision_deadline <= locked.decision_deadline:
-        raise ConsentError("A deadline can only move later, never earlier.")
+        raise ConsentError(
+            f"A deadline can only move later than {locked.decision_deadline:%Y-%m-%d %H:%M} UTC,"
+            " never earlier."
+        )
     event = PolicyEvent.objects.create(
         policy=locked,
         kind=PolicyEvent.Kind.DEADLINE_EXTENDED,
