@@ -68,3 +68,20 @@ class DateBoundLookups:
 
 class ModelAdmin(DateBoundLookups, admin.ModelAdmin):
     """Django's model admin, answering any year in a change list's address without a 500."""
+
+
+class ReadOnly:
+    """Read, search and filter; no add, change or delete, for superusers too."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(ReadOnly, ModelAdmin):
+    """A model admin that shows what is kept and changes none of it."""

@@ -18,7 +18,7 @@ from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
 from accounts.models import User
-from config.admin import ModelAdmin
+from config.admin import ModelAdmin, ReadOnly, ReadOnlyAdmin
 from consent import policies
 from consent.exceptions import ConsentError
 from consent.models import (
@@ -76,18 +76,11 @@ class DeadlineForm(forms.Form):
     )
 
 
-class PolicyEventInline(admin.TabularInline):
+class PolicyEventInline(ReadOnly, admin.TabularInline):
     model = PolicyEvent
     fields = ("created_at", "kind", "actor", "deadline_before", "deadline_after", "reason")
     readonly_fields = fields
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ConsentPolicy)
@@ -229,19 +222,6 @@ class ConsentPolicyAdmin(ModelAdmin):
 
 
 # The audit log: read by admins, changed by nobody.
-
-
-class ReadOnlyAdmin(ModelAdmin):
-    """Read, search and filter; no add, change or delete, for superusers too."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 HASH = re.compile(r"[0-9a-fA-F]{64}")

@@ -8,12 +8,12 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
-from config.admin import ModelAdmin
+from config.admin import ReadOnlyAdmin
 from support.models import AccessRecord
 
 
 @admin.register(AccessRecord)
-class AccessRecordAdmin(ModelAdmin):
+class AccessRecordAdmin(ReadOnlyAdmin):
     """Who in support looked at whose data: read by admins, changed by nobody."""
 
     list_display = ["at", "agent", "looked_at", "subject_id", "action", "detail", "ip_prefix"]
@@ -40,12 +40,3 @@ class AccessRecordAdmin(ModelAdmin):
             return str(_("(account deleted)"))
         url = reverse("support:user", args=[record.account_id])
         return format_html('<a href="{}">{}</a>', url, record.account_email)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
