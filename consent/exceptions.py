@@ -8,6 +8,27 @@ class ConsentError(Exception):
     """A change of consent or of a policy that cannot be made; nothing was written."""
 
 
+class NoPolicy(ConsentError):
+    """No terms have been published yet: there is nothing to choose under."""
+
+    def __init__(self) -> None:
+        super().__init__("No consent policy has been published.")
+
+
+class NotAsked(ConsentError):
+    """The user is on a commercial plan: never asked, never trained on, nothing to change."""
+
+    def __init__(self) -> None:
+        super().__init__("Users on commercial plans are not asked and cannot be changed.")
+
+
+class TermsChanged(ConsentError):
+    """The choice was made on a page showing terms that are no longer the current ones."""
+
+    def __init__(self, *, shown: int, current: int) -> None:
+        super().__init__(f"Policy version {shown} is not the current one ({current}).")
+
+
 class ConsentThrottled(ConsentError):
     """The setting changed as often as the rate allows; retry_after says when it may again."""
 

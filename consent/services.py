@@ -14,7 +14,14 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent.audit import GENESIS_HASH, event_hash
-from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
+from consent.exceptions import (
+    ChoiceMade,
+    ConsentError,
+    ConsentThrottled,
+    NoPolicy,
+    NotAsked,
+    TermsChanged,
+)
 from consent.metadata import RequestMeta
 from consent.metrics import DECISIONS
 from consent.models import (
@@ -76,13 +83,19 @@ def _check_actor(*, user: User, actor: User | None, channel: str, reason: str, r
 
 def _published(policy: ConsentPolicy | None) -> ConsentPolicy:
     if policy is None:
-        raise ConsentError("No consent policy has been published.")
+        raise NoPolicy
     return policy
+
+
+def _check_terms_shown(version: int | None, policy: ConsentPolicy) -> None:
+    """Refuse a choice made on a page that showed other terms than the current ones."""
+    if version is not None and version != policy.version:
+        raise TermsChanged(shown=version, current=policy.version)
 
 
 def _require_consumer(user: User) -> None:
     if not user.is_consumer:
-        raise ConsentError("Users on commercial plans are not asked and cannot be changed.")
+        raise NotAsked
 
 
 def _lock(user: User) -> TrainingConsent:
@@ -197,10 +210,7 @@ def consent_change(
         raise ConsentError("A pop-up decision records the default that was shown.")
     policy = _published(policy_current())
     consent = _lock(user)
-    if policy_version is not None and policy_version != policy.version:
-        raise ConsentError(
-            f"Policy version {policy_version} is not the current one ({policy.version})."
-        )
+    _check_terms_shown(policy_version, policy)
     if channel == Channel.POPUP and not needs_choice(consent, policy):
         raise ChoiceMade  # a pop-up left open while the user chose in another tab
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
@@ -228,12 +238,17 @@ def consent_change(
 
 @transaction.atomic
 def consent_defer(
-    *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
+    *,
+    user: User,
+    policy_version: int | None = None,
+    meta: RequestMeta = NO_META,
+    now: datetime | None = None,
 ) -> ConsentEvent | None:
     """Record "Not now": hide the pop-up for the policy's interval, never past the deadline."""
     _require_consumer(user)
     policy = _published(policy_current())
     consent = _lock(user)
+    _check_terms_shown(policy_version, policy)
     now = now or timezone.now()
     if now >= policy.decision_deadline:
         raise ConsentError("The decision deadline has passed; a choice is required.")

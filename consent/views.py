@@ -24,7 +24,7 @@ from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
+from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled, TermsChanged
 from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
 from consent.history import history_export, history_lines
 from consent.metadata import RequestMeta
@@ -67,10 +67,9 @@ class UserRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-def _refusal(form: PolicyForm) -> str:
+def _refusal(error: ConsentError) -> str:
     """Say why the service refused a well-formed post."""
-    policy = policy_current()
-    if policy is not None and policy.version != form.cleaned_data["policy_version"]:
+    if isinstance(error, TermsChanged):
         return _("The terms changed since this page was loaded. Read them again and choose.")
     return _("Your choice was not saved. Reload the page and try again.")
 
@@ -144,8 +143,8 @@ def popup_decide(request: UserRequest) -> HttpResponse:
         except ChoiceMade:  # a pop-up left open while the user chose in another tab
             messages.info(request, _chosen_elsewhere_message())
             return redirect("home")
-        except ConsentError:
-            form.add_error(None, _refusal(form))
+        except ConsentError as error:
+            form.add_error(None, _refusal(error))
         else:
             changed = event is not None
             messages.success(request, _saved_message(allowed=form.allowed_value, changed=changed))
@@ -182,16 +181,20 @@ def popup_defer(request: UserRequest) -> HttpResponse:
     form = DeferForm(request.POST)
     if form.is_valid():
         policy = policy_current()
-        if policy is None or policy.version != form.cleaned_data["policy_version"]:
-            form.add_error(None, _refusal(form))
+        try:
+            consent_defer(
+                user=user,
+                policy_version=form.cleaned_data["policy_version"],
+                meta=RequestMeta.from_request(request),
+            )
+        except TermsChanged as error:
+            form.add_error(None, _refusal(error))
+        except ConsentError:
+            form.add_error(None, _("“Not now” is no longer possible: please choose."))
         else:
-            try:
-                consent_defer(user=user, meta=RequestMeta.from_request(request))
-            except ConsentError:
-                form.add_error(None, _("“Not now” is no longer possible: please choose."))
-            else:
-                messages.info(request, _deferred_message(policy))
-                return redirect("home")
+            assert policy is not None  # the service defers under published terms only
+            messages.info(request, _deferred_message(policy))
+            return redirect("home")
     return _render_home(request, prompt_for(user), form=form, status=400)
 
 
@@ -233,8 +236,8 @@ def privacy_settings(request: UserRequest) -> HttpResponse:
     except ConsentThrottled as throttled:
         response = _render_settings(request, error=_too_many(throttled), status=429)
         return _retry_after(response, throttled)
-    except ConsentError:
-        return _render_settings(request, error=_refusal(form), status=400)
+    except ConsentError as error:
+        return _render_settings(request, error=_refusal(error), status=400)
     saved = _saved_message(allowed=form.allowed_value, changed=event is not None)
     if not request.htmx:
         messages.success(request, saved)
@@ -264,8 +267,8 @@ def privacy_choose(request: UserRequest) -> HttpResponse:
         return _retry_after(
             _render_settings(request, error=_too_many(throttled), status=429), throttled
         )
-    except ConsentError:
-        return _render_settings(request, error=_refusal(form), status=400)
+    except ConsentError as error:
+        return _render_settings(request, error=_refusal(error), status=400)
     changed = event is not None
     messages.success(request, _saved_message(allowed=form.allowed_value, changed=changed))
     return redirect("privacy_settings")

@@ -21,7 +21,7 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
 from consent.audit import audit_first_break
-from consent.exceptions import ConsentError
+from consent.exceptions import ConsentError, NoPolicy, NotAsked, TermsChanged
 from consent.history import history_export
 from consent.metadata import RequestMeta
 from consent.models import SUPPORT_PERMISSION, AuditVerification, ConsentEvent
@@ -215,8 +215,8 @@ def user_change(request: AgentRequest, user_id: int) -> HttpResponse:
                 reference=form.cleaned_data["reference"],
                 meta=RequestMeta.from_request(request),
             )
-        except ConsentError:
-            form.add_error(None, _refusal(account, form))
+        except ConsentError as error:
+            form.add_error(None, _refusal(error))
         else:
             messages.success(request, _saved_message(allowed=form.allowed_value, event=event))
             return redirect("support:user", account.pk)
@@ -224,16 +224,15 @@ def user_change(request: AgentRequest, user_id: int) -> HttpResponse:
     return render(request, "support/change.html", context, status=400)
 
 
-def _refusal(account: User, form: SupportChangeForm) -> str:
-    if not account.is_consumer:
+def _refusal(error: ConsentError) -> str:
+    if isinstance(error, NotAsked):
         return _(
             "Users on commercial plans are never asked and never trained on: "
             "there is nothing to change."
         )
-    policy = policy_current()
-    if policy is None:
+    if isinstance(error, NoPolicy):
         return _("No policy has been published yet: there is nothing to change.")
-    if policy.version != form.cleaned_data["policy_version"]:
+    if isinstance(error, TermsChanged):
         return _("The terms changed since the page was loaded. Reload it and check again.")
     return _("The change was not saved. Reload the user's page and try again.")
 
