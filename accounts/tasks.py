@@ -21,8 +21,8 @@ def clear_sessions() -> None:
 @shared_task(bind=True, max_retries=14)
 def mail_deliver(self: Task, mailer: str, fields: dict) -> None:
     """Send a mail the web process queued (accounts.mail.QueuedEmailBackend). While the mail
-    server is away or answers "later" (4xx), try again about 5 s later, then 10 s, 20 s... up to
-    10 minutes apart: about an hour and a half in all. A refusal for good (5xx) is logged once."""
+    server is away or answers "later" (4xx), try again 2.5 to 5 s later, then up to 10 s, 20 s...
+    up to 10 minutes apart: 40 to 80 minutes in all. A refusal for good (5xx) is logged once."""
     # Anyone may ask for a sign-up or a new password for any address, as often as they like;
     # counted by kind, so that asking for one kind never holds back the other.
     kind, to = fields["subject"], ",".join(sorted(fields["to"]))
