@@ -17,6 +17,7 @@ from accounts.services import TokenError, api_token_create, api_token_revoke
 from config.admin import DateBoundLookups, ModelAdmin
 from consent import services
 from consent.selectors import consent_for
+from consent.wording import staff_choice_sentence
 
 
 class AdminUserChangeForm(UserChangeForm):
@@ -58,18 +59,7 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
     def consent_state(self, obj: User) -> str:
         if obj.pk is None:
             return "—"
-        consent = consent_for(obj)
-        state: object
-        if not obj.is_consumer:
-            state = _("Not eligible (commercial plan)")
-        elif consent.decided_at is None:
-            state = _("Not decided")
-        else:
-            state = _("%(state)s since %(when)s, under policy version %(version)s") % {
-                "state": consent.get_state_display(),
-                "when": consent.decided_at.strftime("%Y-%m-%d %H:%M UTC"),
-                "version": consent.policy.version if consent.policy else "?",
-            }
+        state = staff_choice_sentence(obj, consent_for(obj))
         return format_html(
             '{} — <a href="{}">{}</a>',
             state,

@@ -1,15 +1,29 @@
-"""What the privacy settings page says about the user's choice, as sentences."""
+"""What the pages say about a user's choice, as sentences: to the user, and to staff."""
 
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts.models import User
 from consent.models import ConsentEvent, TrainingConsent
 from consent.selectors import Propagation, RunsSeen
 from consent.templatetags.consent_format import period
 
 Role = ConsentEvent.Role
+
+
+def staff_choice_sentence(user: User, consent: TrainingConsent) -> str:
+    """Say to support and admins what the user chose, since when and under which terms."""
+    if not user.is_consumer:
+        return _("Not eligible for training (commercial plan)")
+    if consent.decided_at is None:
+        return _("Not decided: not trained on until they choose")
+    return _("%(choice)s, since %(when)s, under policy version %(version)s") % {
+        "choice": _("Allows training") if consent.allowed else _("Declines training"),
+        "when": date_format(localtime(consent.decided_at), "j M Y, H:i e"),
+        "version": consent.policy.version if consent.policy else "?",
+    }
 
 
 def choice_sentence(

@@ -26,6 +26,7 @@ from consent.selectors import (
     propagation_for,
     retention_days_now,
 )
+from consent.wording import staff_choice_sentence
 
 MAX_USER_ID = 2**63 - 1
 Kind, Channel, Role = ConsentEvent.Kind, ConsentEvent.Channel, ConsentEvent.Role
@@ -82,6 +83,7 @@ class UserFacts:
     """What support needs to know first about one user's setting."""
 
     consent: TrainingConsent
+    choice: str
     policy: ConsentPolicy | None
     waits_for_choice: bool
     deadline_passed: bool
@@ -94,6 +96,7 @@ def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
     consent, policy = consent_and_policy(user)
     return UserFacts(
         consent=consent,
+        choice=staff_choice_sentence(user, consent),
         policy=policy,
         waits_for_choice=needs_choice(consent, policy),
         deadline_passed=policy is not None and now >= policy.decision_deadline,

@@ -116,11 +116,11 @@ def test_the_user_page_shows_the_consent_read_only_with_a_link_to_support(
 
     page = admin_client.get(f"/admin/accounts/user/{consumer.pk}/change/").content.decode()
 
-    assert "Declined since" in page and "under policy version 1" in page
+    assert "Declines training, since" in page and "under policy version 1" in page
     assert f'href="/support/users/{consumer.pk}/"' in page
     assert 'name="consent_state"' not in page
     commercial_page = admin_client.get(f"/admin/accounts/user/{commercial.pk}/change/")
-    assert "Not eligible (commercial plan)" in commercial_page.content.decode()
+    assert "Not eligible for training (commercial plan)" in commercial_page.content.decode()
 
 
 def test_an_agent_with_access_records_cannot_be_deleted_in_the_admin(
