@@ -314,7 +314,9 @@ CONSENT_DELIVERY_BATCH_SIZE = int(os.environ.get("CONSENT_DELIVERY_BATCH_SIZE", 
 CONSENT_RETRY_MAX_ATTEMPTS = int(os.environ.get("CONSENT_RETRY_MAX_ATTEMPTS", "12"))
 CONSENT_RETRY_BASE_SECONDS = float(os.environ.get("CONSENT_RETRY_BASE_SECONDS", "1"))
 CONSENT_RETRY_MAX_SECONDS = float(os.environ.get("CONSENT_RETRY_MAX_SECONDS", "600"))
-CONSENT_DRAIN_TIME_BUDGET = 20.0  # seconds, below CELERY_TASK_SOFT_TIME_LIMIT
+# Seconds a drain starts batches for: with a webhook batch's own 5 s and a send's 5 s timeout
+# on top, well below CELERY_TASK_SOFT_TIME_LIMIT, which would lose what a batch did.
+CONSENT_DRAIN_TIME_BUDGET = 15.0
 # Seconds a drain queued on commit waits, carrying the commits made meanwhile.
 CONSENT_DRAIN_DELAY = float(os.environ.get("CONSENT_DRAIN_DELAY", BROKER.drain_delay))
 CONSENT_DRAIN_DEBOUNCE = 10  # at most, seconds a queued drain stands for every later commit

@@ -150,7 +150,9 @@ def _record(
         attempts=F("attempts") + 1,
         last_error="",
     )
-    failed = [d for d in deliveries if results[d.pk].outcome != Outcome.APPLIED]
+    failed = [
+        d for d in deliveries if results[d.pk].outcome not in (Outcome.APPLIED, Outcome.UNSENT)
+    ]
     for delivery in failed:
         result = results[delivery.pk]
         delivery.attempts += 1

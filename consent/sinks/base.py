@@ -49,6 +49,7 @@ class Outcome(StrEnum):
     APPLIED = "applied"
     RETRY = "retry"
     PERMANENT = "permanent"
+    UNSENT = "unsent"  # not tried, the batch's time being up: due again at once, not a failure
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Result:
 
 
 APPLIED = Result(Outcome.APPLIED)
+UNSENT = Result(Outcome.UNSENT)
 
 
 @dataclass(frozen=True)

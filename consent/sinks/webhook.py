@@ -7,11 +7,12 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from uuid import UUID
 
 import urllib3
 
-from consent.sinks.base import APPLIED, Change, Entry, Outcome, Result
+from consent.sinks.base import APPLIED, UNSENT, Change, Entry, Outcome, Result
 
 EVENT_TYPE = "consent.training.changed.v1"
 DELETED_TYPE = "consent.training.deleted.v1"
@@ -63,11 +64,12 @@ class WebhookSink:
         source: str = "/consent/training",
         timeout: float = 5.0,
         concurrency: int = 8,
+        batch_seconds: float = 5.0,
     ) -> None:
         if not secrets or not all(s.startswith("whsec_") for s in secrets):
             raise ValueError("Webhook secrets must be given, each starting with whsec_.")
         self.name, self.url, self.secrets, self.source = name, url, secrets, source
-        self.concurrency = concurrency
+        self.concurrency, self.batch_seconds = concurrency, batch_seconds
         self.http = urllib3.PoolManager(
             num_pools=2,
             maxsize=concurrency,
@@ -105,9 +107,15 @@ class WebhookSink:
         return Result(Outcome.PERMANENT, detail)
 
     def apply(self, changes: list[Change]) -> dict[int, Result]:
+        # A slow receiver must not hold a batch past the task's time limit, which would lose
+        # what was sent: no send starts after batch_seconds, and those not sent wait their turn.
+        deadline = time.monotonic() + self.batch_seconds
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            results = pool.map(self.send, changes)
+            results = pool.map(partial(self._send_by, deadline=deadline), changes)
             return {c.delivery_id: r for c, r in zip(changes, results, strict=True)}
+
+    def _send_by(self, change: Change, *, deadline: float) -> Result:
+        return self.send(change) if time.monotonic() < deadline else UNSENT
 
     def subjects(self) -> Iterator[list[UUID]]:
         raise NotImplementedError("A webhook receiver cannot be read back.")

@@ -156,6 +156,30 @@ def test_a_delivery_dies_when_its_retry_budget_is_spent(
     assert (delivery.state, delivery.attempts) == (State.DEAD, 2)
 
 
+def test_a_slow_receiver_gets_what_a_batch_has_time_for_and_the_rest_waits_untouched(
+    policy, two_sinks, webhook, settings, caplog
+):
+    settings.CONSENT_SINKS["webhook"]["OPTIONS"] |= {"concurrency": 2, "batch_seconds": 0.7}
+    webhook.delay = 0.5
+    for user in UserFactory.create_batch(10):
+        services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+
+    outbox_drain("webhook")
+
+    deliveries = Delivery.objects.filter(sink="webhook")
+    applied = deliveries.filter(state=State.APPLIED)
+    waiting = deliveries.filter(state=State.PENDING)
+    assert 1 <= applied.count() <= 4 and applied.count() == len(webhook.received)
+    assert waiting.count() == 10 - applied.count()
+    assert {(d.attempts, d.last_error) for d in waiting} == {(0, "")}
+    assert all(d.next_attempt_at <= timezone.now() for d in waiting)  # due again at once
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+
+    webhook.delay = 0
+    outbox_drain("webhook")
+    assert deliveries.filter(state=State.APPLIED).count() == 10
+
+
 def test_backoff_grows_and_is_capped(settings):
     settings.CONSENT_RETRY_BASE_SECONDS, settings.CONSENT_RETRY_MAX_SECONDS = 1, 60
     waits = [backoff(n).total_seconds() for n in range(1, 12)]
