@@ -5,8 +5,8 @@ from django.core.checks.mail import NON_PRODUCTION_EMAIL_BACKENDS
 
 @register(Tags.mail, deploy=True)
 def mail_delivery_check(**kwargs: object) -> list[CheckMessage]:
-    """Django's own check reads the default mailer, which here only queues the mail: the one a
-    worker sends it with must be a real one in production."""
+    """Check that the mailer the workers send with is a real one."""
+    # Django's own check reads the default mailer, which here only queues the mail.
     backend = settings.MAILERS["delivery"]["BACKEND"]
     if backend not in NON_PRODUCTION_EMAIL_BACKENDS:
         return []

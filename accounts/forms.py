@@ -57,8 +57,8 @@ class PasswordResetRequestForm(PasswordResetForm):
         return (user for user in users if user.has_usable_password())
 
     def save(self, *args: Any, **options: Any) -> None:
-        """Leave the lookup and the mail to a worker: the answer takes as long for any address.
-        Django's view gives the request and whether it came by HTTPS."""
+        """Leave the lookup and the mail to a worker: the answer takes as long for any address."""
+        # Django's view gives the request and whether it came by HTTPS.
         queue = partial(
             password_reset_mail.delay,
             email=self.cleaned_data["email"],

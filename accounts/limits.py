@@ -7,11 +7,11 @@ logger = logging.getLogger(__name__)
 
 
 def counted_over(what: str, rate: tuple[int, int]) -> bool:
-    """Count one more of `what` (an address, say) in the cache; tell whether more than rate's
-    limit came within its window of seconds, counted from the first. A cache that is away
-    counts nothing: it never refuses."""
+    """Count one more of `what` (an address, say); return whether rate's limit is passed."""
     limit, seconds = rate
     key = "counted:" + hashlib.sha256(what.encode()).hexdigest()
+    # The window of seconds runs from the first. A cache that is away counts nothing: it never
+    # refuses.
     try:
         cache.add(key, 0, timeout=seconds)
         return cache.incr(key) > limit

@@ -34,12 +34,7 @@ def mail_send(to: str, template: str, context: dict) -> None:
 
 
 class QueuedEmailBackend(BaseEmailBackend):
-    """Hand each mail, once the transaction commits, to a worker that sends it with the mailer
-    named `deliver_with`, retrying while the mail server is away. A request never waits for
-    the mail server, nor fails with it, nor takes longer for an address that has an account.
-
-    Plain text only: a mail with attachments or alternatives is refused.
-    """
+    """A backend that queues each plain-text mail for a worker once the transaction commits."""
 
     def __init__(self, *, deliver_with: str, **options: Any) -> None:
         super().__init__(**options)
@@ -48,6 +43,9 @@ class QueuedEmailBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         from accounts.tasks import mail_deliver  # the tasks import this module
 
+        # The worker sends with the mailer named deliver_with, retrying while the server is away:
+        # a request never waits for the mail server, nor fails with it, nor takes longer for an
+        # address that has an account.
         for message in email_messages:
             if message.attachments or getattr(message, "alternatives", None):
                 raise ValueError("Only plain-text mail can be queued.")

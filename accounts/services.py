@@ -1,5 +1,4 @@
-"""The writers of accounts: sign-up by email, confirmed by a link; API tokens, made (and shown
-once), revoked and marked as used."""
+"""The writers of accounts: sign-up confirmed by a mailed link, and API tokens."""
 
 import secrets
 from collections.abc import Callable, Iterable
@@ -18,9 +17,9 @@ from accounts.models import ApiToken, User, api_token_hash, email_normalized
 
 
 class SignupTokenGenerator(PasswordResetTokenGenerator):
-    """The sign-up link's token: made as a new password's is, under a salt of its own, so that
-    neither link does the other's work."""
+    """The sign-up link's token, made as a password reset link's is."""
 
+    # A salt of its own, so that neither link does the other's work.
     key_salt = "accounts.services.SignupTokenGenerator"
 
 
@@ -31,15 +30,10 @@ signup_tokens = SignupTokenGenerator()
 def signup_request(
     *, email: str, password: str, confirm_url: Callable[[str, str], str], reset_url: str
 ) -> None:
-    """Ask for an account: a new address gets an inactive account and a link that confirms it;
-    the owner of an existing account is told instead, with the way to a new password. Either way
-    the answer is the same.
-
-    An account never confirmed takes the new password, and its link asks for it: only the link
-    proves the inbox, and only the password that the inbox's owner chose switches it on. One
-    switched off in the admin is an existing account: signing up never switches it on again.
-    """
+    """Mail a new address the link that confirms its account, or tell the account's owner."""
     existing = User.objects.select_for_update().filter(email=email_normalized(email)).first()
+    # The owner is told, with the way to a new password; either way the answer is the same. One
+    # switched off in the admin is an existing account: signing up never switches it on again.
     if existing is not None and (existing.is_active or not existing.signup_pending):
         make_password(password)  # as long as for a new account: the answer's time tells nothing
         told = "signup_existing" if existing.is_active else "signup_switched_off"
@@ -48,6 +42,8 @@ def signup_request(
     if existing is None:
         user = User.objects.create_user(email, password, is_active=False, signup_pending=True)
     else:
+        # Never confirmed: it takes the new password, and its link asks for it. Only the link
+        # proves the inbox, and only the password that the inbox's owner chose switches it on.
         user = existing
         user.set_password(password)
         user.save(update_fields=["password"])
@@ -60,16 +56,15 @@ class SignupPasswordWrong(Exception):
 
 
 def signup_confirm(*, user_id: str, token: str, password: str) -> User | None:
-    """Switch on the account the link names, if it awaits the link, the link is still good and
-    the password is the one its sign-up chose (SignupPasswordWrong if not); return it, or None
-    for a link no longer good. Following the link proves the inbox; the password proves the
-    sign-up was its owner's, not that of someone who signed up with the address since."""
+    """Switch on the account the link names and return it; None for a link no longer good."""
     try:
         user = User.objects.get(pk=int(force_str(urlsafe_base64_decode(user_id))))
     except (ValueError, OverflowError, User.DoesNotExist):
         return None
     if user.is_active or not user.signup_pending or not signup_tokens.check_token(user, token):
         return None
+    # The link proves the inbox; the password proves the sign-up was its owner's, not that of
+    # someone who signed up with the address since.
     if not user.check_password(password):
         raise SignupPasswordWrong
     user.is_active, user.signup_pending = True, False
@@ -78,8 +73,8 @@ def signup_confirm(*, user_id: str, token: str, password: str) -> User | None:
 
 
 def sign_in_failures_forget(*, user: User, **kwargs: object) -> None:
-    """Forget the failed sign-ins of an account once it is signed in to (user_logged_in), a new
-    password's first sign-in included; not those of others from the same address."""
+    """Forget an account's failed sign-ins once it is signed in to (user_logged_in)."""
+    # A new password's first sign-in included; not the failures of others from the same address.
     axes_reset(username=user.email)
 
 
@@ -126,8 +121,7 @@ def api_token_revoke(*, tokens: Iterable[ApiToken]) -> int:
 
 
 def api_token_use(*, secret: str, scope: str) -> ApiToken | None:
-    """Return the usable token with this secret, None if there is none; if it has the scope it
-    is used for, it is marked as used now."""
+    """Return the usable token with this secret, or None; mark it used now if it has the scope."""
     token = ApiToken.objects.usable().filter(key_hash=api_token_hash(secret)).first()
     if token is not None and scope in token.scopes:
         token.last_used_at = timezone.now()

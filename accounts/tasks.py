@@ -20,9 +20,7 @@ def clear_sessions() -> None:
 
 @shared_task(bind=True, max_retries=14)
 def mail_deliver(self: Task, mailer: str, fields: dict) -> None:
-    """Send a mail the web process queued (accounts.mail.QueuedEmailBackend). While the mail
-    server is away or answers "later" (4xx), try again 2.5 to 5 s later, then up to 10 s, 20 s...
-    up to 10 minutes apart: 40 to 80 minutes in all. A refusal for good (5xx) is logged once."""
+    """Send a mail that QueuedEmailBackend queued, retrying while the mail server is away."""
     # Anyone may ask for a sign-up or a new password for any address, as often as they like;
     # counted by kind, so that asking for one kind never holds back the other.
     kind, to = fields["subject"], ",".join(sorted(fields["to"]))
@@ -38,6 +36,8 @@ def mail_deliver(self: Task, mailer: str, fields: dict) -> None:
             logger.error("Mail not sent (%s): the mail server refused it for good: %r", kind, error)
             return
         logger.warning("Mail not sent (%s), try %d: %r", kind, self.request.retries + 1, error)
+        # Away or "later" (4xx): again 2.5 to 5 s later, then up to 10 s, 20 s... up to 10 minutes
+        # apart, 40 to 80 minutes in all.
         longest = min(600, 5 * 2**self.request.retries)
         countdown = random.uniform(longest / 2, longest)  # noqa: S311 - spreads a crowd out
         raise self.retry(exc=error, countdown=countdown) from error
@@ -52,10 +52,10 @@ def _refused_for_good(error: OSError) -> bool:
 
 @shared_task
 def password_reset_mail(*, email: str, domain: str, use_https: bool) -> None:
-    """Mail a link to choose a new password if a confirmed account has this address: looked up
-    here, so that the request's answer takes as long for any address."""
+    """Mail a link to choose a new password if a confirmed account has this address."""
     from accounts.forms import PasswordResetRequestForm  # which imports this module
 
+    # Looked up here, not in the request, so that its answer takes as long for any address.
     form = PasswordResetRequestForm({"email": email})
     if form.is_valid():
         form.mail_now(domain=domain, use_https=use_https)

@@ -62,13 +62,13 @@ def too_often(request: HttpRequest, template: str, context: dict) -> HttpRespons
 
 
 class PasswordResetView(auth_views.PasswordResetView):
-    """Django's, asked at most ACCOUNT_REQUEST_RATE times from one client: each ask queues a
-    task, which may mail, and the mail server's time is not free."""
+    """Django's password reset view, asked at most ACCOUNT_REQUEST_RATE times from one client."""
 
     form_class = PasswordResetRequestForm
     template_name = "accounts/password_reset.html"
 
     def form_valid(self, form: PasswordResetForm) -> HttpResponse:
+        # Each ask queues a task, which may mail, and the mail server's time is not free.
         if asked_too_often(self.request, "new password"):
             return too_often(self.request, self.template_name, {"form": form})
         return super().form_valid(form)
@@ -76,12 +76,12 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 @require_http_methods(["GET", "POST"])
 def signup_confirmed(request: HttpRequest, user_id: str, token: str) -> HttpResponse:
-    """Ask for the password chosen at sign-up to confirm (a mail scanner that opens the link
-    confirms nothing, nor does the owner of the inbox confirm a sign-up someone else made with
-    their address), then switch the account on and sign in."""
+    """Ask for the password chosen at sign-up, then switch the account on and sign in."""
     if request.user.is_authenticated:
         return redirect("home")
     form = SignupConfirmForm(request.POST or None)
+    # Opening the link confirms nothing: not a mail scanner, nor the owner of the inbox for a
+    # sign-up someone else made with their address.
     if request.method == "GET" or not form.is_valid():
         status = 400 if form.errors else 200
         return render(request, "accounts/signup_confirm.html", {"form": form}, status=status)

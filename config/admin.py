@@ -41,18 +41,18 @@ class AdminSite(admin.AdminSite):
 
 
 class DateBoundChangeList(ChangeList):
-    """Django's change list, refusing a year out of range as a bad lookup, in the date hierarchy
-    or in any `field__year=` of the address: Django itself lets the OverflowError or ValueError
-    of year 0 or 99999 become a 500, in the first when it reads the filters, in the other when
-    the query is built."""
+    """Django's change list, refusing a year out of range (0, 99999) as a bad lookup, not a 500."""
 
     def get_filters(self, request: HttpRequest) -> Any:
+        # Django lets a year out of range in the date hierarchy raise here, as a 500.
         try:
             return super().get_filters(request)
         except (OverflowError, ValueError) as error:
             raise IncorrectLookupParameters(error) from error
 
     def get_results(self, request: HttpRequest) -> None:
+        # A year out of range in any `field__year=` of the address raises here, as the query is
+        # built.
         try:
             super().get_results(request)
         except (OverflowError, ValueError) as error:

@@ -1,5 +1,4 @@
-"""The machine clients' API, /api/v1/: its OpenAPI document (/api/v1/openapi.json) and a page
-that shows it (/api/v1/docs)."""
+"""The machine clients' API, /api/v1/, with its OpenAPI document and the page that shows it."""
 
 import json
 from collections import Counter
@@ -23,10 +22,11 @@ from consent.api import router as consent_router
 
 
 class Encoder(NinjaJSONEncoder):
-    """Times to the microsecond, as given and as the snapshots say them (Django's encoder cuts
-    them to the millisecond, so a pipeline would not get back the as_of it was answered for)."""
+    """An encoder keeping times to the microsecond, as given and as the snapshots say them."""
 
     def default(self, o: Any) -> Any:
+        # Django's encoder cuts times to the millisecond: a pipeline would not get back the as_of
+        # it was answered for.
         if isinstance(o, datetime):
             return o.isoformat()
         return super().default(o)
@@ -62,8 +62,9 @@ def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _documents(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """The OpenAPI document and its page take GET alone: another method gets the 405 every
-    endpoint gives, not CSRF's 403 (nothing here changes anything)."""
+    """Let the OpenAPI document and its page take GET alone."""
+    # Another method gets the 405 every endpoint gives, not CSRF's 403: nothing here changes
+    # anything.
     return csrf_exempt(require_GET(view))
 
 
@@ -85,8 +86,8 @@ SHOWN_ERRORS = 20
 
 @api.exception_handler(ValidationError)
 def refuse_invalid(request: HttpRequest, error: ValidationError) -> HttpResponse:
-    """Refuse a request whole with 400, naming its first faults (not a 100,000 of them), each
-    where it is in the request: ["body", "pairs", "0", "1"] is the time of the first pair."""
+    """Refuse a request whole with 400, naming its first faults and where each is in it."""
+    # The first few, not a 100,000 of them; ["body", "pairs", "0", "1"] is the first pair's time.
     faults = [
         {"where": _where(fault.get("loc", ())), "problem": fault.get("msg")}
         for fault in error.errors[:SHOWN_ERRORS]
@@ -114,12 +115,12 @@ def refuse(request: HttpRequest, error: HttpError) -> HttpResponse:
 
 @api.exception_handler(AuthenticationError)
 def refuse_unauthenticated(request: HttpRequest, error: AuthenticationError) -> HttpResponse:
-    """401 with the scheme it wants (RFC 6750), the same whatever was wrong with a bearer token
-    sent; error="invalid_token" says that one was sent, which the client knows already, and
-    none is named for a request without one (RFC 6750, 3.1)."""
+    """Answer 401 with the scheme wanted (RFC 6750), the same whatever was wrong with the token."""
     body = {"detail": "A valid API token is needed: Authorization: Bearer <token>."}
     response = api.create_response(request, body, status=401)
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    # error="invalid_token" says only that a token was sent, which the client knows already;
+    # none is named for a request without one (RFC 6750, 3.1).
     sent = scheme.lower() == "bearer" and token.strip()
     response["WWW-Authenticate"] = 'Bearer realm="api"' + (
         ', error="invalid_token"' if sent else ""

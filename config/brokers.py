@@ -14,9 +14,8 @@ class Broker:
 
 
 def broker_for(url: str, data_dir: Path, *, longest_task: int) -> Broker:
-    """Return the settings for a broker URL: RabbitMQ (production), Redis, or the file system
-    (the embedded default, which needs no server); longest_task is the longest hard time limit
-    of a task, in seconds."""
+    """Return the settings for a RabbitMQ, Redis or file-system broker URL."""
+    # The file system is the embedded default, which needs no server; RabbitMQ is production's.
     if url.startswith("filesystem://"):
         folders = {name: data_dir / "broker" / name for name in ("queue", "processed", "control")}
         for folder in folders.values():
@@ -48,7 +47,7 @@ def broker_for(url: str, data_dir: Path, *, longest_task: int) -> Broker:
                 # Above the longest task's time limit, so that a task still running is not
                 # handed to a second worker. A drain lost with its worker is queued again by the
                 # sweep within seconds, a scheduled task by beat (each is safe to run twice at
-                # once).
+                # once). longest_task is the longest hard time limit of a task, in seconds.
                 "visibility_timeout": longest_task + 300,
                 "socket_timeout": 5,
                 "socket_connect_timeout": 2,

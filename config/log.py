@@ -1,9 +1,4 @@
-"""Logging: one JSON object per line, each carrying the id of the request it serves.
-
-A request takes its id from a sane X-Request-ID header or makes one; the id is written on the
-deliveries of the change the request makes, so the worker that applies them logs it too, and it
-travels in the headers of the tasks the request queues.
-"""
+"""Logging: one JSON object per line, each carrying the id of the request it serves."""
 
 import logging
 import re
@@ -26,8 +21,7 @@ def request_id() -> str:
 
 
 class RequestIdMiddleware:
-    """Give every request an id: the caller's X-Request-ID when it is a sane one, else a new
-    one; answer with it."""
+    """Give every request an id, the caller's sane X-Request-ID or a new one; answer with it."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -43,6 +37,8 @@ class RequestIdMiddleware:
             REQUEST_ID.reset(token)
 
 
+# The id travels in the headers of the tasks a request queues, and is written on the deliveries
+# of the change it makes, so that the worker doing the work logs it too.
 @signals.before_task_publish.connect
 def _send_request_id(headers: dict[str, Any], **_: Any) -> None:
     if REQUEST_ID.get():
@@ -68,10 +64,11 @@ class RequestIdFilter(logging.Filter):
 
 
 class ClientErrorsInOneLine(logging.Filter):
-    """Log a 4xx answer as the one line that says it: a refused request is not a crash, and its
-    traceback (Django attaches one to every 403) would bury the real ones."""
+    """Log a 4xx answer as the one line that says it, without a traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # A refused request is not a crash, and its traceback (Django attaches one to every 403)
+        # would bury the real ones.
         if 400 <= getattr(record, "status_code", 0) < 500:
             record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True

@@ -20,9 +20,7 @@ class PrivateResponsesMiddleware:
 
 
 class NullCharactersRefusedMiddleware:
-    """Answer 400 to a query or form value holding a NUL character, which no text column can
-    store: Django's forms refuse it, but the admin's filters and searches pass it to the
-    database."""
+    """Answer 400 to a query or form value holding a NUL character, which no text column stores."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -32,6 +30,7 @@ class NullCharactersRefusedMiddleware:
             # The API reads JSON, its own way and once a token is checked: request.POST would
             # read a whole upload first, and leave nothing for the API to read.
             return self.get_response(request)
+        # Django's forms refuse a NUL; the admin's filters and searches pass it to the database.
         for values in (request.GET, request.POST):
             # The names too, and every value of a name given twice: the admin filters on them.
             if any("\x00" in "".join([name, *given]) for name, given in values.lists()):
@@ -40,8 +39,7 @@ class NullCharactersRefusedMiddleware:
 
 
 class ApiAnswersInJsonMiddleware:
-    """Answer a machine client in JSON whatever refused its request under /api/: an unknown
-    path, a method the path does not take, or Django refusing it before the API saw it."""
+    """Answer a machine client in JSON whatever refused its request under /api/."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -53,6 +51,8 @@ class ApiAnswersInJsonMiddleware:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
+        # Refused before the API saw it: an unknown path, a method the path does not take, or
+        # Django itself.
         details = {
             404: "No such endpoint: the API is described at /api/v1/docs.",
             405: f"This endpoint takes {response.get('Allow', 'another method')}.",

@@ -19,15 +19,13 @@ def _trusted(address: str) -> bool:
 
 
 def client_address(request: HttpRequest) -> str:
-    """Return the address of the client: the connection's, unless it is a proxy named in
-    TRUSTED_PROXIES; then the nearest address in X-Forwarded-For that is not one of theirs.
-
-    The header is read from the right: each proxy adds the address it was reached from, and
-    whatever a client wrote itself is further left. A hop that is not an address ends the walk
-    at the proxy that passed it on."""
+    """Return the client's address, behind the proxies named in TRUSTED_PROXIES and no others."""
     address = request.META.get("REMOTE_ADDR", "")
     forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
     hops = [hop.strip() for hop in forwarded if hop.strip()]
+    # Read from the right: each proxy adds the address it was reached from, and whatever a
+    # client wrote itself is further left. A hop that is not an address ends the walk at the
+    # proxy that passed it on.
     while hops and _trusted(address) and _address(hops[-1]):
         address = hops.pop()
     # An IPv4 client of a dual-stack socket, or of a proxy that writes it so, as ::ffff:a.b.c.d:
@@ -39,10 +37,10 @@ def client_address(request: HttpRequest) -> str:
 
 
 def client_network(request: HttpRequest) -> str:
-    """Return the client's address, or for IPv6 the first address of its /64, which one host
-    may hold whole: what the sign-in lock and the request limits count as one client."""
+    """Return what the sign-in lock and the request limits count as one client."""
     address = client_address(request)
     ip = _address(address)
+    # One host may hold a whole IPv6 /64: count its first address for all of it.
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
     return address

@@ -9,8 +9,7 @@ WAREHOUSE_MODELS = {
 
 
 class WarehouseRouter:
-    """Send the eligibility tables and the checkpoints' copies to the warehouse database, and
-    nothing else there."""
+    """Send the eligibility tables and the checkpoints' copies, and no others, to the warehouse."""
 
     def _in_warehouse(self, model: type[Model]) -> bool:
         return (model._meta.app_label, model._meta.model_name) in WAREHOUSE_MODELS

@@ -1,10 +1,4 @@
-"""Settings, read from the environment.
-
-With no environment at all the app runs on an embedded default for a local try-out: SQLite files
-and a file-system Celery broker under DATA_DIR. Production sets SECRET_KEY (which turns DEBUG off
-unless DEBUG says otherwise), DATABASE_URL, WAREHOUSE_DATABASE_URL, CELERY_BROKER_URL, REDIS_URL
-and ALLOWED_HOSTS.
-"""
+"""Settings, read from the environment; with none, an embedded default for a local try-out."""
 
 import ipaddress
 import os
@@ -21,6 +15,8 @@ from redis.retry import Retry
 from config.brokers import broker_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The try-out keeps its SQLite files and file-system broker here. Production sets SECRET_KEY,
+# DATABASE_URL, WAREHOUSE_DATABASE_URL, CELERY_BROKER_URL, REDIS_URL and ALLOWED_HOSTS.
 DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "var"))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 

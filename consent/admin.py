@@ -253,8 +253,9 @@ class ConsentEventAdmin(ReadOnlyAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[ConsentEvent], search_term: str
     ) -> tuple[QuerySet[ConsentEvent], bool]:
-        """Match the term exactly, as an index can: Django's "=" search compares the upper-cased
-        text of each column, which reads every row of the log."""
+        """Match the term exactly, as an index can."""
+        # Django's "=" search compares the upper-cased text of each column, which reads every
+        # row of the log.
         term = search_term.strip()
         if not term:
             return queryset, False
@@ -323,8 +324,8 @@ class DeliveryAdmin(ModelAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Delivery], search_term: str
     ) -> tuple[QuerySet[Delivery], bool]:
-        """Find a subject's deliveries through their events: Django's "=" search compares the
-        upper-cased text of the column, which no index serves."""
+        """Find a subject's deliveries through their events, by the exact subject id."""
+        # Django's "=" search compares the upper-cased text of the column, which no index serves.
         term = search_term.strip()
         if not term:
             return queryset, False

@@ -1,8 +1,4 @@
-"""/api/v1/ for training pipelines: eligibility in bulk, training runs and their snapshots.
-
-Machine clients send `Authorization: Bearer <token>`; a token carries the scopes it may use
-(accounts.ApiToken). A bad request is refused whole, with a 4xx that says why.
-"""
+"""/api/v1/ for training pipelines: eligibility in bulk, training runs and their snapshots."""
 
 from datetime import datetime
 from typing import Annotated

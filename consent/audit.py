@@ -1,14 +1,4 @@
-"""The audit log's tamper evidence: hash chains per subject, and signed checkpoints of a Merkle
-tree over every event.
-
-Each event carries the SHA-256 of all its fields, the previous event's hash among them, so a
-subject's history is a chain. That alone does not stop someone who can write the database: they
-could recompute the hashes. So every minute a checkpoint is written: the number of events and the
-root of a Merkle tree (RFC 6962) over all of them in the order of their ids, signed with an
-Ed25519 key the database does not hold (C2SP signed note), and copied to the warehouse database
-and to a directory. verify_audit recomputes the tree from the events and holds it against every
-checkpoint it finds, in and outside the database.
-"""
+"""The audit log's tamper evidence: hash chains per subject, and signed Merkle checkpoints."""
 
 import hashlib
 import json
@@ -70,8 +60,8 @@ def canonical(value: Any) -> Any:
 
 
 def hash_of(fields: dict[str, Any]) -> str:
-    """Return the SHA-256 of an event's fields (HASHED), as canonical JSON: keys in order, no
-    spaces, times in UTC to the microsecond, ids as text."""
+    """Return the SHA-256 of an event's fields (HASHED), as canonical JSON."""
+    # Canonical: keys in order, no spaces, times in UTC to the microsecond, ids as text.
     payload = {name: fields[name] for name in HASHED}  # in HASHED's order, which is sorted
     for name in UUIDS:
         payload[name] = canonical(payload[name])
@@ -88,10 +78,10 @@ def event_hash(event: ConsentEvent) -> str:
 
 
 def signer() -> Signer:
-    """Return the checkpoints' signing key: AUDIT_SIGNING_KEY, or on the embedded default a key
-    made once into DATA_DIR."""
+    """Return the checkpoints' signing key."""
     if settings.AUDIT_SIGNING_KEY:
         return Signer.parse(settings.AUDIT_SIGNING_KEY)
+    # The embedded default: a key made once into DATA_DIR.
     path = Path(settings.DATA_DIR) / "audit-signing.key"
     if not path.exists():
         path.write_text(f"{Signer.generate(settings.AUDIT_LOG_ORIGIN)}\n")
@@ -100,12 +90,13 @@ def signer() -> Signer:
 
 
 def verifiers() -> list[Verifier]:
-    """Return the keys whose checkpoints are trusted: the signing key's, and the earlier ones
-    of AUDIT_VERIFY_KEYS (a key rotation leaves its checkpoints verifiable)."""
+    """Return the keys whose checkpoints are trusted: the signing key's and AUDIT_VERIFY_KEYS."""
+    # The earlier keys in AUDIT_VERIFY_KEYS leave the checkpoints of before a rotation verifiable.
     return [signer().verifier, *(Verifier.parse(key) for key in settings.AUDIT_VERIFY_KEYS)]
 
 
-# Chains
+# Chains: each event carries the SHA-256 of all its fields, the previous event's hash among them,
+# so a subject's history is a chain.
 
 
 @dataclass(frozen=True)
@@ -167,7 +158,10 @@ def audit_first_break(*, subject_id: UUID | None = None) -> AuditBreak | None:
     return None
 
 
-# Checkpoints
+# Checkpoints: a chain alone does not stop someone who can write the database, who could
+# recompute the hashes. So every minute the number of events and the root of a Merkle tree
+# (RFC 6962) over all of them, in the order of their ids, are signed with an Ed25519 key the
+# database does not hold (C2SP signed note), and copied to the warehouse and to a directory.
 
 
 class CopiesMissing(Exception):
@@ -179,8 +173,8 @@ def _note_path(kind: str, size: int, at: datetime) -> Path:
 
 
 def _notes_to_copy() -> list[tuple[str, int, str, datetime]]:
-    """Return the signed notes every place outside the database must hold: the latest
-    checkpoint, whose Merkle root covers every event before it, and the restore statements."""
+    """Return the signed notes every place outside the database must hold."""
+    # The restore statements, and the latest checkpoint alone: its root covers every event before.
     notes = [
         ("restore", r.kept, r.note, r.created_at)
         for r in AuditRestore.objects.order_by("created_at")
@@ -214,9 +208,9 @@ def copies_missing() -> list[str]:
 
 
 def copies_complete() -> None:
-    """Copy the notes every place outside the database must hold (_notes_to_copy) to those
-    that lack them: the directory, and the warehouse database. A place that cannot be written
-    does not keep the other from being; CopiesMissing then says which failed and why."""
+    """Copy the notes of _notes_to_copy to the directory and the warehouse, where missing."""
+    # A place that cannot be written does not keep the other from being; CopiesMissing then says
+    # which failed and why.
     failed = []
     notes = _notes_to_copy()
     try:
@@ -241,22 +235,18 @@ def copies_complete() -> None:
 
 
 def audit_checkpoint(*, now: datetime | None = None) -> AuditCheckpoint | None:
-    """Extend the Merkle tree with the events written since the last checkpoint, sign the new
-    size and root, and copy them outside the database; return the checkpoint, or None if no
-    event came (a copy the last checkpoint lacks is made all the same). CopiesMissing if a
-    place outside the database could not be written: the checkpoint is kept, and the next one
-    tries again.
-
-    Only events at least AUDIT_CHECKPOINT_SETTLE_SECONDS old are taken: an event whose
-    transaction is still open then could otherwise commit inside a range already signed.
-    """
+    """Sign a checkpoint of the events since the last one, copy it outside; None if none came."""
     checkpoint = _checkpoint_sign(now=now or timezone.now())
+    # With no new event too: a copy the last checkpoint lacks is made all the same. On
+    # CopiesMissing the checkpoint is kept, and the next one tries again.
     copies_complete()
     return checkpoint
 
 
 def _checkpoint_sign(*, now: datetime) -> AuditCheckpoint | None:
     """Sign a checkpoint of the events written since the last one, in the database only."""
+    # Settled events only: one whose transaction is still open could otherwise commit inside a
+    # range already signed.
     settled = now - timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)
     with transaction.atomic():
         last = AuditCheckpoint.objects.select_for_update().order_by("-tree_size").first()
@@ -316,9 +306,7 @@ def _notes() -> tuple[list[tuple[str, str]], list[str]]:
 
 
 def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list[str]]:
-    """Return every checkpoint whose signature verifies, by size, with where each was found
-    (the database, the warehouse, the directory), less those a signed restore statement set
-    aside; the restore statements; and what is wrong with the other notes."""
+    """Return the checkpoints that verify, by size; the restore statements; and what is wrong."""
     keys = verifiers()
     notes, problems = _notes()
     checkpoints: list[tuple[Checkpoint, str]] = []
@@ -348,6 +336,7 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
             "AUDIT_VERIFY_KEYS; if not, what it signed is forged"
         )
     found: dict[int, KnownCheckpoint] = {}
+    # By size, with where each was found, less those a signed restore statement set aside.
     for checkpoint, where in checkpoints:
         if any(r.sets_aside(checkpoint) for r in restores.values()):
             continue
@@ -373,10 +362,7 @@ class AuditReport:
 
 
 def audit_verify() -> AuditReport:
-    """Recompute every chain and the whole Merkle tree, hold the tree against every signed
-    checkpoint, and tell apart: intact (events after the latest checkpoint are fine), tampered
-    (events missing, changed or reordered before a checkpoint), and restored (the log is shorter
-    than a checkpoint outside the database, yet agrees with an older one)."""
+    """Recompute every chain and the Merkle tree; tell intact, tampered and restored apart."""
     checkpoints, restores, problems = known_checkpoints()
     chains, frontier = Chains(), Frontier()
     first_break: AuditBreak | None = None
@@ -401,6 +387,7 @@ def audit_verify() -> AuditReport:
             "events were removed"
         )
     if first_break is not None or mismatched or problems:
+        # Tampered: events missing, changed or reordered before a checkpoint.
         detail = "; ".join(
             [*problems]
             + ([f"the first broken event is {first_break}"] if first_break else [])
@@ -415,6 +402,7 @@ def audit_verify() -> AuditReport:
         )
         verdict = Verdict.TAMPERED
     elif latest is not None and latest.size > size:
+        # Restored: shorter than a checkpoint outside the database, yet agreeing with an older one.
         verdict = Verdict.RESTORED
         detail = (
             f"the log holds {size} events, but a checkpoint signed at {latest.time:%Y-%m-%d %H:%M} "
@@ -423,6 +411,7 @@ def audit_verify() -> AuditReport:
             f"checkpoint of {max(agreed, default=0)} events: it was restored from an older backup"
         )
     else:
+        # Intact: events written after the latest checkpoint are fine.
         since = size - latest.size if latest else size
         detail = (
             f"{size} events; all agree with the checkpoint of {latest.size} events signed at "
@@ -465,8 +454,7 @@ def _leaves(start: int, end: int, before: AuditCheckpoint | None) -> list[bytes]
 
 
 def _subtree(start: int, end: int) -> bytes:
-    """Return the hash of the subtree over leaves start to end: a kept node where there is one,
-    else from the kept nodes below it, else from the events themselves."""
+    """Return the hash of the subtree over leaves start to end, from kept nodes where it can."""
     size = end - start
     if size >= 1 << STORED_LEVEL and size & (size - 1) == 0 and start % size == 0:
         level = size.bit_length() - 1
@@ -490,8 +478,7 @@ class Inclusion:
 
 
 def inclusion_of(event: ConsentEvent) -> Inclusion | None:
-    """Return the proof that the event is in the latest checkpoint's tree; None until one
-    covers it."""
+    """Return the proof that the event is in the latest checkpoint's tree; None until it is."""
     checkpoint = AuditCheckpoint.objects.order_by("-tree_size").first()
     if checkpoint is None or event.pk > checkpoint.last_event_id:
         return None
@@ -504,8 +491,8 @@ def inclusion_of(event: ConsentEvent) -> Inclusion | None:
 
 
 def audit_restore_record(*, kept: int, lost_through: int, detail: str) -> AuditRestore:
-    """Sign and keep, in and outside the database, that the database was restored from a backup
-    that kept `kept` events of a log signed up to `lost_through`."""
+    """Sign and keep, in and outside the database, that it was restored from a backup."""
+    # The backup kept `kept` events of a log signed up to `lost_through`.
     now = timezone.now()
     text = Restore(settings.AUDIT_LOG_ORIGIN, kept, lost_through, now).text()
     restore = AuditRestore.objects.create(

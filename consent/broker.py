@@ -1,28 +1,26 @@
-"""kombu's Redis transport, with one upstream defect worked around (kombu 5.6 and 5.7).
-
-When the broker connection drops while a worker holds a task it has not acknowledged yet
-(acks_late), kombu's Redis channel reaches for a connection pool it can no longer make: it
-rebuilds one from its connection's `client`, which is None once the connection has let go of
-the transport, or from its connection, None once the channel is closed. An AttributeError
-('NoneType' object has no attribute 'hostname', or 'client') is no error kombu or Celery expects
-there, and the worker stops: when the channel is closed with the task unacknowledged (kombu's
-close() drops the pools before it restores the task), or when the task ends and is acknowledged
-on the closed channel. This channel restores before its pools go, and answers a pool it cannot
-make with the connection error the rest expects. docs/operations.md tells more;
-tests/consent/test_broker.py keeps the reproductions, and fails once kombu no longer needs this.
-"""
+"""kombu's Redis transport, with one upstream defect worked around (kombu 5.6 and 5.7)."""
 
 from kombu.transport import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
+# When the broker connection drops while a worker holds a task it has not acknowledged yet
+# (acks_late), kombu's Redis channel reaches for a connection pool it can no longer make, and the
+# AttributeError ('NoneType' object has no attribute 'hostname', or 'client') stops the worker.
+# docs/operations.md tells more; tests/consent/test_broker.py keeps the reproductions, and fails
+# once kombu no longer needs this.
 class Channel(redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> dict:
+        # kombu rebuilds a pool from the connection's `client`, None once the connection has let
+        # go of the transport, or from the connection, None once the channel is closed (a task
+        # that ends and is acknowledged there): answer with the error the rest expects.
         if self.connection is None or self.connection.client is None:
             raise RedisConnectionError("The channel's connection is closed.")
         return super()._connparams(asynchronous=asynchronous)  # type: ignore[misc]
 
     def close(self) -> None:
+        # kombu's close() drops the pools before it restores the unacknowledged task: restore
+        # first, while they are there.
         if not self.closed:
             try:
                 self.qos.restore_unacked_once()

@@ -18,8 +18,7 @@ PROPAGATED_KINDS = frozenset(
 def change_for(
     event: ConsentEvent, *, delivery_id: int = 0, intervals: tuple[Interval, ...] = ()
 ) -> Change:
-    """Return what sinks must hold after this event: a fact about a pseudonymous subject, and
-    for a sink that keeps it, the subject's intervals up to the event."""
+    """Return what sinks must hold after this event, a fact about a pseudonymous subject."""
     deleted = event.kind == ConsentEvent.Kind.ACCOUNT_DELETED
     allowed = event.allows_training and event.plan in User.CONSUMER_PLANS and not deleted
     policy = event.policy
@@ -35,5 +34,5 @@ def change_for(
         policy_version=policy.version if policy else None,
         retention_days=policy.retention_days(allowed=allowed) if policy and decided else None,
         changed_at=event.created_at,
-        intervals=intervals,
+        intervals=intervals,  # for a sink that keeps them: the subject's, up to the event
     )

@@ -1,17 +1,4 @@
-"""Whether a subject's data from a moment may go into a training run that selects at another.
-
-A piece of data is a subject's chat or coding session, new or resumed at moment t; a run selects
-its data at moment R. It is eligible only if:
-
-1. at t the subject was on a consumer plan, a published policy was in force, and their latest
-   decision at or before t allowed training, not expired by newer terms that ask for a new choice;
-2. at R all of that still holds for them, and they have not deleted their account;
-3. R - t is within the retention for allowed data of the policy that decision was made under.
-
-A subject's events give the intervals during which they allowed training (history_intervals);
-the terms in force clip those (Terms, as_of); the warehouse sink keeps every subject's intervals,
-and the answers and snapshots for pipelines are read from there.
-"""
+"""Whether a subject's data from a moment may go into a training run that selects at another."""
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -51,8 +38,8 @@ EVENT_FIELDS = (
 
 
 def history_intervals(events: Iterable[tuple]) -> list[Interval]:
-    """Return the intervals during which the subject allowed training, from their state events
-    (EVENT_FIELDS, in the order of their numbers). A new decision starts a new interval."""
+    """Return the intervals during which the subject allowed training, from their state events."""
+    # The events are EVENT_FIELDS tuples, in the order of their numbers.
     intervals: list[Interval] = []
     opened: tuple[datetime, int, int] | None = None  # since when, under which version, retention
     decision: tuple[bool, int, int] | None = None  # allowed, its policy version, its retention
@@ -66,6 +53,7 @@ def history_intervals(events: Iterable[tuple]) -> list[Interval]:
             deleted = True
         allowing = decision is not None and decision[0] and plan in User.CONSUMER_PLANS
         allowing = allowing and not deleted
+        # A new decision starts a new interval.
         if opened is not None and (not allowing or kind in (Kind.DECISION, Kind.RESTORED)):
             if opened[0] < at:
                 intervals.append(Interval(opened[0], at, opened[1], opened[2]))
@@ -78,8 +66,7 @@ def history_intervals(events: Iterable[tuple]) -> list[Interval]:
 
 
 def subjects_intervals(up_to: dict[UUID, int]) -> dict[UUID, tuple[Interval, ...]]:
-    """Return each subject's intervals, from their events up to the numbers given; a few
-    thousand subjects a query, however many are asked."""
+    """Return each subject's intervals, from their events up to the numbers given."""
     subjects = list(up_to)
     found: dict[UUID, tuple[Interval, ...]] = {}
     for start in range(0, len(subjects), SUBJECTS_A_BATCH):
@@ -99,11 +86,7 @@ def subjects_intervals(up_to: dict[UUID, int]) -> dict[UUID, tuple[Interval, ...
 
 @dataclass(frozen=True)
 class Terms:
-    """When each published policy came into force: published, and effective.
-
-    A decision made under a version expires when a newer version that asks for a new choice
-    comes into force.
-    """
+    """When each published policy came into force, and whether it asks for a new choice."""
 
     in_force: tuple[tuple[int, datetime, bool], ...]  # version, from, asks for a new choice
 
@@ -123,14 +106,14 @@ class Terms:
 
     def expiry(self, version: int) -> datetime | None:
         """Return when a decision made under this version expires, if it does."""
+        # When a newer version that asks for a new choice comes into force.
         return min(
             (since for newer, since, asks in self.in_force if newer > version and asks),
             default=None,
         )
 
     def as_of(self, intervals: Iterable[Interval], moment: datetime) -> list[Interval]:
-        """Return the intervals as they stood at the moment, within the terms in force: one
-        still under way then has no end."""
+        """Return the intervals as they stood at the moment, within the terms in force."""
         start = self.first_in_force
         if start is None:
             return []
@@ -141,14 +124,20 @@ class Terms:
             end = min((end for end in ends if end is not None), default=None)
             if begin > moment or (end is not None and end <= begin):
                 continue
+            # One still under way at the moment has no end.
             until = end if end is not None and end <= moment else None
             clipped.append(Interval(begin, until, interval.policy_version, interval.retention_days))
         return clipped
 
 
+# A piece of data is a subject's chat or coding session, new or resumed at moment t; a run selects
+# its data at moment R. It is eligible only if:
+# 1. at t the subject was on a consumer plan, a published policy was in force, and their latest
+#    decision at or before t allowed training, not expired by newer terms that ask a new choice;
+# 2. at R all of that still holds for them, and they have not deleted their account;
+# 3. R - t is within the retention for allowed data of the policy that decision was made under.
 def is_eligible(intervals: Sequence[Interval], at: datetime, as_of: datetime) -> bool:
-    """Tell whether data from `at` may go into a run selecting at `as_of`, given the subject's
-    intervals as of then (Terms.as_of)."""
+    """Tell whether data from `at` may go into a run at `as_of`, given Terms.as_of's intervals."""
     if at > as_of or not any(interval.allowed_until is None for interval in intervals):
         return False
     for interval in intervals:
@@ -166,8 +155,8 @@ def history_store() -> str:
 
 
 def subjects_withheld(as_of: datetime) -> set[UUID]:
-    """Return the subjects with a change made by as_of that the history store has not applied:
-    their answers could be out of date, so they are not eligible (fail closed)."""
+    """Return the subjects with a change made by as_of that the history store has not applied."""
+    # Their answers could be out of date, so they are not eligible: fail closed.
     made = Delivery.objects.filter(sink=settings.CONSENT_ELIGIBILITY_SINK, created_at__lte=as_of)
     # Asked apart, each reads its partial index; `state IN (...)` would read every delivery.
     pending = made.filter(state=Delivery.State.PENDING).values_list("subject_id", flat=True)
@@ -178,8 +167,7 @@ def subjects_withheld(as_of: datetime) -> set[UUID]:
 def intervals_stored_as_of(
     as_of: datetime, still_at: datetime | None = None
 ) -> QuerySet[EligibilityInterval]:
-    """Return the intervals begun by as_of of subjects with one under way then (is_eligible's);
-    given a later moment still_at, those begun by then of subjects with one under way at both."""
+    """Return the stored intervals of the subjects who allowed training at as_of (and still_at)."""
     store = EligibilityInterval.objects.using(history_store())
 
     def under_way(moment: datetime) -> Exists:
@@ -187,13 +175,14 @@ def intervals_stored_as_of(
         return Exists(at.filter(Q(allowed_until__isnull=True) | Q(allowed_until__gt=moment)))
 
     if still_at is None:
+        # Begun by as_of, of subjects with one under way then: what is_eligible reads.
         return store.filter(allowed_from__lte=as_of).filter(under_way(as_of))
+    # Begun by the later still_at, of subjects with one under way at both moments.
     return store.filter(allowed_from__lte=still_at).filter(under_way(as_of), under_way(still_at))
 
 
 def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, list[Interval]]:
-    """Return the intervals begun by as_of of those subjects who allowed training at as_of;
-    SUBJECTS_A_QUERY subjects a query at most, however many are asked."""
+    """Return the intervals begun by as_of of those subjects who allowed training at as_of."""
     intervals: dict[UUID, list[Interval]] = defaultdict(list)
     for batch in batched(subjects, SUBJECTS_A_QUERY, strict=False):
         rows = (
@@ -210,8 +199,7 @@ def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, li
 
 
 def eligibility(pairs: Sequence[tuple[UUID, datetime]], *, as_of: datetime) -> list[bool]:
-    """Answer, for each (subject, moment of the data), whether a run selecting at as_of may use
-    it, in order."""
+    """Answer, in order, whether a run selecting at as_of may use each (subject, moment) pair."""
     subjects = {subject_id for subject_id, _ in pairs}
     subjects -= subjects_withheld(as_of)
     terms = Terms.published()

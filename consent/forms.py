@@ -9,19 +9,17 @@ ON_OFF = [("on", _("On")), ("off", _("Off"))]
 
 
 class PolicyForm(forms.Form):
-    """A post about the policy version the page showed; refuses fields it does not know.
-
-    The signed-in user is the only subject: a field naming another user (or anything else
-    unexpected) makes the whole post invalid, so a forged request changes nothing. Whether the
-    version is still the current one is for the service to check, in its transaction.
-    """
+    """A post about the policy version the page showed, refusing fields it does not know."""
 
     expected_extra = frozenset({"csrfmiddlewaretoken"})
 
+    # Whether it is still the current version is for the service to check, in its transaction.
     policy_version = forms.IntegerField(min_value=1)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        # The signed-in user is the only subject: a field naming another user (or anything else
+        # unexpected) makes the whole post invalid, so a forged request changes nothing.
         unknown = set(self.data) - set(self.fields) - self.expected_extra
         if unknown:
             raise forms.ValidationError(
@@ -31,12 +29,10 @@ class PolicyForm(forms.Form):
 
 
 class ChoiceForm(PolicyForm):
-    """The toggle, on or off.
+    """The toggle, on or off."""
 
-    The page sends a hidden "off" before the checkbox, whose "on" comes last and wins when it is
-    checked: a missing field is a forged post, never a silent "off".
-    """
-
+    # The page sends a hidden "off" before the checkbox, whose "on" comes last and wins when it
+    # is checked: a missing field is a forged post, never a silent "off".
     allowed = forms.ChoiceField(choices=ON_OFF)
 
     @property

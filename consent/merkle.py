@@ -1,10 +1,4 @@
-"""Merkle trees of an append-only log, as RFC 6962 and RFC 9162 define them.
-
-A leaf's hash is SHA-256(0x00 || leaf); a node's, SHA-256(0x01 || left || right). A tree of n
-leaves splits at the largest power of two below n. The Frontier holds the roots of the perfect
-subtrees along the tree's right edge, enough to append leaves and to say the root, so that a tree
-of millions of leaves grows one leaf at a time without being read again.
-"""
+"""Merkle trees of an append-only log, as RFC 6962 and RFC 9162 define them."""
 
 import hashlib
 from collections.abc import Callable, Iterable
@@ -25,12 +19,13 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 class Frontier:
     """The right edge of a tree: one subtree root per 1 bit of its size, the largest first."""
 
+    # Enough to append leaves and to say the root, so that a tree of millions of leaves grows one
+    # leaf at a time without being read again.
     size: int = 0
     roots: list[bytes] = field(default_factory=list)
 
     def append(self, leaf: bytes, *, on_full: Callable[[int, int, bytes], None] | None = None):
-        """Add a leaf's hash; on_full(level, index, hash) hears of every perfect subtree that
-        the leaf completes."""
+        """Add a leaf's hash; on_full(level, index, hash) hears of each perfect subtree made."""
         node, level, index = leaf, 0, self.size
         self.size += 1
         while index & 1:  # a left sibling of the same size waits on the edge: merge them
@@ -69,8 +64,8 @@ def split(size: int) -> int:
 
 
 def inclusion_path(index: int, size: int, subtree: Callable[[int, int], bytes]) -> list[bytes]:
-    """Return the audit path of leaf `index` in a tree of `size` leaves (RFC 9162, 2.1.3.1),
-    given subtree(start, end), the hash of leaves start to end."""
+    """Return the audit path of leaf `index` in a tree of `size` leaves (RFC 9162, 2.1.3.1)."""
+    # subtree(start, end) gives the hash of the leaves start to end.
     if size <= 1:
         return []
     k = split(size)
@@ -83,8 +78,7 @@ def inclusion_path(index: int, size: int, subtree: Callable[[int, int], bytes]) 
 
 
 def root_from_path(leaf: bytes, index: int, size: int, path: list[bytes]) -> bytes | None:
-    """Return the root an audit path leads to from a leaf's hash (RFC 9162, 2.1.3.2), or None
-    if the path does not fit the index and size."""
+    """Return where a leaf's audit path leads (RFC 9162, 2.1.3.2), or None if it does not fit."""
     if index >= size:
         return None
     fn, sn, node = index, size - 1, leaf

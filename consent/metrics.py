@@ -1,9 +1,4 @@
-"""What Prometheus reads at /metrics.
-
-Counters and the latency histogram are kept by prometheus-client in PROMETHEUS_MULTIPROC_DIR,
-where every web and worker process of a machine adds to them; the outbox's backlog and the age
-of the last checkpoint are read from the database at each scrape.
-"""
+"""What Prometheus reads at /metrics."""
 
 import logging
 from collections.abc import Iterator
@@ -21,6 +16,8 @@ from consent.selectors import sink_overview
 
 logger = logging.getLogger(__name__)
 
+# Kept by prometheus-client in PROMETHEUS_MULTIPROC_DIR, where every web and worker process of a
+# machine adds to them.
 DELIVERIES_APPLIED = Counter("consent_deliveries_applied", "Changes a sink applied.", ["sink"])
 DELIVERIES_FAILED = Counter(
     "consent_deliveries_failed",
@@ -47,8 +44,7 @@ REQUEST_LATENCY = Histogram(
 
 
 class DatabaseCollector(Collector):
-    """Read at each scrape what the database says: each sink's backlog and latest
-    reconciliation, the checkpoints, and the latest verification of the audit log."""
+    """Read the sinks' backlogs and reconciliations and the audit log's state at each scrape."""
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("consent_database_up", "Whether the scrape could read the database.")

@@ -61,11 +61,7 @@ RETENTION_DAYS_BOUNDS = [MinValueValidator(1, _RETENTION), MaxValueValidator(36_
     ),
 )
 class ConsentPolicy(models.Model):
-    """One version of the terms that ask users whether their data may train models.
-
-    A policy starts as a draft (published_at is empty) that admins may edit; publishing fixes
-    its text and content hash, and from then on only its deadline can change, and only later.
-    """
+    """One version of the terms that ask users whether their data may train models."""
 
     version = models.PositiveIntegerField(_("version"), unique=True)
     title = models.CharField(_("title"), max_length=200)
@@ -88,6 +84,7 @@ class ConsentPolicy(models.Model):
     requires_new_choice = models.BooleanField(
         _("asks every consumer user for a new choice"), default=True
     )
+    # Empty while a draft, which admins may edit; publishing fixes it (FIXED_ON_PUBLISH).
     published_at = models.DateTimeField(_("published at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
@@ -322,9 +319,7 @@ class Delivery(models.Model):
 
 
 class Reconciliation(models.Model):
-    """What one comparison of a sink with the audit log found, and when it finished or failed
-    (its store did not answer, or its task ran out of time). A comparison with a time budget is
-    a part of a sweep: it goes on from where the last part that finished stopped."""
+    """What one comparison of a sink with the audit log found, and when it finished or failed."""
 
     ERROR_LENGTH = 1000
 
@@ -343,11 +338,13 @@ class Reconciliation(models.Model):
     extra = models.PositiveIntegerField(_("extra"))
     in_flight = models.PositiveIntegerField(_("in flight"))
     repaired = models.BooleanField(_("repaired"))
-    # A sweep of the subjects in order may take several parts, each with its time budget.
+    # A sweep of the subjects in order may take several parts, each with its time budget, each
+    # going on from where the last part that finished stopped.
     part = models.BooleanField(_("part of a sweep"), default=False)
     began_after = models.UUIDField(_("went on after subject"), null=True)
     stopped_after = models.UUIDField(_("stopped after subject"), null=True)  # empty: the end
-    # The sink's store did not answer, say: what is counted was found before it failed.
+    # The sink's store did not answer, or the task ran out of time: what is counted was found
+    # before it failed.
     error = models.TextField(_("error"), blank=True, default="", max_length=ERROR_LENGTH)
     # The admin who asked for it, while their account lasts.
     requested_by = models.ForeignKey(
@@ -394,12 +391,10 @@ class EligibilityRecord(models.Model):
 
 
 class EligibilityInterval(models.Model):
-    """In the warehouse database: a stretch of time during which a subject allowed training.
+    """In the warehouse database: a stretch of time during which a subject allowed training."""
 
-    Written with the subject's EligibilityRecord, from their whole history, each time a newer
-    change is applied; the terms in force clip it when it is read (consent.eligibility).
-    """
-
+    # Written with the subject's EligibilityRecord, from their whole history, each time a newer
+    # change is applied; the terms in force clip it when it is read (consent.eligibility).
     subject_id = models.UUIDField()
     allowed_from = models.DateTimeField()
     allowed_until = models.DateTimeField(null=True)
@@ -521,9 +516,9 @@ class AuditCheckpoint(models.Model):
     pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
 )
 class AuditNode(models.Model):
-    """The hash of a perfect subtree of 1024 leaves or more, kept to prove a leaf's inclusion
-    without hashing the whole log again."""
+    """The hash of a perfect subtree of 1024 leaves or more."""
 
+    # Kept to prove a leaf's inclusion without hashing the whole log again.
     level = models.PositiveSmallIntegerField()
     index = models.PositiveBigIntegerField()
     hash = models.CharField(max_length=64)
@@ -567,10 +562,11 @@ class AuditVerification(models.Model):
     pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
 )
 class AuditRestore(models.Model):
-    """A signed statement that the database was restored from a backup: its log agreed with the
-    checkpoint of `kept` events, and the checkpoints signed before this of more events describe
-    events it lost. verify_audit sets those aside, and holds the log to the ones after."""
+    """A signed statement that the database was restored from a backup."""
 
+    # Its log agreed with the checkpoint of `kept` events; the checkpoints signed before this of
+    # more events describe events it lost: verify_audit sets those aside, and holds the log to the
+    # ones after.
     kept = models.PositiveBigIntegerField(_("events kept"))
     lost_through = models.PositiveBigIntegerField(_("events signed before the restore"))
     detail = models.TextField(_("what was lost and what was recovered"))
@@ -586,8 +582,7 @@ class AuditRestore(models.Model):
 
 
 class CheckpointCopy(models.Model):
-    """In the warehouse database: a copy of each signed checkpoint and restore statement,
-    outside the app's own."""
+    """In the warehouse database, outside the app's own: a copy of each signed note."""
 
     tree_size = models.PositiveBigIntegerField()
     note = models.TextField(unique=True)

@@ -1,14 +1,4 @@
-"""Signed notes (C2SP signed-note) with Ed25519 keys, and audit checkpoints written as them.
-
-A note is text ending in a newline, a blank line, then one line per signature:
-"— <key name> <base64(key id || signature)>". A key's id is the first 4 bytes of
-SHA-256(name || "\\n" || 0x01 || public key). Keys are written as the format says: a verifier
-key "<name>+<hex id>+<base64(0x01 || public key)>", a signer key
-"PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>".
-
-A checkpoint (C2SP tlog-checkpoint) is a note whose text is the log's origin, its size, the
-base64 root hash, and here one more line, "time <RFC 3339>".
-"""
+"""Signed notes (C2SP signed-note) with Ed25519 keys, and audit checkpoints written as them."""
 
 import base64
 import hashlib
@@ -145,6 +135,7 @@ class Checkpoint:
     time: datetime
 
     def text(self) -> str:
+        # C2SP tlog-checkpoint: origin, size, base64 root hash; and here one more line, the time.
         root = base64.b64encode(self.root).decode()
         return f"{self.origin}\n{self.size}\n{root}\ntime {self.time.isoformat()}\n"
 
@@ -170,8 +161,7 @@ RESTORE_SUFFIX = " restore"
 
 @dataclass(frozen=True)
 class Restore:
-    """A statement that the log was restored from a backup that kept `kept` events: the
-    checkpoints signed before it of more events describe events it lost."""
+    """A statement that the log was restored from a backup that kept `kept` events."""
 
     origin: str
     kept: int

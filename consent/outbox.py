@@ -1,9 +1,4 @@
-"""The transactional outbox: deliveries written with the change, drained to sinks, recovered.
-
-Deliveries are written by consent.services in the same transaction as the event. After commit a
-Celery task drains each sink; a worker claims due deliveries with SELECT … FOR UPDATE SKIP LOCKED,
-so several workers share the work and a killed worker's claim is released by PostgreSQL.
-"""
+"""The transactional outbox: deliveries written with the change, drained to sinks, recovered."""
 
 import logging
 import random
@@ -69,20 +64,17 @@ def drain_queue(sink: str, *, countdown: float = 0) -> bool:
 
 
 def drain_soon(sinks: Iterable[str] | None = None, *, delay: float | None = None) -> None:
-    """Queue a drain of each sink (every configured one by default) unless one waits already.
-
-    The drain starts after the delay (CONSENT_DRAIN_DELAY seconds by default) and carries every
-    change committed until then: under load a sink gets a few drains a second, not one per
-    change. It never fails its caller, which has committed: what it cannot queue, the sweep does.
-    A cache that does not answer costs one timeout, and the drains are queued without it.
-    """
+    """Queue a drain of each sink (every configured one by default) unless one waits already."""
+    # The drain carries every change committed until it starts: under load a sink gets a few
+    # drains a second, not one per change.
     delay = settings.CONSENT_DRAIN_DELAY if delay is None else delay
     sinks = list(settings.CONSENT_SINKS if sinks is None else sinks)
     try:
         due = [s for s in sinks if cache.add(_queued_key(s), 1, settings.CONSENT_DRAIN_DEBOUNCE)]
-    except Exception:
+    except Exception:  # a cache that does not answer costs one timeout
         logger.warning("The cache did not answer: drains queued without it.")
         due = sinks
+    # Never fails its caller, which has committed: what it cannot queue, the sweep does.
     for sink in due:
         if not drain_queue(sink, countdown=delay):
             with suppress(Exception):  # the next commit may queue it then, or the sweep will
@@ -103,6 +95,7 @@ def backoff(attempts: int) -> timedelta:
 
 
 def _claim(sink: Sink, size: int, now: datetime) -> list[Delivery]:
+    # SKIP LOCKED: several workers share the work, and PostgreSQL releases a killed worker's claim.
     return list(
         Delivery.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(sink=sink.name, state=State.PENDING, next_attempt_at__lte=now)
@@ -297,11 +290,11 @@ def delivery_retry_now(deliveries: Iterable[Delivery]) -> int:
 
 
 def outbox_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
-    """Delete the applied and superseded deliveries older than CONSENT_DELIVERY_RETENTION_DAYS,
-    but each subject's newest in each sink, which says how far their latest change reached;
-    pending and dead ones stay until someone acts on them. Return how many went."""
+    """Delete the applied and superseded deliveries past their retention; return how many went."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.CONSENT_DELIVERY_RETENTION_DAYS)
+    # Each subject's newest in each sink stays: it says how far their latest change reached.
+    # Pending and dead ones stay until someone acts on them.
     newer = Delivery.objects.filter(
         sink=OuterRef("sink"),
         subject_id=OuterRef("subject_id"),
@@ -317,11 +310,11 @@ def outbox_prune(*, now: datetime | None = None, batch: int = 10_000) -> int:
 
 
 def outbox_forget(sink: str, *, batch: int = 10_000) -> int:
-    """Delete the pending and dead deliveries to a sink that is no longer configured: nothing
-    will ever apply them, and they would keep the backlog's alerts firing. What it applied stays
-    on record, pruned as any. Return how many went."""
+    """Delete the pending and dead deliveries to a sink no longer configured; return how many."""
     if sink in settings.CONSENT_SINKS:
         raise ConsentError(f"{sink} is still configured: take it out of the settings first.")
+    # Nothing will ever apply them, and they would keep the backlog's alerts firing. What the sink
+    # applied stays on record, pruned as any.
     forgotten = 0
     to_forget = Delivery.objects.filter(sink=sink, state__in=[State.PENDING, State.DEAD])
     while ids := list(to_forget.values_list("pk", flat=True)[:batch]):

@@ -101,11 +101,7 @@ def policy_draft_save(*, policy: ConsentPolicy) -> ConsentPolicy:
 def policy_draft_publish(
     *, policy: ConsentPolicy, actor: User, now: datetime | None = None
 ) -> ConsentPolicy:
-    """Publish a draft: fix its text and hash. If it asks for a new choice, users are asked again.
-
-    Asking again needs no write per user: every consumer whose choice was made under an older
-    version is prompted from now on (see consent.selectors.needs_choice).
-    """
+    """Publish a draft, fixing its text and hash; users are asked again if it asks a new choice."""
     _check_admin(actor)
     now = now or timezone.now()
     draft = ConsentPolicy.objects.select_for_update().get(pk=policy.pk)
@@ -117,6 +113,8 @@ def policy_draft_publish(
     newest = ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
     if newest is not None and newest.version >= draft.version:
         raise ConsentError("A newer version is already published.")
+    # Asking again needs no write per user: every consumer whose choice was made under an older
+    # version is prompted from now on (consent.selectors.needs_choice).
     return _publish(draft, actor=actor, now=now)
 
 

@@ -1,10 +1,4 @@
-"""Consent receipts: one decision as a JSON record shaped after ISO/IEC TS 27560:2023.
-
-A receipt proves itself offline, with the audit log's public key alone: it is signed whole (a
-signed note over the SHA-256 of its canonical JSON), so that no part of it, the notice and the
-retention included, can be changed after it was issued; and its event is proved to be in a
-signed checkpoint of the audit log.
-"""
+"""Consent receipts: one decision as a JSON record shaped after ISO/IEC TS 27560:2023."""
 
 import base64
 import hashlib
@@ -111,14 +105,15 @@ def receipt_for(
 
 def receipt_signed(receipt: dict[str, Any]) -> dict[str, Any]:
     """Return the receipt with its signature, by the audit log's key, over all the rest."""
+    # Signed whole, so that no part of it, the notice and the retention included, can be changed
+    # after it was issued; the audit log's public key alone checks it, offline.
     text = f"{settings.AUDIT_LOG_ORIGIN} receipt\n{_digest(receipt)}\n"
     return {**receipt, "signature": {"format": SIGNED_AS, "note": signer().sign(text)}}
 
 
 def proof_of(event: ConsentEvent) -> dict[str, Any]:
-    """Return what proves the receipt offline: the event's fields and hash, and its inclusion in
-    a signed checkpoint of the audit log (manage.py verify_receipt checks it with the public
-    key alone)."""
+    """Return what proves the receipt offline: its event, and the event's signed inclusion."""
+    # manage.py verify_receipt checks it with the audit log's public key alone.
     proof: dict[str, Any] = {
         "event_number": event.number,
         "event_hash": event.hash,
@@ -146,9 +141,7 @@ def proof_of(event: ConsentEvent) -> dict[str, Any]:
 
 
 def receipt_verify(receipt: dict[str, Any], keys: list[Verifier]) -> list[str]:
-    """Return what is wrong with a receipt, checked offline with the keys alone; nothing if it
-    holds: its signature over all of it, its claims against its event, its event's hash, and
-    the event's inclusion in a checkpoint those keys signed."""
+    """Return what is wrong with a receipt, checked offline with the keys alone; none if sound."""
     try:
         proof, claims = receipt["proof"], receipt["event"]
         event = proof["event"]

@@ -1,5 +1,4 @@
-"""Compare each sink with the source of truth (the audit log) and repair the drift, a batch of
-subjects at a time."""
+"""Compare each sink with the source of truth (the audit log) and repair the drift."""
 
 import logging
 import time
@@ -79,8 +78,7 @@ class Drift:
 
 
 def source_subjects(*, after: UUID | None = None) -> Iterator[list[UUID]]:
-    """Yield every subject of the source of truth (after one, if given), in order, a batch at a
-    time."""
+    """Yield every subject of the source of truth (after one, if given), in order, in batches."""
     return subject_batches(ConsentEvent.objects.filter(kind__in=PROPAGATED_KINDS), after=after)
 
 
@@ -97,8 +95,7 @@ def latest_events(subjects: list[UUID]) -> dict[UUID, ConsentEvent]:
 
 
 def expected_changes(subjects: list[UUID]) -> dict[UUID, Change]:
-    """Return what every sink must hold of these subjects: the change of each one's latest
-    propagated event."""
+    """Return what every sink must hold of these subjects: their latest propagated changes."""
     return {subject_id: change_for(event) for subject_id, event in latest_events(subjects).items()}
 
 
@@ -239,16 +236,7 @@ def reconcile(
     origin: Reconciliation.Origin = Reconciliation.Origin.COMMAND,
     requested_by_id: int | None = None,
 ) -> list[Drift]:
-    """Report (and with repair, fix) missing, stale and extra entries of one sink or all.
-
-    With a budget (seconds, each sink having an equal share of what is left), each sink's
-    comparison is a part of a sweep: it goes on after the subject where the last part stopped,
-    and stops once its share is spent (after one batch at least), leaving the rest to the next.
-
-    A sink that cannot be compared (its store does not answer) is recorded as failed, with what
-    was found (and repaired) until then, and the others are compared all the same. A task's
-    time limit is recorded too, and stops the run.
-    """
+    """Report (and with repair, fix) missing, stale and extra entries of one sink or all."""
     sinks = configured_sinks()
     chosen = [sinks[sink]] if sink else list(sinks.values())
     report = []
@@ -258,6 +246,9 @@ def reconcile(
         started_at = timezone.now()
         sweep = Sweep()
         if budget is not None:
+            # A part of a sweep: it goes on after the subject where the last part stopped, and
+            # stops once its equal share of the seconds left is spent (after one batch at
+            # least), leaving the rest to the next.
             last = Reconciliation.objects.filter(sink=each.name, part=True, error="").first()
             share = (end - time.monotonic()) / (len(chosen) - done)
             after = last.stopped_after if last else None
@@ -269,8 +260,11 @@ def reconcile(
             else:
                 _compare_by_deliveries(each, drift, repair, sweep)
         except SoftTimeLimitExceeded as error:
+            # Recorded as failed too, and it stops the run.
             drift.error, out_of_time = "cut short by the task's time limit", error
         except Exception as error:
+            # Its store does not answer, say: recorded as failed, with what was found (and
+            # repaired) until then, and the other sinks are compared all the same.
             logger.exception("Reconciling %s failed", each.name, extra={"sink": each.name})
             drift.error = f"{type(error).__name__}: {error}"[: Reconciliation.ERROR_LENGTH]
         drift.repaired = repair and drift.has_drift

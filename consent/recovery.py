@@ -1,14 +1,4 @@
-"""Recovery after the app's database was restored from an older backup.
-
-The downstream stores then hold newer numbers than the database, for the changes made after the
-backup, and the audit's checkpoints outside the database count events it no longer has. What
-the stores hold is the newest known state of each such user: recovery takes it back as one event
-per user (consent_restore), numbered past every number sent, so that their next change reaches
-every store again. A user whose newest state the stores do not agree on is made undecided (not
-eligible anywhere) until they choose again. A store holding someone the database never knew
-(who signed up after the backup) is told to drop them. A signed statement of the restore lets
-verify_audit tell it from tampering from then on.
-"""
+"""Recovery after the app's database was restored from an older backup."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +55,8 @@ class RecoveryPlan:
 
 def recovery_plan() -> RecoveryPlan:
     """Find what the stores and the checkpoints outside the database know that it lost."""
+    # The stores hold newer numbers than the database for the changes made after the backup,
+    # and the checkpoints outside it count events it no longer has.
     heads = dict(
         ConsentEvent.objects.values("subject_id")
         .annotate(head=Max("number"))
@@ -94,20 +86,23 @@ def recovery_plan() -> RecoveryPlan:
             elif entry.version == known.newest:
                 known.stores.append(name)
                 if (entry.allowed, entry.deleted) != (known.allowed, known.deleted):
+                    # Undecided, so eligible nowhere, until the user chooses again.
                     known.allowed, known.deleted = None, False
     users = set(
         User.objects.filter(subject_id__in=list(newest)).values_list("subject_id", flat=True)
     )
+    # Signed up after the backup: the stores are told to drop them.
     unknown = [s for s in newest if s not in users and s not in heads]
     ahead = [a for s, a in newest.items() if s in users]
     return RecoveryPlan(audit_verify(), sorted(ahead, key=lambda a: str(a.subject_id)), unknown)
 
 
 def recover(plan: RecoveryPlan) -> list[Drift]:
-    """Carry the plan out: one restoring event per user ahead, the restore's signed statement,
-    and every store repaired (the unknown dropped); return what reconcile then found."""
+    """Carry the plan out and repair every store; return what reconcile then found."""
     policies = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
     users = User.objects.in_bulk([a.subject_id for a in plan.ahead], field_name="subject_id")
+    # Each user's newest state held downstream comes back as one event, numbered past every
+    # number sent, so that their next change reaches every store again.
     for ahead in plan.ahead:
         consent_restore(
             user=users[ahead.subject_id],
@@ -119,6 +114,7 @@ def recover(plan: RecoveryPlan) -> list[Drift]:
             decided_at=ahead.changed_at,
             detail=ahead.detail(),
         )
+    # The signed statement lets verify_audit tell the restore from tampering from then on.
     if plan.audit.verdict == AuditVerification.Verdict.RESTORED and plan.audit.checkpoint:
         audit_restore_record(
             kept=plan.audit.kept,
@@ -128,4 +124,4 @@ def recover(plan: RecoveryPlan) -> list[Drift]:
                 f"{len(plan.unknown)} subjects unknown to the database dropped from them"
             ),
         )
-    return reconcile(repair=True, origin=Reconciliation.Origin.RESTORE)
+    return reconcile(repair=True, origin=Reconciliation.Origin.RESTORE)  # drops the unknown

@@ -1,8 +1,4 @@
-"""The ledger of training runs: each registered run keeps the eligibility snapshot taken for it.
-
-A run's snapshot is written once, when it is registered, and never again: its answers stay the
-same however the users change afterwards.
-"""
+"""The ledger of training runs: each registered run keeps the eligibility snapshot taken for it."""
 
 import shutil
 import unicodedata
@@ -51,8 +47,8 @@ def run_files(run: TrainingRun) -> list[Path]:
 
 
 def run_name(name: str) -> str:
-    """Return the name a run is registered under: NFC, one way to write what looks the same, and
-    trimmed; ConsentError for a name empty, too long or holding a character that cannot be seen."""
+    """Return the name a run is registered under, normalized and trimmed; ConsentError if unfit."""
+    # NFC: one way to write what looks the same.
     name = unicodedata.normalize("NFC", name).strip()
     if not name:
         raise ConsentError("A run needs a name.")
@@ -69,26 +65,22 @@ def run_name(name: str) -> str:
 def run_register(
     *, name: str, as_of: datetime | None = None, token: ApiToken | None = None
 ) -> tuple[TrainingRun, bool]:
-    """Register a training run that selects its data as of a moment (now by default), and take
-    its snapshot; return it, and whether it is new. A subject is in the snapshot only if they
-    allowed training both as of that moment and now: a run registered today never takes the
-    data of someone who turned the setting off, or left, since the moment it names.
-
-    A name is registered once, so that a retried request never counts a run twice (users are
-    told how many runs selected their data): the same name as of the same moment is the run
-    already registered; as of another moment, or of none given, it is refused (RunExists).
-    """
+    """Register a training run and take its snapshot; return it, and whether it is new."""
     now = timezone.now()
     name = run_name(name)
     if as_of is not None and as_of > now:
         raise ConsentError("A run cannot select data as of a moment still to come.")
+    # A name is registered once, so that a retried request never counts a run twice (users are
+    # told how many runs selected their data): the same name as of the same moment is the run
+    # already registered; as of another moment, or of none given, it is refused (RunExists).
     registered = TrainingRun.objects.filter(name=name).first()
     if registered is not None:
         return _registered_again(registered, as_of), False
     run = TrainingRun(
         name=name, as_of=as_of or now, registered_by=token, snapshot={}, created_at=now
     )
-    # Selecting now as of earlier leaves out whoever stopped allowing training meanwhile.
+    # Written once, and never again: its answers stay the same however users change afterwards.
+    # Selecting now as of earlier leaves out whoever turned the setting off, or left, meanwhile.
     run.snapshot = snapshot_write(as_of=run.as_of, out=run_directory(run), still_allowing_at=now)
     try:
         with transaction.atomic():

@@ -136,11 +136,10 @@ def last_decision(user: User) -> bool | None:
 
 
 def shown_default(policy: ConsentPolicy | None, *, gpc: bool, last: bool | None) -> bool:
-    """Return where the pop-up's toggle starts: Off under a GPC signal, else where the user's last
-    decision left it (new terms never turn a "no" into a preset "yes"), else the policy's default.
-    """
+    """Return where the toggle starts: Off under GPC, else the last choice, or default."""
     if policy is None or gpc:
         return False
+    # Where the user's last decision left it: new terms never turn a "no" into a preset "yes".
     return policy.default_allowed if last is None else last
 
 
@@ -301,8 +300,7 @@ class RunsSeen:
 
 
 def runs_while_allowed(user: User) -> RunsSeen:
-    """Return how many registered runs selected data while the user allowed training, and when
-    the latest did."""
+    """Return how many registered runs selected data while the user allowed training, and when."""
     runs = list(
         TrainingRun.objects.order_by("as_of").values_list("as_of", "snapshot__still_allowing_at")
     )

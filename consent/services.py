@@ -1,10 +1,4 @@
-"""The one writer of a user's consent: decisions, "Not now", notices, GPC, plans, deletion, expiry.
-
-Each function is one transaction: it locks the user's TrainingConsent row, appends the next event
-of the user's hash chain, writes one outbox Delivery per configured sink for an event that changes
-what sinks hold, and updates the row; the sinks are drained after commit. A call that would change
-nothing records nothing, sends nothing and returns None.
-"""
+"""The one writer of a user's consent: decisions, "Not now", notices, GPC, plans, deletion."""
 
 import math
 from datetime import datetime, timedelta
@@ -60,6 +54,12 @@ CONSENT_FIELDS = [
 ]
 
 
+# Each change is one transaction: it locks the user's TrainingConsent row (_lock), appends the
+# next event of the user's hash chain with one outbox Delivery per configured sink for an event
+# that changes what sinks hold, and updates the row (_append); the sinks are drained after commit.
+# A call that would change nothing records nothing, sends nothing and returns None.
+
+
 def _check_actor(*, user: User, actor: User | None, channel: str, reason: str, reference: str):
     if channel not in ROLE_BY_CHANNEL:
         raise ConsentError(f"Unknown channel {channel!r}.")
@@ -99,11 +99,9 @@ def _require_consumer(user: User) -> None:
 
 
 def _lock(user: User) -> TrainingConsent:
-    """Lock the user's consent row until the transaction ends; create it on the first touch.
-
-    Callers read what needs no lock (the current policy) first: the lock is held from here to the
-    commit, and every other change of the same user waits for it.
-    """
+    """Lock the user's consent row until the transaction ends; create it on the first touch."""
+    # Callers read what needs no lock (the current policy) first: the lock is held from here to
+    # the commit, and every other change of the same user waits for it.
     rows = TrainingConsent.objects.select_for_update(of=("self",)).select_related("policy")
     consent = rows.filter(user=user).first()
     if consent is None:  # a concurrent first touch may win the insert
@@ -129,8 +127,7 @@ def _append(
     number: int | None = None,
     now: datetime,
 ) -> ConsentEvent:
-    """Append the user's next event (or the one numbered so, past the head) and its deliveries,
-    and save the locked row as its head."""
+    """Append the user's next event (or the one numbered so) and its deliveries; save the head."""
     user = consent.user
     event = ConsentEvent(
         subject_id=user.subject_id,
@@ -166,11 +163,8 @@ def _append(
 
 
 def _pace(consent: TrainingConsent, rate: tuple[int, int], now: datetime) -> None:
-    """Refuse a change faster than the rate allows, else count it (a generic cell rate algorithm).
-
-    A rate of (limit, seconds) lets a user make `limit` changes at once, then one every
-    seconds / limit.
-    """
+    """Refuse a change faster than the rate allows, else count it (generic cell rate algorithm)."""
+    # (limit, seconds) lets a user make `limit` changes at once, then one every seconds / limit.
     limit, seconds = rate
     interval = timedelta(seconds=seconds / limit)
     due = max(consent.paced_until or now, now)
@@ -195,13 +189,7 @@ def consent_change(
     rate: tuple[int, int] | None = None,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
-    """Record the user's choice, from the pop-up, settings, support, admin or the API.
-
-    policy_version is the version the choice was shown under: if it is no longer the current one,
-    nothing is recorded. With a rate of (limit, seconds), a change the user makes faster than
-    that is refused with ConsentThrottled; support and admins act on the user's documented
-    request and are not paced. Saving the value already held is no change, and never refused.
-    """
+    """Record the user's choice, from the pop-up, settings, support, admin or the API."""
     if not isinstance(allowed, bool):
         raise ConsentError("The choice must be allowed or declined.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference=reference)
@@ -210,13 +198,16 @@ def consent_change(
         raise ConsentError("A pop-up decision records the default that was shown.")
     policy = _published(policy_current())
     consent = _lock(user)
+    # policy_version is the one the choice was shown under: if no longer current, nothing is
+    # recorded.
     _check_terms_shown(policy_version, policy)
     if channel == Channel.POPUP and not needs_choice(consent, policy):
         raise ChoiceMade  # a pop-up left open while the user chose in another tab
     after = ConsentState.ALLOWED if allowed else ConsentState.DECLINED
     if consent.state == after and not needs_choice(consent, policy):
-        return None
+        return None  # the value already held is no change, and never refused
     now = now or timezone.now()
+    # Support and admins act on the user's documented request and are not paced.
     if rate is not None and role == Role.USER:
         _pace(consent, rate, now)
     consent.policy, consent.decided_at, consent.deferred_until = policy, now, None
@@ -317,10 +308,8 @@ def notice_record_served(
 def gpc_record_signal(
     *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
 ) -> ConsentEvent | None:
-    """Record, once per policy version, that the user's browser sent Sec-GPC: 1.
-
-    The signal turns the pop-up's default off; it never changes a choice the user made.
-    """
+    """Record, once per policy version, that the user's browser sent Sec-GPC: 1."""
+    # The signal turns the pop-up's default off; it never changes a choice the user made.
     return _record_once_per_policy(
         user=user,
         kind=ConsentEvent.Kind.GPC_SIGNAL,
@@ -397,11 +386,7 @@ def account_delete(
 
 
 def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
-    """Expire choices made under older terms once terms asking for a new choice are in force.
-
-    Until then the old choice stands; from then on those users are undecided (and so not
-    eligible anywhere) until they choose again. Return how many choices expired.
-    """
+    """Expire choices made under older terms once terms asking for a new choice are in force."""
     now = now or timezone.now()
     policy = (
         ConsentPolicy.objects.filter(
@@ -421,6 +406,7 @@ def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
             consent = _lock(user)
             if consent.state == ConsentState.UNDECIDED or not needs_choice(consent, policy):
                 continue  # the user chose again meanwhile
+            # Undecided, and so eligible nowhere, until they choose again.
             consent.policy, consent.decided_at = None, None
             _append(
                 consent,
@@ -448,14 +434,13 @@ def consent_restore(
     detail: str,
     now: datetime | None = None,
 ) -> ConsentEvent:
-    """Re-establish, after the database was restored from an older backup, the newest state the
-    sinks hold for the user: one event, numbered past every number they were sent, that says
-    what was lost. A state that cannot be established (allowed is None, or its policy is gone)
-    becomes undecided: not eligible anywhere, and asked again (fail closed).
-    """
+    """Re-establish the newest state the sinks hold for the user after a restore from a backup."""
     consent = _lock(user)
+    # One event, numbered past every number the sinks were sent, that says what was lost.
     if number <= consent.head_number:
         raise ConsentError(f"Event {number} is not past the user's head ({consent.head_number}).")
+    # A state that cannot be established (allowed is None, or its policy is gone) becomes
+    # undecided: eligible nowhere, and asked again (fail closed).
     established = allowed is not None and policy is not None and not deleted
     if allowed is not None and allowed and not established:
         detail += " The choice could not be established: not allowed until the user chooses."

@@ -1,18 +1,4 @@
-"""Eligibility snapshots for pipelines that outgrow the API: Parquet files and their manifest.
-
-A snapshot as of R holds one row per interval during which a subject allowed training, for every
-subject who still allowed it at R: subject_id, allowed_from, allowed_until (empty while it lasts)
-and retention_days. A pipeline's join of its data on it gives the API's answers:
-
-    activity_at >= allowed_from
-    and (allowed_until is null or activity_at < allowed_until)
-    and activity_at <= as_of
-    and as_of - activity_at <= retention_days days (in microseconds: * 86 400 000 000)
-
-The manifest (manifest.json) says as of when, how many rows, each file's SHA-256, the newest
-audit event it reflects, and how many subjects it leaves out because a change of theirs made by
-as_of had not reached the history store yet (fail closed).
-"""
+"""Eligibility snapshots for pipelines that outgrow the API: Parquet files and their manifest."""
 
 import hashlib
 import json
@@ -31,11 +17,14 @@ from consent.eligibility import Terms, intervals_stored_as_of, subjects_withheld
 from consent.models import ConsentEvent
 from consent.sinks.base import Interval
 
+# One row per interval during which a subject allowed training, for every subject who still
+# allowed it as of the snapshot. A pipeline's join of its data on it (consent.runs.SNAPSHOT_JOIN)
+# gives the API's answers.
 SCHEMA = pa.schema(
     [
         pa.field("subject_id", pa.string(), nullable=False),
         pa.field("allowed_from", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("allowed_until", pa.timestamp("us", tz="UTC")),
+        pa.field("allowed_until", pa.timestamp("us", tz="UTC")),  # empty while it lasts
         pa.field("retention_days", pa.int32(), nullable=False),
     ]
 )
@@ -45,8 +34,7 @@ ROWS_PER_FILE = 1_000_000
 def _subjects_as_of(
     as_of: datetime, withheld: set[UUID], still_at: datetime | None
 ) -> Iterator[tuple[UUID, list[Interval]]]:
-    """Yield each subject who allowed training at as_of (and still did at still_at, if given),
-    with their intervals as of then."""
+    """Yield each subject who allowed training at as_of (and at still_at), with their intervals."""
     terms = Terms.published()
     rows = (
         intervals_stored_as_of(as_of, still_at)
@@ -95,15 +83,14 @@ def _empty() -> dict[str, list]:
 def snapshot_write(
     *, as_of: datetime, out: Path, wait: float = 10.0, still_allowing_at: datetime | None = None
 ) -> dict[str, Any]:
-    """Write the snapshot as of that moment into the directory; return its manifest.
-
-    It first waits up to `wait` seconds for the history store to apply the changes made by
-    as_of; the subjects whose changes it still lacks are left out. Given a later moment
-    `still_allowing_at` (a run registered now that selects as of earlier), it also leaves out
-    the subjects who no longer allowed training then: whoever turned it off or left since as_of.
-    """
+    """Write the snapshot as of that moment into the directory; return its manifest."""
+    # Given a later still_allowing_at (a run registered now that selects as of earlier), the
+    # subjects who no longer allowed training then are left out too: whoever turned it off or
+    # left since as_of.
     still_at = still_allowing_at if still_allowing_at and still_allowing_at > as_of else None
     latest = still_at or as_of
+    # Wait up to `wait` seconds for the history store to apply the changes made by the later of
+    # the two moments; the subjects whose changes it still lacks are left out (fail closed).
     deadline = time.monotonic() + wait
     withheld = subjects_withheld(latest)
     while withheld and time.monotonic() < deadline:

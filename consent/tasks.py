@@ -32,8 +32,8 @@ def expire_choices() -> int:
     time_limit=settings.CONSENT_RECONCILE_TIME_LIMIT,
 )
 def reconcile_sinks() -> None:
-    """Find and repair drift between every sink and the source of truth: the next part of each
-    sink's sweep, within CONSENT_RECONCILE_BUDGET seconds."""
+    """Find and repair drift between every sink and the source of truth, within a time budget."""
+    # The next part of each sink's sweep, in CONSENT_RECONCILE_BUDGET seconds.
     budget = settings.CONSENT_RECONCILE_BUDGET
     raise_if_failed(reconcile(repair=True, budget=budget, origin=Reconciliation.Origin.SWEEP))
 

@@ -1,9 +1,4 @@
-"""SQLite's refusals of UPDATE and DELETE on the audit tables: on the embedded default, the same
-rules that django-pgtrigger installs on PostgreSQL (the models' pgtrigger.Protect triggers).
-
-SQLite drops a table's triggers when a migration rebuilds the table, so they are made again, if
-missing, after every migrate.
-"""
+"""SQLite's refusals of UPDATE and DELETE on the audit tables, as pgtrigger's on PostgreSQL."""
 
 from django.apps import apps
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -66,6 +61,8 @@ def sqlite_triggers() -> list[str]:
 
 def sqlite_triggers_install(connection: BaseDatabaseWrapper) -> None:
     """Make the refusals on a SQLite database that has the tables; elsewhere, do nothing."""
+    # SQLite drops a table's triggers when a migration rebuilds the table: after every migrate
+    # they are made again, if missing.
     if connection.vendor != "sqlite":
         return
     tables = set(connection.introspection.table_names())

@@ -153,11 +153,10 @@ def popup_decide(request: UserRequest) -> HttpResponse:
 
 
 def _decide(request: UserRequest, form: ChoiceForm, *, channel: str) -> ConsentEvent | None:
-    """Record a choice asked for as the pop-up asks it, with the default its switch started at.
-    A page loaded before a choice was made elsewhere asks nothing now, nor shows a default."""
+    """Record a choice asked for as the pop-up asks it, with the default its switch started at."""
     meta = RequestMeta.from_request(request)
     # The pop-up always asked (the service refuses it once a choice stands); a settings page
-    # loaded before a choice was made elsewhere asks nothing now.
+    # loaded before a choice was made elsewhere asks nothing now, nor shows a default.
     asked = channel == Channel.POPUP or needs_choice(*consent_and_policy(request.user))
     return consent_change(
         user=request.user,

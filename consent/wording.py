@@ -29,8 +29,7 @@ def staff_choice_sentence(user: User, consent: TrainingConsent) -> str:
 def choice_sentence(
     consent: TrainingConsent, *, choice_ended: bool, by: str | None = Role.USER
 ) -> str:
-    """Say what the user chose, when and under which policy version, and who recorded it if not
-    the user; or why there is no choice."""
+    """Say what the user chose, when, under which version and who set it; or why there is none."""
     if consent.decided_at is not None:
         facts = {
             "when": date_format(localtime(consent.decided_at), "j F Y, H:i e"),

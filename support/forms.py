@@ -67,11 +67,9 @@ class HistoryFilterForm(forms.Form):
 
 
 class SupportChangeForm(PolicyForm):
-    """A change the user asked support for, with the reason and the ticket it came in on.
+    """A change the user asked support for, with the reason and the ticket it came in on."""
 
-    The user is the one in the URL: a field naming anyone else makes the post invalid.
-    """
-
+    # The user is the one in the URL: a field naming anyone else makes the post invalid.
     allowed = forms.ChoiceField(
         label=_("The user asks to"),
         choices=[

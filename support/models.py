@@ -9,23 +9,21 @@ from django.utils.translation import gettext_lazy as _
     pgtrigger.Protect(name="append_only", operation=pgtrigger.Update | pgtrigger.Delete)
 )
 class AccessRecord(models.Model):
-    """One look by a support agent at a user's consent data: who, whose, what and when.
-
-    The user is named by the pseudonymous subject id, as in the audit log, so that the record
-    outlives the account; the agent's account cannot be deleted while records name it.
-    """
+    """One look by a support agent at a user's consent data: who, whose, what and when."""
 
     class Action(models.TextChoices):
         VIEWED = "viewed", _("Opened the user's page")
         EXPORTED_CSV = "exported_csv", _("Exported the history as CSV")
         EXPORTED_JSON = "exported_json", _("Exported the history as JSON")
 
+    # The agent's account cannot be deleted while records name it.
     agent = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
         related_name="+",
         verbose_name=_("agent"),
     )
+    # Pseudonymous, as in the audit log, so that the record outlives the user's account.
     subject_id = models.UUIDField(_("user's pseudonymous subject id"))
     action = models.CharField(_("what"), max_length=16, choices=Action.choices)
     detail = models.CharField(

@@ -34,11 +34,10 @@ Kind, Channel, Role = ConsentEvent.Kind, ConsentEvent.Channel, ConsentEvent.Role
 
 @dataclass(frozen=True)
 class SearchPage:
-    """Users matching a query, by email, and the email to continue after; or the subject id of
-    a deleted account that a query named."""
+    """Users matching a query by email, or the subject id of a deleted account it named."""
 
     users: list[User]
-    after: str | None
+    after: str | None  # the email to continue after
     deleted_subject: UUID | None = None
 
 

@@ -15,10 +15,8 @@ SUPPORT_GROUP = "Support"
 
 
 def support_group_ensure() -> Group:
-    """Return the Support group with its permission, making either again if it is missing.
-
-    A data migration creates both; a database flushed since (as tests do) has neither.
-    """
+    """Return the Support group with its permission, making either again if it is missing."""
+    # A data migration creates both; a database flushed since (as tests do) has neither.
     permission, _ = Permission.objects.get_or_create(
         codename=SUPPORT_PERMISSION.removeprefix("consent."),
         content_type=ContentType.objects.get_for_model(ConsentEvent),
@@ -32,8 +30,7 @@ def support_group_ensure() -> Group:
 def access_record(
     *, agent: User, subject_id: UUID, action: str, detail: str = "", meta: RequestMeta = NO_META
 ) -> AccessRecord:
-    """Record that the agent looked at a user's consent data, and what they asked for; the
-    user is named by subject id, which outlives a deleted account."""
+    """Record that the agent looked at a user's consent data, and what they asked for."""
     return AccessRecord.objects.create(
         agent=agent,
         subject_id=subject_id,

@@ -1,9 +1,4 @@
-"""The support console: find a user, read their setting and history, record a change they asked for.
-
-Only members of the Support group (the permission consent.view_consent_history) get in: anyone
-else signed in gets a 403, anyone signed out goes to sign in. Every look at a user's page and
-every export leaves an AccessRecord.
-"""
+"""The support console: find a user, read their setting and history, record a change asked for."""
 
 from typing import Any
 from uuid import UUID
@@ -40,6 +35,10 @@ from support.selectors import (
 from support.services import access_record
 
 Action = AccessRecord.Action
+
+# Every view here is for the Support group alone (SUPPORT_PERMISSION): anyone else signed in gets
+# a 403, anyone signed out goes to sign in. Every look at a user's page and every export leaves
+# an AccessRecord.
 
 
 class AgentRequest(HttpRequest):

@@ -14,14 +14,12 @@ SUBJECTS_A_BATCH = 5000
 
 @dataclass(frozen=True)
 class Interval:
-    """A stretch of time during which a subject allowed training, as their events say it.
+    """A stretch of time during which a subject allowed training, as their events say it."""
 
-    Its end is empty while it lasts. The terms in force clip it further (see
-    consent.eligibility): an interval says what the subject did, not what new terms undid.
-    """
-
+    # The terms in force clip it further (consent.eligibility): an interval says what the
+    # subject did, not what new terms undid.
     allowed_from: datetime
-    allowed_until: datetime | None
+    allowed_until: datetime | None  # empty while it lasts
     policy_version: int
     retention_days: int
 
@@ -86,8 +84,7 @@ class Sink(Protocol):
         ...
 
     def subjects(self) -> Iterator[list[UUID]]:
-        """Yield every subject the sink holds, a batch at a time; one may come twice (readable
-        sinks only)."""
+        """Yield every subject a readable sink holds, in batches; one may come twice."""
         ...
 
     def entries(self, subjects: Sequence[UUID]) -> dict[UUID, Entry]:
@@ -105,8 +102,8 @@ def all_entries(sink: Sink) -> dict[UUID, Entry]:
 
 
 def subject_batches(rows: QuerySet, *, after: UUID | None = None) -> Iterator[list[UUID]]:
-    """Yield the distinct subject ids of rows (those after one, if given), in order, a batch at
-    a time: each batch one short read along an index that starts with subject_id."""
+    """Yield the distinct subject ids of rows (those after one, if given), in order, in batches."""
+    # Each batch is one short read along an index that starts with subject_id.
     ids = rows.order_by("subject_id").values_list("subject_id", flat=True).distinct()
     batch = list((ids if after is None else ids.filter(subject_id__gt=after))[:SUBJECTS_A_BATCH])
     while batch:

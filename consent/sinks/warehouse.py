@@ -1,5 +1,4 @@
-"""The training-data eligibility tables in the warehouse database: each subject's current state,
-and the whole history of when they allowed training (the intervals the API and snapshots read)."""
+"""The warehouse's eligibility tables: each subject's state, and the intervals pipelines read."""
 
 import heapq
 from collections import defaultdict
