@@ -105,6 +105,9 @@ def _lock(user: User) -> TrainingConsent:
     rows = TrainingConsent.objects.select_for_update(of=("self",)).select_related("policy")
     consent = rows.filter(user=user).first()
     if consent is None:  # a concurrent first touch may win the insert
+        # Locked until the commit, so that an account deleted meanwhile is refused, not revived.
+        if not User.objects.select_for_update().filter(pk=user.pk).exists():
+            raise ConsentError("The account was deleted.")
         TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
         consent = rows.get(user=user)
     consent.user = user

@@ -313,6 +313,26 @@ def test_deleting_an_account_keeps_the_events_under_the_pseudonymous_id(policy, 
     assert audit_first_break(subject_id=subject_id) is None
 
 
+@pytest.mark.parametrize("late", ["change", "defer", "notice"])
+def test_a_change_that_comes_after_the_account_was_deleted_is_refused(policy, consumer, late):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    request_user = User.objects.get(pk=consumer.pk)  # loaded by a request under way
+    services.account_delete(user=consumer, channel=Channel.SETTINGS)
+
+    with pytest.raises(ConsentError, match="account was deleted"):
+        {
+            "change": lambda: services.consent_change(
+                user=request_user, allowed=False, channel=Channel.SETTINGS
+            ),
+            "defer": lambda: services.consent_defer(user=request_user),
+            "notice": lambda: services.notice_record_served(user=request_user),
+        }[late]()
+
+    assert not TrainingConsent.objects.exists()
+    kinds = ConsentEvent.objects.filter(subject_id=consumer.subject_id).values_list("kind")
+    assert sorted(kind for (kind,) in kinds) == ["account_deleted", "decision"]
+
+
 def test_every_event_chains_to_the_previous_one(policy, consumer):
     services.notice_record_served(user=consumer)
     services.consent_change(user=consumer, allowed=True, channel=Channel.POPUP, shown_default=True)
