@@ -21,7 +21,7 @@ from consent.metrics import RECONCILE_DRIFT
 from consent.models import ConsentEvent, Delivery, Reconciliation
 from consent.outbox import drain_queue
 from consent.sinks import configured_sinks
-from consent.sinks.base import Change, Sink, subject_batches
+from consent.sinks.base import Change, Entry, Sink, subject_batches
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,7 @@ def _compare_readable(sink: Sink, drift: Drift, repair: bool, sweep: Sweep) -> N
             held = observed.get(subject_id)
             if held is None or not held.version:  # not held, or only intervals left of it
                 missing.append(subject_id)
-            elif (held.version, held.allowed, held.deleted, held.intervals) != (
-                change.version,
-                change.allowed,
-                change.deleted,
-                change.intervals,
-            ):
+            elif held != Entry.of(change):  # every field: retention, plan and terms too
                 stale.append(subject_id)
         if repair and (missing or stale):
             drifted = [expected[subject_id] for subject_id in missing + stale]

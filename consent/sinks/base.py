@@ -71,7 +71,22 @@ class Entry:
     plan: str = ""
     policy_version: int | None = None
     changed_at: datetime | None = None
+    retention_days: int | None = None
     intervals: tuple[Interval, ...] = ()  # for a sink that keeps them
+
+    @classmethod
+    def of(cls, change: Change) -> "Entry":
+        """Return what a sink holds of the subject once it applied the change."""
+        return cls(
+            change.version,
+            change.allowed,
+            change.deleted,
+            change.plan,
+            change.policy_version,
+            change.changed_at,
+            change.retention_days,
+            change.intervals,
+        )
 
 
 class Sink(Protocol):

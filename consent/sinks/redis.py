@@ -15,7 +15,8 @@ logger = logging.getLogger(__name__)
 # Write the record only if its version (ARGV[1]) is newer than what Redis holds or, for a repair,
 # if what Redis holds is not past the ceiling (ARGV[2]). Atomic: Redis runs a script alone.
 _WRITE_IF_NEWER = """
-local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+-- A version that is not a number (written by hand, say) is older than any: overwritten.
+local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') or 0
 local version = tonumber(ARGV[1])
 if (ARGV[2] == '' and version > held) or (ARGV[2] ~= '' and held <= tonumber(ARGV[2])) then
   redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 3))
@@ -25,7 +26,8 @@ return 0
 """
 
 
-FIELDS = ("version", "allowed", "deleted", "plan", "policy_version", "changed_at")  # as Entry
+# As Entry holds them.
+FIELDS = ("version", "allowed", "deleted", "plan", "policy_version", "changed_at", "retention_days")
 
 
 class RedisSink:
@@ -83,14 +85,16 @@ class RedisSink:
         for subject_id, values in zip(subjects, pipe.execute(), strict=True):
             if not any(values):  # no such key
                 continue
-            version, allowed, deleted, plan, policy_version, changed_at = values
+            version, allowed, deleted, plan, policy_version, changed_at, retention_days = values
+            # A field that does not read as this sink writes it is drift, to be repaired.
             found[subject_id] = Entry(
-                int(version or 0),
+                _number(version) or 0,
                 allowed == b"1",
                 deleted == b"1",
-                (plan or b"").decode(),
-                int(policy_version) if policy_version else None,
-                datetime.fromisoformat(changed_at.decode()) if changed_at else None,
+                (plan or b"").decode(errors="replace"),
+                _number(policy_version),
+                _moment(changed_at),
+                _number(retention_days),
             )
         return found
 
@@ -108,3 +112,14 @@ def _subject_of(suffix: bytes) -> UUID | None:
     except ValueError:
         return None
     return subject_id if str(subject_id).encode() == suffix else None
+
+
+def _number(value: bytes | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _moment(value: bytes | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value.decode()) if value else None
+    except (UnicodeDecodeError, ValueError):
+        return None

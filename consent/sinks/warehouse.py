@@ -136,6 +136,7 @@ class WarehouseSink:
                 "plan",
                 "policy_version",
                 "changed_at",
+                "retention_days",
             )
         )
         held = {row[0]: Entry(*row[1:], intervals=tuple(intervals.pop(row[0], ()))) for row in rows}

@@ -122,6 +122,41 @@ def test_reconcile_finds_and_repairs_the_same_drift_a_batch_at_a_time(
     assert not redis_sink.client.exists(redis_sink.key(NOBODY[0]))
 
 
+def test_drift_in_any_field_and_a_record_that_does_not_read_are_found_and_repaired(policy, sinks):
+    users = allowing_a_minute_ago(4)
+    outbox_drain("warehouse")
+    outbox_drain("redis")
+    redis_sink = sinks["redis"]
+    longer, other_plan, unreadable, fine = (u.subject_id for u in users)
+    EligibilityRecord.objects.filter(subject_id=longer).update(retention_days=36500)
+    EligibilityRecord.objects.filter(subject_id=other_plan).update(plan="max", policy_version=7)
+    redis_sink.client.hset(redis_sink.key(longer), "retention_days", 36500)
+    redis_sink.client.hset(redis_sink.key(other_plan), "changed_at", "yesterday")
+    redis_sink.client.hset(redis_sink.key(unreadable), "version", "v2")
+
+    warehouse, redis_drift = reconcile(repair=True)
+
+    assert sorted(warehouse.stale) == sorted([longer, other_plan])
+    assert sorted(redis_drift.stale) == sorted([longer, other_plan])
+    assert redis_drift.missing == [unreadable]  # no version that reads: as good as none
+    assert all(drift.clean for drift in reconcile())
+    assert redis_sink.client.hget(redis_sink.key(unreadable), "version") == b"1"
+    assert EligibilityRecord.objects.get(subject_id=longer).retention_days == 1825
+    assert fine not in warehouse.stale + redis_drift.stale
+
+
+def test_a_record_written_by_hand_does_not_stop_changes_reaching_redis(policy, sinks):
+    user = UserFactory()
+    redis_sink = sinks["redis"]
+    redis_sink.client.hset(redis_sink.key(user.subject_id), "version", "not a number")
+
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("redis")
+
+    assert Delivery.objects.get(sink="redis").state == Delivery.State.APPLIED
+    assert redis_sink.client.hget(redis_sink.key(user.subject_id), "allowed") == b"1"
+
+
 def test_a_sweep_in_parts_finds_and_repairs_what_a_whole_run_does(policy, sinks, monkeypatch):
     monkeypatch.setattr("consent.sinks.base.SUBJECTS_A_BATCH", 2)
     users = allowing_a_minute_ago(4)
