@@ -75,10 +75,13 @@ def drain_soon(sinks: Iterable[str] | None = None, *, delay: float | None = None
         logger.warning("The cache did not answer: drains queued without it.")
         due = sinks
     # Never fails its caller, which has committed: what it cannot queue, the sweep does.
-    for sink in due:
+    for place, sink in enumerate(due):
         if not drain_queue(sink, countdown=delay):
-            with suppress(Exception):  # the next commit may queue it then, or the sweep will
-                cache.delete(_queued_key(sink))
+            # A broker that did not take one would make each of the others wait as long (a
+            # stalled one, its timeout): the sweep queues them all. The next commit may too.
+            with suppress(Exception):
+                cache.delete_many([_queued_key(s) for s in due[place:]])
+            return
 
 
 def drain_started(sink: str) -> None:

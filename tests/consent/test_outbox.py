@@ -270,6 +270,22 @@ def test_a_commit_with_the_broker_down_is_kept_for_the_sweep(
     assert sorted(outbox_sweep()) == ["warehouse", "webhook"]
 
 
+def test_a_stalled_broker_is_waited_for_once_a_commit_not_once_a_sink(
+    policy, consumer, two_sinks, broker, django_capture_on_commit_callbacks, caplog
+):
+    url = broker.connection_pool.connection_kwargs
+    with (
+        frozen(f"redis://127.0.0.1:{url['port']}/0"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    (refused,) = [r for r in caplog.records if r.getMessage().startswith("Could not queue")]
+    assert "warehouse" in refused.getMessage()
+    assert cache.get_many(["consent:drain-queued:warehouse", "consent:drain-queued:webhook"]) == {}
+    assert sorted(outbox_sweep()) == ["warehouse", "webhook"]
+
+
 @pytest.fixture
 def redis_cache(redis_servers, settings):
     """A cache on a Redis server of the test's own, configured as the app's."""
