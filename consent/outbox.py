@@ -26,6 +26,8 @@ from consent.sinks.base import Outcome, Result, Sink
 
 logger = logging.getLogger(__name__)
 
+# How long a change waits while an older one of its subject is being sent by another drain.
+AFTER_SENDING = timedelta(seconds=1)
 # Queued by name: the task module imports this one.
 DELIVER_TASK = "consent.tasks.deliver"
 State = Delivery.State
@@ -124,13 +126,22 @@ def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Deliver
     keep_ids = {d.pk for d in keep}
     older = [d.pk for d in batch if d.pk not in keep_ids]
     numbers = {d.subject_id: d.event_number for d in keep}
-    waiting = (
-        Delivery.objects.select_for_update(skip_locked=True)
-        .filter(sink=sink.name, state=State.PENDING, subject_id__in=list(numbers))
+    others = (
+        Delivery.objects.filter(sink=sink.name, state=State.PENDING, subject_id__in=list(numbers))
         .exclude(pk__in=[d.pk for d in batch])
         .values_list("pk", "subject_id", "event_number")
     )
-    older += [pk for pk, subject_id, number in waiting if number < numbers[subject_id]]
+    pending = [(pk, s, n) for pk, s, n in others if n < numbers[s]]
+    if pending:
+        free = set(others.select_for_update(skip_locked=True).values_list("pk", flat=True))
+        older += [pk for pk, _, _ in pending if pk in free]
+        # An older change another drain is sending now goes first, so that a receiver that
+        # keeps the last message it got never ends on it: the newer one waits its turn.
+        sending = {s for pk, s, _ in pending if pk not in free}
+        if sending:
+            later = [d.pk for d in keep if d.subject_id in sending]
+            Delivery.objects.filter(pk__in=later).update(next_attempt_at=now + AFTER_SENDING)
+            keep = [d for d in keep if d.subject_id not in sending]
     Delivery.objects.filter(pk__in=older).update(state=State.SUPERSEDED, last_attempt_at=now)
     return keep
 

@@ -2,15 +2,18 @@
 
 import itertools
 import threading
+import time
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from accounts.models import User
 from consent import services
 from consent.audit import audit_first_break
 from consent.exceptions import ConsentThrottled
-from consent.models import ConsentEvent, TrainingConsent
+from consent.models import ConsentEvent, Delivery, TrainingConsent
+from consent.outbox import outbox_drain
 from consent.services import Channel
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -107,3 +110,32 @@ def test_two_tabs_at_once_cannot_pass_the_rate(policy, consumer):
     assert decisions.count() == 1
     assert len(refused) == 1
     assert TrainingConsent.objects.get(user=consumer).state == decisions.get().after
+
+
+def test_a_newer_change_waits_while_another_drain_sends_an_older_one(
+    policy, consumer, webhook, settings
+):
+    settings.CONSENT_SINKS = {
+        "webhook": {
+            "BACKEND": "consent.sinks.webhook.WebhookSink",
+            "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
+        }
+    }
+    webhook.delay = 1.0
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    sending = threading.Thread(target=lambda: (outbox_drain("webhook"), connection.close()))
+    sending.start()
+    deadline = time.monotonic() + 10
+    while not webhook.arrived and time.monotonic() < deadline:  # the first drain is sending
+        time.sleep(0.01)
+
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    outbox_drain("webhook")
+
+    newer = Delivery.objects.get(event_number=2)
+    assert (newer.state, newer.attempts) == (Delivery.State.PENDING, 0)
+    sending.join(timeout=30)
+    Delivery.objects.filter(pk=newer.pk).update(next_attempt_at=timezone.now())
+    outbox_drain("webhook")
+    assert [r.version for r in webhook.received] == [1, 2]
+    assert set(Delivery.objects.values_list("state", flat=True)) == {Delivery.State.APPLIED}

@@ -31,12 +31,15 @@ class WebhookReceiver:
     status: int = 200
     delay: float = 0.0
     retry_after: str | None = None
+    arrived: int = 0  # requests begun, answered or not
     received: list[Received] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     latest: dict[str, Received] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, headers: dict[str, str], body: bytes) -> int:
+        with self.lock:
+            self.arrived += 1
         time.sleep(self.delay)
         try:
             Webhook(self.secret).verify(body, headers)
