@@ -303,6 +303,7 @@ if os.environ.get("CONSENT_WEBHOOK_URL"):
             "url": os.environ["CONSENT_WEBHOOK_URL"],
             "secrets": env_list("CONSENT_WEBHOOK_SECRETS", ""),
         },
+        "QUEUE": os.environ.get("CONSENT_WEBHOOK_QUEUE", ""),  # empty: the workers' default
     }
 # Applied deliveries are kept this long; then only each user's newest per sink (consent.outbox).
 CONSENT_DELIVERY_RETENTION_DAYS = int(os.environ.get("CONSENT_DELIVERY_RETENTION_DAYS", "7"))

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from celery import current_app
 from django.conf import settings
@@ -57,8 +58,11 @@ def _queued_key(sink: str) -> str:
 
 def drain_queue(sink: str, *, countdown: float = 0) -> bool:
     """Queue a drain of the sink to start after countdown seconds; tell if the broker took it."""
+    # A sink may have a queue of its own, for workers of its own: a slow one holds no other.
+    config: dict[str, Any] = settings.CONSENT_SINKS.get(sink, {})
+    queue = config.get("QUEUE") or None
     try:
-        current_app.send_task(DELIVER_TASK, args=(sink,), countdown=countdown)
+        current_app.send_task(DELIVER_TASK, args=(sink,), countdown=countdown, queue=queue)
     except Exception as error:  # the broker is down: the change is safe in the outbox
         logger.warning("Could not queue a drain of %s (%r); the sweep will.", sink, error)
         return False

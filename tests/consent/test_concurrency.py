@@ -123,7 +123,12 @@ def test_a_newer_change_waits_while_another_drain_sends_an_older_one(
     }
     webhook.delay = 1.0
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
-    sending = threading.Thread(target=lambda: (outbox_drain("webhook"), connection.close()))
+
+    def drain() -> None:
+        outbox_drain("webhook")
+        connection.close()
+
+    sending = threading.Thread(target=drain)
     sending.start()
     deadline = time.monotonic() + 10
     while not webhook.arrived and time.monotonic() < deadline:  # the first drain is sending

@@ -243,6 +243,18 @@ def test_a_commit_queues_one_drain_per_sink_once_until_one_starts(
     assert queued_drains(broker) == ["warehouse", "webhook", "webhook"]
 
 
+def test_a_sink_with_a_queue_of_its_own_is_drained_there(
+    policy, consumer, two_sinks, broker, settings, django_capture_on_commit_callbacks
+):
+    settings.CONSENT_SINKS["webhook"]["QUEUE"] = "webhook"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    assert queued_drains(broker) == ["warehouse"]
+    (queued,) = broker.lrange("webhook", 0, -1)
+    assert json.loads(queued)["headers"]["argsrepr"] == "('webhook',)"
+
+
 def test_the_queued_task_is_the_deliver_task():
     assert deliver.name == DELIVER_TASK
 
