@@ -87,6 +87,8 @@ def latest_events(subjects: list[UUID]) -> dict[UUID, ConsentEvent]:
     events = ConsentEvent.objects.filter(
         kind__in=PROPAGATED_KINDS, subject_id__in=subjects
     ).select_related("policy")
+    # One answer either way; PostgreSQL reads only each subject's latest, SQLite (the embedded
+    # default, with few users) reads all of theirs in order, and the dict keeps the last.
     if connection.features.can_distinct_on_fields:
         events = events.order_by("subject_id", "-number").distinct("subject_id")
     else:
