@@ -3,6 +3,8 @@
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -84,8 +86,17 @@ def signer() -> Signer:
     # The embedded default: a key made once into DATA_DIR.
     path = Path(settings.DATA_DIR) / "audit-signing.key"
     if not path.exists():
-        path.write_text(f"{Signer.generate(settings.AUDIT_LOG_ORIGIN)}\n")
-        path.chmod(0o600)
+        # Readable by the owner only from its first byte; linked into place whole, so that of
+        # processes starting at once (web, workers) the first one's key is everyone's.
+        descriptor, made = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.")  # 0o600
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"{Signer.generate(settings.AUDIT_LOG_ORIGIN)}\n")
+        try:
+            os.link(made, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(made)
     return Signer.parse(path.read_text())
 
 

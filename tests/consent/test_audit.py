@@ -2,6 +2,8 @@
 and signed checkpoints of a Merkle tree, copied outside the database. These run on PostgreSQL
 and again on the embedded default's SQLite (marker `sqlite`)."""
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
@@ -19,6 +21,7 @@ from consent.audit import (
     copies_missing,
     event_hash,
     known_checkpoints,
+    signer,
 )
 from consent.models import (
     AuditCheckpoint,
@@ -340,3 +343,20 @@ def test_verify_audit_keeps_what_it_found(users, capsys):
 
     assert "Audit log intact" in capsys.readouterr().out
     assert AuditVerification.objects.get().verdict == Verdict.INTACT
+
+
+def test_processes_starting_at_once_on_the_embedded_default_share_one_key(settings, tmp_path):
+    settings.AUDIT_SIGNING_KEY, settings.DATA_DIR = "", tmp_path
+    barrier = threading.Barrier(8)
+
+    def first_start() -> str:
+        barrier.wait()
+        return str(signer().verifier)
+
+    with ThreadPoolExecutor(8) as pool:
+        made = set(pool.map(lambda _: first_start(), range(8)))
+
+    key = tmp_path / "audit-signing.key"
+    assert made == {str(Signer.parse(key.read_text()).verifier)}
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert [path.name for path in tmp_path.iterdir()] == ["audit-signing.key"]
