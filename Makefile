@@ -23,8 +23,10 @@ run: install
 	@# Sign the demo's log and check it now, not at the first hourly check (support pages say).
 	$(UV) run python manage.py audit_checkpoint
 	-$(UV) run python manage.py verify_audit
-	@# The processes add up their metrics in a directory of their own, fresh each time.
-	PROMETHEUS_MULTIPROC_DIR=$$(mktemp -d) $(UV) run honcho start -f Procfile
+	@# The processes add up their metrics in DATA_DIR/metrics, emptied at each start; a command
+	@# run by hand meanwhile (reconcile, say) counts there too, and shows on /metrics.
+	rm -rf "$${DATA_DIR:-var}/metrics"
+	$(UV) run honcho start -f Procfile
 
 services:
 	@bash .ci/services
