@@ -8,6 +8,7 @@ from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
+from uuid import UUID
 
 from celery import current_app
 from django.conf import settings
@@ -27,8 +28,10 @@ from consent.sinks.base import Outcome, Result, Sink
 
 logger = logging.getLogger(__name__)
 
-# How long a change waits while an older one of its subject is being sent by another drain.
-AFTER_SENDING = timedelta(seconds=1)
+# While another drain sends an older change of its subject, a change waits so long at a time,
+# and at most so long since it was made (a drain lasts 25 s at most: budget, batch, timeout).
+BEHIND_SENDING = timedelta(seconds=1)
+ORDER_WAIT = timedelta(seconds=60)
 # Queued by name: the task module imports this one.
 DELIVER_TASK = "consent.tasks.deliver"
 State = Delivery.State
@@ -114,7 +117,8 @@ def _claim(sink: Sink, size: int, now: datetime) -> list[Delivery]:
 
 
 def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Delivery]:
-    """Keep the newest claimed delivery per subject; mark every older one superseded."""
+    """Keep the newest claimed delivery per subject, but one behind a change being sent; mark
+    every older one superseded."""
     newest: dict = {}
     for delivery in batch:
         held = newest.get(delivery.subject_id)
@@ -135,19 +139,35 @@ def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Deliver
         .exclude(pk__in=[d.pk for d in batch])
         .values_list("pk", "subject_id", "event_number")
     )
-    pending = [(pk, s, n) for pk, s, n in others if n < numbers[s]]
-    if pending:
-        free = set(others.select_for_update(skip_locked=True).values_list("pk", flat=True))
-        older += [pk for pk, _, _ in pending if pk in free]
-        # An older change another drain is sending now goes first, so that a receiver that
-        # keeps the last message it got never ends on it: the newer one waits its turn.
-        sending = {s for pk, s, _ in pending if pk not in free}
-        if sending:
-            later = [d.pk for d in keep if d.subject_id in sending]
-            Delivery.objects.filter(pk__in=later).update(next_attempt_at=now + AFTER_SENDING)
-            keep = [d for d in keep if d.subject_id not in sending]
+    waiting = [(pk, subject) for pk, subject, number in others if number < numbers[subject]]
+    if waiting:
+        free = set(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=[pk for pk, _ in waiting])
+            .values_list("pk", flat=True)
+        )
+        older += [pk for pk, _ in waiting if pk in free]
+        keep = _behind_sending(sink, keep, {s for pk, s in waiting if pk not in free}, now)
     Delivery.objects.filter(pk__in=older).update(state=State.SUPERSEDED, last_attempt_at=now)
     return keep
+
+
+def _behind_sending(
+    sink: Sink, keep: list[Delivery], sending: set[UUID], now: datetime
+) -> list[Delivery]:
+    """Hold back the changes of subjects an older change of whom another drain is sending."""
+    # So that a receiver that keeps the last message it got (a webhook's) never ends on the
+    # older one; a sink that keeps the newest version itself needs no order. Never for long: a
+    # drain that hangs keeps its lock, and a withdrawal must not wait for it.
+    if sink.keeps_newest or not sending:
+        return keep
+    held = {d.pk for d in keep if d.subject_id in sending and d.created_at > now - ORDER_WAIT}
+    if held:
+        Delivery.objects.filter(pk__in=held).update(next_attempt_at=now + BEHIND_SENDING)
+        transaction.on_commit(
+            partial(drain_soon, [sink.name], delay=BEHIND_SENDING.total_seconds())
+        )
+    return [d for d in keep if d.pk not in held]
 
 
 def _record(
@@ -184,6 +204,8 @@ def _record(
             if result.retry_after is not None:
                 wait = max(wait, timedelta(seconds=result.retry_after))
             delivery.next_attempt_at = now + wait
+    if any(result.outcome == Outcome.UNSENT for result in results.values()):
+        transaction.on_commit(partial(drain_soon, [sink.name], delay=0))  # their turn now
     retrying = [d for d in failed if d.state != State.DEAD]
     if retrying:  # one line a batch, with the first reason: the admin lists every one
         logger.warning(

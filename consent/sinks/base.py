@@ -92,6 +92,7 @@ class Entry:
 class Sink(Protocol):
     name: str
     readable: bool
+    keeps_newest: bool  # applies a change only over an older version (a receiver may not)
     keeps_history: bool  # the changes it applies carry the subject's intervals
 
     def apply(self, changes: list[Change]) -> dict[int, Result]:

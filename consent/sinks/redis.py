@@ -32,6 +32,7 @@ FIELDS = ("version", "allowed", "deleted", "plan", "policy_version", "changed_at
 
 class RedisSink:
     readable = True
+    keeps_newest = True
     keeps_history = False
 
     def __init__(self, *, name: str, url: str, prefix: str = "consent:training:") -> None:

@@ -55,6 +55,7 @@ def _upsert_sql(rows: int, guard: str) -> str:
 
 class WarehouseSink:
     readable = True
+    keeps_newest = True
     keeps_history = True
 
     def __init__(self, *, name: str, database: str = "warehouse") -> None:

@@ -53,6 +53,7 @@ def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
 
 class WebhookSink:
     readable = False
+    keeps_newest = False
     keeps_history = False
 
     def __init__(

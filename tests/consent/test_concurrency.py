@@ -3,9 +3,10 @@
 import itertools
 import threading
 import time
+from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -144,3 +145,46 @@ def test_a_newer_change_waits_while_another_drain_sends_an_older_one(
     outbox_drain("webhook")
     assert [r.version for r in webhook.received] == [1, 2]
     assert set(Delivery.objects.values_list("state", flat=True)) == {Delivery.State.APPLIED}
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
+def test_no_change_waits_long_behind_a_drain_that_hangs_nor_at_all_for_a_versioned_sink(
+    policy, consumer, webhook, settings
+):
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        },
+        "webhook": {
+            "BACKEND": "consent.sinks.webhook.WebhookSink",
+            "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
+        },
+    }
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    locked, release = threading.Event(), threading.Event()
+
+    def hang() -> None:  # a drain whose worker hangs while it holds the older change
+        with transaction.atomic():
+            list(Delivery.objects.select_for_update().filter(event_number=1))
+            locked.set()
+            release.wait(timeout=30)
+        connection.close()
+
+    hung = threading.Thread(target=hang)
+    hung.start()
+    assert locked.wait(timeout=10)
+    try:
+        outbox_drain("warehouse")  # keeps the newest version itself: needs no order
+        Delivery.objects.filter(sink="webhook", event_number=2).update(
+            created_at=timezone.now() - timedelta(minutes=2)
+        )
+        outbox_drain("webhook")  # waited long enough behind the hung drain
+    finally:
+        release.set()
+        hung.join(timeout=30)
+
+    newer = Delivery.objects.filter(event_number=2)
+    assert set(newer.values_list("state", flat=True)) == {Delivery.State.APPLIED}
+    assert [r.version for r in webhook.received] == [2]
