@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -91,12 +92,17 @@ def signer() -> Signer:
         descriptor, made = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.")  # 0o600
         with os.fdopen(descriptor, "w") as file:
             file.write(f"{Signer.generate(settings.AUDIT_LOG_ORIGIN)}\n")
+            file.flush()
+            os.fsync(file.fileno())  # never an empty key after a crash
         try:
             os.link(made, path)
         except FileExistsError:
             pass
+        except OSError:  # a file system without hard links: the last one made is kept
+            os.replace(made, path)
         finally:
-            os.unlink(made)
+            with suppress(FileNotFoundError):
+                os.unlink(made)
     return Signer.parse(path.read_text())
 
 

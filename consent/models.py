@@ -177,7 +177,8 @@ class TrainingConsent(models.Model):
 
 
 # What the Support group gives: reading any user's consent history, and changing it on request.
-SUPPORT_PERMISSION = "consent.view_consent_history"
+SUPPORT_CODENAME = "view_consent_history"
+SUPPORT_PERMISSION = f"consent.{SUPPORT_CODENAME}"
 
 
 @pgtrigger.register(
@@ -239,7 +240,7 @@ class ConsentEvent(models.Model):
     class Meta:
         verbose_name = _("consent event")
         ordering = ["subject_id", "number"]
-        permissions = [("view_consent_history", _("Can view users' consent history"))]
+        permissions = [(SUPPORT_CODENAME, _("Can view users' consent history"))]
         constraints = [
             models.UniqueConstraint(fields=["subject_id", "number"], name="one_number_per_subject"),
             models.CheckConstraint(condition=models.Q(number__gte=1), name="numbers_start_at_1"),

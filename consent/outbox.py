@@ -117,8 +117,7 @@ def _claim(sink: Sink, size: int, now: datetime) -> list[Delivery]:
 
 
 def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Delivery]:
-    """Keep the newest claimed delivery per subject, but one behind a change being sent; mark
-    every older one superseded."""
+    """Keep each subject's newest claimed delivery unless held back; supersede the older ones."""
     newest: dict = {}
     for delivery in batch:
         held = newest.get(delivery.subject_id)

@@ -22,7 +22,7 @@ def _check_terms(policy: ConsentPolicy) -> None:
     try:  # the bounds the model's fields and constraints declare, as the admin's form checks them
         policy.full_clean(exclude=["version", "content_hash"], validate_unique=False)
     except ValidationError as error:
-        raise ConsentError(" ".join(error.messages)) from error
+        raise ConsentError(" ".join(dict.fromkeys(error.messages))) from error
 
 
 def _check_admin(actor: User | None) -> None:

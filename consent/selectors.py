@@ -31,6 +31,13 @@ def policy_current() -> ConsentPolicy | None:
     return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
 
 
+def policy_in_force(*, now: datetime | None = None) -> ConsentPolicy | None:
+    """Return the newest policy in force now: published, and its effective date come."""
+    now = now or timezone.now()
+    published = ConsentPolicy.objects.filter(published_at__lte=now, effective_at__lte=now)
+    return published.order_by("-version").first()
+
+
 def policies_published() -> list[ConsentPolicy]:
     """Return every version of the terms users were ever shown, newest first."""
     return list(ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version"))

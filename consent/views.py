@@ -24,7 +24,14 @@ from django_htmx.http import reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from accounts.models import User
-from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled, TermsChanged
+from consent.exceptions import (
+    ChoiceMade,
+    ConsentError,
+    ConsentThrottled,
+    NoPolicy,
+    NotAsked,
+    TermsChanged,
+)
 from consent.forms import ChoiceForm, DeferForm, HistoryQueryForm, PolicyForm
 from consent.history import history_export, history_lines
 from consent.metadata import RequestMeta
@@ -44,6 +51,7 @@ from consent.selectors import (
     needs_choice,
     policies_published,
     policy_current,
+    policy_in_force,
     prompt_for,
     propagation_just_committed,
     propagation_of_recent,
@@ -186,9 +194,9 @@ def popup_defer(request: UserRequest) -> HttpResponse:
                 policy_version=form.cleaned_data["policy_version"],
                 meta=RequestMeta.from_request(request),
             )
-        except TermsChanged as error:
+        except (TermsChanged, NoPolicy, NotAsked) as error:
             form.add_error(None, _refusal(error))
-        except ConsentError:
+        except ConsentError:  # the deadline passed, or a choice was made meanwhile
             form.add_error(None, _("“Not now” is no longer possible: please choose."))
         else:
             assert policy is not None  # the service defers under published terms only
@@ -403,7 +411,11 @@ def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
 
 @require_GET
 def help_privacy(request: HttpRequest) -> HttpResponse:
-    context = {"policy": policy_current(), "published": policies_published()}
+    context = {
+        "policy": policy_current(),
+        "in_force": policy_in_force(),
+        "published": policies_published(),
+    }
     return render(request, "consent/help.html", context)
 
 
@@ -411,5 +423,5 @@ def help_privacy(request: HttpRequest) -> HttpResponse:
 def help_terms(request: HttpRequest, version: int) -> HttpResponse:
     """Show the terms of one published version, as users were shown them: what they agreed to."""
     policy = get_object_or_404(ConsentPolicy, version=version, published_at__isnull=False)
-    context = {"policy": policy, "current": policy_current()}
+    context = {"policy": policy, "current": policy_current(), "in_force": policy_in_force()}
     return render(request, "consent/terms.html", context)

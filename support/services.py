@@ -7,7 +7,7 @@ from django.contrib.contenttypes.models import ContentType
 
 from accounts.models import User
 from consent.metadata import RequestMeta
-from consent.models import SUPPORT_PERMISSION, ConsentEvent
+from consent.models import SUPPORT_CODENAME, ConsentEvent
 from consent.services import NO_META
 from support.models import AccessRecord
 
@@ -18,7 +18,7 @@ def support_group_ensure() -> Group:
     """Return the Support group with its permission, making either again if it is missing."""
     # A data migration creates both; a database flushed since (as tests do) has neither.
     permission, _ = Permission.objects.get_or_create(
-        codename=SUPPORT_PERMISSION.removeprefix("consent."),
+        codename=SUPPORT_CODENAME,
         content_type=ContentType.objects.get_for_model(ConsentEvent),
         defaults={"name": "Can view users' consent history"},
     )

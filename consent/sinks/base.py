@@ -78,14 +78,14 @@ class Entry:
     def of(cls, change: Change) -> "Entry":
         """Return what a sink holds of the subject once it applied the change."""
         return cls(
-            change.version,
-            change.allowed,
-            change.deleted,
-            change.plan,
-            change.policy_version,
-            change.changed_at,
-            change.retention_days,
-            change.intervals,
+            version=change.version,
+            allowed=change.allowed,
+            deleted=change.deleted,
+            plan=change.plan,
+            policy_version=change.policy_version,
+            changed_at=change.changed_at,
+            retention_days=change.retention_days,
+            intervals=change.intervals,
         )
 
 

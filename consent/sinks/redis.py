@@ -89,13 +89,13 @@ class RedisSink:
             version, allowed, deleted, plan, policy_version, changed_at, retention_days = values
             # A field that does not read as this sink writes it is drift, to be repaired.
             found[subject_id] = Entry(
-                _number(version) or 0,
-                allowed == b"1",
-                deleted == b"1",
-                (plan or b"").decode(errors="replace"),
-                _number(policy_version),
-                _moment(changed_at),
-                _number(retention_days),
+                version=_number(version) or 0,
+                allowed=allowed == b"1",
+                deleted=deleted == b"1",
+                plan=(plan or b"").decode(errors="replace"),
+                policy_version=_number(policy_version),
+                changed_at=_moment(changed_at),
+                retention_days=_number(retention_days),
             )
         return found
 

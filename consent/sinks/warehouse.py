@@ -1,5 +1,6 @@
 """The warehouse's eligibility tables: each subject's state, and the intervals pipelines read."""
 
+import dataclasses
 import heapq
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -126,23 +127,21 @@ class WarehouseSink:
             "subject_id", "allowed_from", "allowed_until", "policy_version", "retention_days"
         ):
             intervals[subject_id].append(Interval(since, until, version, retention))
+        fields = [f.name for f in dataclasses.fields(Entry) if f.name != "intervals"]
         rows = (
             EligibilityRecord.objects.using(self.database)
             .filter(subject_id__in=subjects)
-            .values_list(
-                "subject_id",
-                "version",
-                "allowed",
-                "deleted",
-                "plan",
-                "policy_version",
-                "changed_at",
-                "retention_days",
-            )
+            .values("subject_id", *fields)
         )
-        held = {row[0]: Entry(*row[1:], intervals=tuple(intervals.pop(row[0], ()))) for row in rows}
+        held = {}
+        for row in rows:
+            subject_id = row.pop("subject_id")
+            held[subject_id] = Entry(**row, intervals=tuple(intervals.pop(subject_id, ())))
         # Intervals with no record are held too, as what they are: nothing anyone decided.
-        orphans = {s: Entry(0, False, False, intervals=tuple(i)) for s, i in intervals.items()}
+        orphans = {
+            s: Entry(version=0, allowed=False, deleted=False, intervals=tuple(i))
+            for s, i in intervals.items()
+        }
         return held | orphans
 
     def repair(self, changes: list[Change], *, ceiling: dict[UUID, int], drop: list[UUID]) -> None:

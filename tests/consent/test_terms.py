@@ -55,7 +55,22 @@ def test_terms_published_ahead_of_their_date_are_new_not_current(policy, client)
     assert "no longer the current ones" not in earlier
     assert "New terms, version 2, come into force on" in earlier
     assert "The current terms" not in help_page
-    assert "The new terms: version 2" in help_page and "you are asked about them now" in help_page
+    assert "New terms: version 2" in help_page
+    assert 'href="/help/privacy/terms/1/">Until then, version 1 applies.' in help_page
+
+
+def test_terms_two_versions_back_say_which_is_current_and_which_comes_next(policy, client):
+    publish_now(title="Second edition", text="The words now.")
+    now = timezone.now()
+    policies.policy_publish(
+        title="Third edition", text="Later words.", effective_at=now + timedelta(days=14),
+        decision_deadline=now + timedelta(days=30),
+    )  # fmt: skip
+
+    first = client.get("/help/privacy/terms/1/").content.decode()
+
+    assert "no longer the current ones: version 2 is" in first
+    assert "New terms, version 3, come into force on" in first
 
 
 @pytest.mark.parametrize("version", [2, 99, 0])
