@@ -4,7 +4,6 @@ import logging
 import random
 import time
 from collections.abc import Iterable
-from contextlib import suppress
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -84,12 +83,11 @@ def drain_soon(sinks: Iterable[str] | None = None, *, delay: float | None = None
         logger.warning("The cache did not answer: drains queued without it.")
         due = sinks
     # Never fails its caller, which has committed: what it cannot queue, the sweep does.
-    for place, sink in enumerate(due):
+    for sink in due:
         if not drain_queue(sink, countdown=delay):
-            # A broker that did not take one would make each of the others wait as long (a
-            # stalled one, its timeout): the sweep queues them all. The next commit may too.
-            with suppress(Exception):
-                cache.delete_many([_queued_key(s) for s in due[place:]])
+            # A broker that did not take one would make each of the others, and each commit
+            # after, wait as long (a stalled one, its timeout): their marks stay, so that none
+            # asks it again until they expire; the sweep queues what is due meanwhile.
             return
 
 
@@ -119,10 +117,13 @@ def _claim(sink: Sink, size: int, now: datetime) -> list[Delivery]:
 def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Delivery]:
     """Keep each subject's newest claimed delivery unless held back; supersede the older ones."""
     newest: dict = {}
+    first_due: dict = {}
     for delivery in batch:
-        held = newest.get(delivery.subject_id)
+        subject, due = delivery.subject_id, delivery.next_attempt_at
+        held = newest.get(subject)
         if held is None or delivery.event_number > held.event_number:
-            newest[delivery.subject_id] = delivery
+            newest[subject] = delivery
+        first_due[subject] = min(first_due.get(subject, due), due)
     applied = dict(
         Delivery.objects.filter(sink=sink.name, state=State.APPLIED, subject_id__in=list(newest))
         .values("subject_id")
@@ -130,6 +131,12 @@ def _supersede(sink: Sink, batch: list[Delivery], now: datetime) -> list[Deliver
         .values_list("subject_id", "newest_applied")
     )
     keep = [d for d in newest.values() if d.event_number > applied.get(d.subject_id, 0)]
+    # The newest takes the place in line of the oldest it supersedes: a subject who keeps
+    # changing while a batch cannot send everything is not sent to the back each time.
+    moved = [d for d in keep if first_due[d.subject_id] < d.next_attempt_at]
+    for delivery in moved:
+        delivery.next_attempt_at = first_due[delivery.subject_id]
+    Delivery.objects.bulk_update(moved, ["next_attempt_at"])
     keep_ids = {d.pk for d in keep}
     older = [d.pk for d in batch if d.pk not in keep_ids]
     numbers = {d.subject_id: d.event_number for d in keep}

@@ -15,8 +15,10 @@ logger = logging.getLogger(__name__)
 # Write the record only if its version (ARGV[1]) is newer than what Redis holds or, for a repair,
 # if what Redis holds is not past the ceiling (ARGV[2]). Atomic: Redis runs a script alone.
 _WRITE_IF_NEWER = """
--- A version that is not a number (written by hand, say) is older than any: overwritten.
-local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') or 0
+-- A version that is not digits only (written by hand: "v2", "1e9") is older than any, as it
+-- is to reconcile (_number): overwritten.
+local raw = redis.call('HGET', KEYS[1], 'version') or '0'
+local held = string.match(raw, '^%d+$') and tonumber(raw) or 0
 local version = tonumber(ARGV[1])
 if (ARGV[2] == '' and version > held) or (ARGV[2] ~= '' and held <= tonumber(ARGV[2])) then
   redis.call('HSET', KEYS[1], 'version', ARGV[1], unpack(ARGV, 3))

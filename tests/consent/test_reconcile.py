@@ -145,10 +145,11 @@ def test_drift_in_any_field_and_a_record_that_does_not_read_are_found_and_repair
     assert fine not in warehouse.stale + redis_drift.stale
 
 
-def test_a_record_written_by_hand_does_not_stop_changes_reaching_redis(policy, sinks):
+@pytest.mark.parametrize("version", ["not a number", "1e9", " 7", "0x10"])
+def test_a_record_written_by_hand_does_not_stop_changes_reaching_redis(policy, sinks, version):
     user = UserFactory()
     redis_sink = sinks["redis"]
-    redis_sink.client.hset(redis_sink.key(user.subject_id), "version", "not a number")
+    redis_sink.client.hset(redis_sink.key(user.subject_id), "version", version)
 
     services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
     outbox_drain("redis")
