@@ -157,3 +157,18 @@ def webhook() -> Iterator["WebhookReceiver"]:
     receiver = WebhookReceiver().start(free_port())
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture
+def two_sinks(settings, webhook):
+    """The warehouse and a webhook to a real local receiver, as the only sinks."""
+    settings.CONSENT_SINKS = {
+        "warehouse": {
+            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
+            "OPTIONS": {"database": "warehouse"},
+        },
+        "webhook": {
+            "BACKEND": "consent.sinks.webhook.WebhookSink",
+            "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
+        },
+    }

@@ -149,18 +149,8 @@ def test_a_newer_change_waits_while_another_drain_sends_an_older_one(
 
 @pytest.mark.django_db(transaction=True, databases=["default", "warehouse"])
 def test_no_change_waits_long_behind_a_drain_that_hangs_nor_at_all_for_a_versioned_sink(
-    policy, consumer, webhook, settings
+    policy, consumer, webhook, two_sinks
 ):
-    settings.CONSENT_SINKS = {
-        "warehouse": {
-            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
-            "OPTIONS": {"database": "warehouse"},
-        },
-        "webhook": {
-            "BACKEND": "consent.sinks.webhook.WebhookSink",
-            "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
-        },
-    }
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
     locked, release = threading.Event(), threading.Event()

@@ -38,20 +38,6 @@ pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 State = Delivery.State
 
 
-@pytest.fixture
-def two_sinks(settings, webhook):
-    settings.CONSENT_SINKS = {
-        "warehouse": {
-            "BACKEND": "consent.sinks.warehouse.WarehouseSink",
-            "OPTIONS": {"database": "warehouse"},
-        },
-        "webhook": {
-            "BACKEND": "consent.sinks.webhook.WebhookSink",
-            "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
-        },
-    }
-
-
 def test_a_change_writes_one_delivery_per_sink_in_its_transaction(policy, consumer, two_sinks):
     event = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
 
