@@ -122,7 +122,7 @@ def test_a_newer_change_waits_while_another_drain_sends_an_older_one(
             "OPTIONS": {"url": webhook.url, "secrets": [webhook.secret]},
         }
     }
-    webhook.delay = 1.0
+    webhook.delay = 3.0  # the second drain runs well within the first one's send
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
 
     def drain() -> None:
