@@ -31,11 +31,9 @@ def policy_current() -> ConsentPolicy | None:
     return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
 
 
-def policy_in_force(*, now: datetime | None = None) -> ConsentPolicy | None:
-    """Return the newest policy in force now: published, and its effective date come."""
-    now = now or timezone.now()
-    published = ConsentPolicy.objects.filter(published_at__lte=now, effective_at__lte=now)
-    return published.order_by("-version").first()
+def policy_in_force(published: list[ConsentPolicy]) -> ConsentPolicy | None:
+    """Return the newest of policies_published() in force now."""
+    return next((policy for policy in published if policy.is_in_force), None)
 
 
 def policies_published() -> list[ConsentPolicy]:

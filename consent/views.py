@@ -13,7 +13,7 @@ from django.http import (
     JsonResponse,
 )
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
@@ -411,10 +411,11 @@ def privacy_receipt(request: UserRequest, number: int) -> HttpResponse:
 
 @require_GET
 def help_privacy(request: HttpRequest) -> HttpResponse:
+    published = policies_published()
     context = {
-        "policy": policy_current(),
-        "in_force": policy_in_force(),
-        "published": policies_published(),
+        "policy": published[0] if published else None,
+        "in_force": policy_in_force(published),
+        "published": published,
     }
     return render(request, "consent/help.html", context)
 
@@ -422,6 +423,9 @@ def help_privacy(request: HttpRequest) -> HttpResponse:
 @require_GET
 def help_terms(request: HttpRequest, version: int) -> HttpResponse:
     """Show the terms of one published version, as users were shown them: what they agreed to."""
-    policy = get_object_or_404(ConsentPolicy, version=version, published_at__isnull=False)
-    context = {"policy": policy, "current": policy_current(), "in_force": policy_in_force()}
+    published = policies_published()
+    policy = next((policy for policy in published if policy.version == version), None)
+    if policy is None:
+        raise Http404
+    context = {"policy": policy, "current": published[0], "in_force": policy_in_force(published)}
     return render(request, "consent/terms.html", context)
