@@ -178,9 +178,7 @@ def export_row(
         "hash": event.hash,
     }
     if staff is not None:
-        row["acted_by_email"] = (
-            staff.get(event.actor_subject_id) if event.actor_subject_id else None
-        )
+        row["acted_by_email"] = staff.get(event.actor_subject_id)
     return row
 
 
