@@ -43,6 +43,7 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
     list_filter = ["plan", "is_staff", "groups"]
     search_fields = ["email", "name", "=subject_id"]
     readonly_fields = ["subject_id", "consent_state", "signup_pending", "last_login", "date_joined"]
+    filter_horizontal = ()  # a plain list of groups: the two-box widget's labels fail axe
     fieldsets = (
         (None, {"fields": ("email", "password", "name", "subject_id")}),
         (_("Plan"), {"fields": ("plan", "plan_change_reason")}),

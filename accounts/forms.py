@@ -43,6 +43,17 @@ class SignInForm(AuthenticationForm):
         ),
     }
 
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            # The fields are wrong together: each says so, and is described by the message.
+            for field in self.fields.values():
+                field.widget.attrs.update(
+                    {"aria-invalid": "true", "aria-describedby": "sign-in-error"}
+                )
+            raise
+
 
 class PasswordResetRequestForm(PasswordResetForm):
     email = forms.EmailField(

@@ -76,7 +76,7 @@ class DeadlineForm(forms.Form):
     )
 
 
-class PolicyEventInline(ReadOnly, admin.TabularInline):
+class PolicyEventInline(ReadOnly, admin.StackedInline):  # a table would have empty headers
     model = PolicyEvent
     fields = ("created_at", "kind", "actor", "deadline_before", "deadline_after", "reason")
     readonly_fields = fields

@@ -118,6 +118,10 @@ class ConsentPolicy(models.Model):
     def is_in_force(self) -> bool:
         return self.is_published and self.in_force_from <= timezone.now()
 
+    @property
+    def deadline_passed(self) -> bool:
+        return self.decision_deadline <= timezone.now()
+
     def retention_days(self, *, allowed: bool) -> int:
         return self.retention_days_allowed if allowed else self.retention_days_declined
 

@@ -60,7 +60,9 @@ def choice_sentence(
 def kept_sentence(consent: TrainingConsent, retention_days: int) -> str:
     """Say how long chats and coding sessions are kept under the choice, and why."""
     if consent.allowed:
-        return _("Up to %(kept)s, because you allow training.") % {"kept": period(retention_days)}
+        return _("Up to %(kept)s after you last use them, because you allow training.") % {
+            "kept": period(retention_days)
+        }
     return _("%(kept)s after you delete them, because training is not allowed.") % {
         "kept": period(retention_days)
     }

@@ -3,7 +3,10 @@
 Each page is also saved as a screenshot under artifacts/screenshots/ to show what users see.
 """
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 from accounts.models import User
 from consent import services
@@ -97,3 +100,31 @@ def test_the_pages_before_signing_in(policy, open_page, url):
     page.goto(url)
 
     assert_accessible(page)
+
+
+def test_a_wrong_password_is_said_at_the_fields(consumer, open_page):
+    page = open_page()
+    page.goto("/accounts/login/")
+    page.get_by_label("Email address").fill(consumer.email)
+    page.get_by_label("Password").fill("not-the-password")
+    page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("do not match a confirmed account")
+    for field in (page.get_by_label("Email address"), page.get_by_label("Password")):
+        expect(field).to_have_attribute("aria-invalid", "true")
+        expect(field).to_have_accessible_description(re.compile("do not match a confirmed account"))
+    assert_accessible(page)
+
+
+def test_the_switch_shows_its_state_in_forced_colours(policy, consumer, open_page):
+    page = open_page(forced_colors="active")
+    sign_in(page, consumer.email, PASSWORD)
+    switch = page.get_by_role("switch")
+    knob = "s => [getComputedStyle(s).backgroundImage, getComputedStyle(s).backgroundPosition]"
+
+    on = switch.evaluate(knob)
+    switch.press("Space")
+    expect(switch).not_to_be_checked()
+    off = switch.evaluate(knob)
+    # Forced colours drop background images: the knob is drawn, and moves, all the same.
+    assert "none" not in (on[0], off[0]) and on[1] != off[1]

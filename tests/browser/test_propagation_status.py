@@ -29,7 +29,7 @@ def test_the_settings_page_shows_a_change_reaching_every_system(policy, stack, o
     expect(status).to_contain_text("Applied to 3 of 3 systems", timeout=20_000)
     # A flip of the switch then: only the facts under it are sent again.
     page.get_by_role("switch").check()
-    expect(page.get_by_role("status")).to_contain_text("Saved:")
+    expect(page.locator("#training-status")).to_contain_text("Saved: new and resumed chats")
     expect(status).to_contain_text(re.compile(r"Applied to \d of 3 systems"))
     expect(status).to_contain_text("Applied to 3 of 3 systems", timeout=20_000)
     stack.wait_converged()

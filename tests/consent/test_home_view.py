@@ -59,8 +59,10 @@ def test_an_undecided_consumer_sees_the_pop_up_over_an_inert_app(policy, signed_
     page = signed_in.get("/").content.decode()
 
     assert 'id="consent-dialog"' in page
+    assert "<title>Your choice about training · Assistant</title>" in page
     assert policy.title in page
     assert "Not now" in page
+    assert "We ask again later" in page and "Until you choose, nothing is used for training" in page
     assert 'class="app" inert' in page
     assert 'id="consent-allowed"' in page and "checked" in page
 
@@ -69,8 +71,8 @@ def test_the_pop_up_says_what_allowing_and_declining_mean(policy, signed_in):
     page = signed_in.get("/").content.decode()
 
     assert "new and resumed chats and coding sessions may be used to train" in page
-    assert "kept for up to 5 years" in page  # as the settings page and the terms say
-    assert "kept for 30 days" in page
+    assert "kept for up to 5 years after you last use it" in page  # as settings and terms say
+    assert "kept for 30 days after you delete them" in page
     assert "models already trained are not changed" in page
 
 
@@ -158,6 +160,14 @@ def test_undecided_after_the_deadline_the_home_waits_for_a_choice(late_policy, s
     assert "Not now" not in page
     assert "prompt-input" not in page
     assert "has passed" in page
+    assert "Either one lets you go on" in page  # declining too: consent is not the price of use
+
+
+def test_help_after_the_deadline_says_it_has_passed(late_policy, signed_in):
+    page = signed_in.get("/help/privacy/").content.decode()
+
+    assert "The choice could be put off until" in page
+    assert "You can put" not in page and "puts the choice off" not in page
 
 
 @pytest.mark.parametrize(

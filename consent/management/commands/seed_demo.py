@@ -15,9 +15,10 @@ POLICY_TITLE = "Updates to our Consumer Terms and Privacy Policy"
 POLICY_TEXT = """\
 We are giving you the choice to allow your chats and coding sessions to be used to improve our
 models. If you allow it, new and resumed chats and coding sessions may be used for model training,
-and that data is kept for up to 5 years. If you do not, we keep using your data as before and keep
-it for 30 days after you delete it. You can change your choice at any time in your privacy
-settings; a change applies from then on and does not change models already trained.
+and that data is kept for up to 5 years after you last use it. If you do not, they are not used
+for training, and we keep them for 30 days after you delete them. You can change your choice at
+any time in your privacy settings; a change applies from then on and does not change models
+already trained.
 Users of our commercial plans (Team, Enterprise, Education, Government, API) are not affected."""
 Plan = User.Plan
 Channel = services.Channel
