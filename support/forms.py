@@ -57,7 +57,8 @@ class HistoryFilterForm(forms.Form):
         since: date | None = cleaned.get("since")
         until: date | None = cleaned.get("until")
         if since and until and since > until:
-            raise forms.ValidationError(_("The start of the date range is after its end."))
+            # Said at the field, which is then marked invalid and described by it.
+            self.add_error("until", _("The end of the date range is before its start."))
         return cleaned
 
     @property
