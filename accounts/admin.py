@@ -16,8 +16,10 @@ from accounts.models import ApiToken, User
 from accounts.services import TokenError, api_token_create, api_token_revoke
 from config.admin import DateBoundLookups, ModelAdmin
 from consent import services
+from consent.exceptions import AccountDeleted
 from consent.selectors import consent_for
 from consent.wording import staff_choice_sentence
+from support.models import AccessRecord
 
 
 class AdminUserChangeForm(UserChangeForm):
@@ -87,16 +89,26 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
 
     # Deleting goes through the one writer: the audit keeps the events, sinks drop the user.
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        services.account_delete(
-            user=obj,
-            channel=services.Channel.ADMIN,
-            actor=request.user,  # type: ignore[arg-type]
-            reason="Account deleted in the admin",
-        )
+        try:
+            services.account_delete(
+                user=obj,
+                channel=services.Channel.ADMIN,
+                actor=request.user,  # type: ignore[arg-type]
+                reason="Account deleted in the admin",
+            )
+        except AccountDeleted:  # by another admin, or the first of a double click: it is done
+            pass
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             self.delete_model(request, user)
+
+    # Who read a user's history stays named in the record of it: such an account is deactivated
+    # (Active off), never deleted. Without this, the admin offers to delete it, then refuses.
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        if obj is not None and AccessRecord.objects.filter(agent=obj).exists():
+            return False
+        return super().has_delete_permission(request, obj)
 
 
 class ApiTokenForm(forms.Form):

@@ -37,6 +37,13 @@ class ConsentThrottled(ConsentError):
         self.retry_after = retry_after
 
 
+class AccountDeleted(ConsentError):
+    """The account was deleted meanwhile, by another request: there is no one to change."""
+
+    def __init__(self) -> None:
+        super().__init__("The account was deleted.")
+
+
 class ChoiceMade(ConsentError):
     """A pop-up's choice came while none was asked for any more: one was made elsewhere."""
 

@@ -9,6 +9,7 @@ from django.utils import timezone
 from accounts.models import User
 from consent.audit import GENESIS_HASH, event_hash
 from consent.exceptions import (
+    AccountDeleted,
     ChoiceMade,
     ConsentError,
     ConsentThrottled,
@@ -107,7 +108,7 @@ def _lock(user: User) -> TrainingConsent:
     if consent is None:  # a concurrent first touch may win the insert
         # Locked until the commit, so that an account deleted meanwhile is refused, not revived.
         if not User.objects.select_for_update().filter(pk=user.pk).exists():
-            raise ConsentError("The account was deleted.")
+            raise AccountDeleted
         TrainingConsent.objects.bulk_create([TrainingConsent(user=user)], ignore_conflicts=True)
         consent = rows.get(user=user)
     consent.user = user

@@ -1,5 +1,7 @@
 import pytest
+from django.contrib.admin import site
 
+from accounts.admin import UserAdmin
 from accounts.models import User
 from consent import services
 from consent.models import ConsentEvent, Delivery
@@ -24,6 +26,19 @@ def test_deleting_a_user_in_the_admin_keeps_the_audit_and_tells_the_sinks(
     assert [e.kind for e in events] == ["decision", "account_deleted"]
     assert events[-1].actor_role == ConsentEvent.Role.ADMIN
     assert Delivery.objects.filter(event=events[-1]).exists()
+
+
+def test_a_user_deleted_meanwhile_is_deleted_once_without_an_error(policy, admin_user, consumer, rf):
+    # Two admins, or a double click: both loaded the user, the other deleted it first.
+    stale = User.objects.get(pk=consumer.pk)
+    services.account_delete(user=consumer, channel=Channel.ADMIN, actor=admin_user, reason="Asked")
+    request = rf.post("/")
+    request.user = admin_user
+
+    UserAdmin(User, site).delete_model(request, stale)
+
+    deleted = ConsentEvent.objects.filter(kind=ConsentEvent.Kind.ACCOUNT_DELETED)
+    assert deleted.filter(subject_id=consumer.subject_id).count() == 1
 
 
 def test_bulk_deleting_users_in_the_admin_goes_through_the_service(policy, admin_client):
@@ -130,9 +145,13 @@ def test_an_agent_with_access_records_cannot_be_deleted_in_the_admin(
         agent=support_agent, subject_id=consumer.subject_id, action="viewed"
     )
 
+    change = admin_client.get(f"/admin/accounts/user/{support_agent.pk}/change/")
     response = admin_client.post(
         f"/admin/accounts/user/{support_agent.pk}/delete/", {"post": "yes"}
     )
 
-    assert "Cannot delete user" in response.content.decode()
+    # Not offered, then refused: such an account is deactivated (its "Active" box) instead.
+    assert f"/admin/accounts/user/{support_agent.pk}/delete/" not in change.content.decode()
+    assert 'name="is_active"' in change.content.decode()
+    assert response.status_code == 403
     assert User.objects.filter(pk=support_agent.pk).exists()
