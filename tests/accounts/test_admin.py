@@ -28,7 +28,9 @@ def test_deleting_a_user_in_the_admin_keeps_the_audit_and_tells_the_sinks(
     assert Delivery.objects.filter(event=events[-1]).exists()
 
 
-def test_a_user_deleted_meanwhile_is_deleted_once_without_an_error(policy, admin_user, consumer, rf):
+def test_a_user_deleted_meanwhile_is_deleted_once_without_an_error(
+    policy, admin_user, consumer, rf
+):
     # Two admins, or a double click: both loaded the user, the other deleted it first.
     stale = User.objects.get(pk=consumer.pk)
     services.account_delete(user=consumer, channel=Channel.ADMIN, actor=admin_user, reason="Asked")

@@ -105,7 +105,8 @@ def test_support_agents_are_sent_to_an_administrator(policy, consumer, support_a
     assert 'href="/accounts/delete/"' not in client.get("/settings/privacy/").content.decode()
     response = client.post(URL, {"password": PASSWORD})
     assert (
-        response.status_code == 403 and "removed or deactivated by an administrator" in response.content.decode()
+        response.status_code == 403
+        and "removed or deactivated by an administrator" in response.content.decode()
     )
     assert User.objects.filter(pk=support_agent.pk).exists()
 
