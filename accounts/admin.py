@@ -1,3 +1,4 @@
+import contextlib
 from typing import Any
 
 from django import forms
@@ -89,15 +90,14 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
 
     # Deleting goes through the one writer: the audit keeps the events, sinks drop the user.
     def delete_model(self, request: HttpRequest, obj: User) -> None:
-        try:
+        # Deleted meanwhile, by another admin or the first of a double click: it is done.
+        with contextlib.suppress(AccountDeleted):
             services.account_delete(
                 user=obj,
                 channel=services.Channel.ADMIN,
                 actor=request.user,  # type: ignore[arg-type]
                 reason="Account deleted in the admin",
             )
-        except AccountDeleted:  # by another admin, or the first of a double click: it is done
-            pass
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
