@@ -176,6 +176,8 @@ class ConsentPolicyAdmin(ModelAdmin):
                 )
             return HttpResponseRedirect(self._change_url(policy))
         decided = ConsentState.ALLOWED, ConsentState.DECLINED
+        published = ConsentPolicy.objects.filter(published_at__isnull=False)
+        newest = published.order_by("-version").first()
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -188,6 +190,9 @@ class ConsentPolicyAdmin(ModelAdmin):
                 plan__in=User.CONSUMER_PLANS, training_consent__state__in=decided
             ).count(),
             "deadline_passed": policy.decision_deadline <= timezone.now(),
+            "newest": newest,
+            "deadline_earlier": newest is not None
+            and policy.decision_deadline < newest.decision_deadline,
         }
         return TemplateResponse(request, "admin/consent/consentpolicy/publish.html", context)
 

@@ -144,6 +144,26 @@ def test_publishing_a_draft_fixes_its_hash_and_asks_consumers_again(
     assert f"Version {draft.version} is published" in said and f"in force from {when}" in said
 
 
+def test_publishing_an_earlier_deadline_is_said_first(policy, admin_client):
+    earlier = policy.decision_deadline - timedelta(days=20)
+    response = admin_client.post(
+        f"{POLICIES}add/",
+        draft_post(
+            decision_deadline_0=earlier.strftime("%Y-%m-%d"),
+            decision_deadline_1=earlier.strftime("%H:%M:%S"),
+        ),
+    )
+    assert response.status_code == 302
+    draft = ConsentPolicy.objects.get(published_at__isnull=True)
+
+    confirm = admin_client.get(f"{POLICIES}{draft.pk}/publish/").content.decode()
+    admin_client.post(f"{POLICIES}{draft.pk}/publish/")
+
+    assert "Publishing brings that earlier" in confirm
+    draft.refresh_from_db()
+    assert draft.is_published  # new terms may set a new deadline: the admin was told first
+
+
 def test_a_draft_that_asks_no_new_choice_keeps_choices_in_force(policy, admin_client, consumer):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     post = draft_post()
