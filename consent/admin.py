@@ -176,8 +176,9 @@ class ConsentPolicyAdmin(ModelAdmin):
                 )
             return HttpResponseRedirect(self._change_url(policy))
         decided = ConsentState.ALLOWED, ConsentState.DECLINED
-        published = ConsentPolicy.objects.filter(published_at__isnull=False)
-        newest = published.order_by("-version").first()
+        newest = (
+            ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
+        )
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,

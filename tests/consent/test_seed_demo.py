@@ -2,6 +2,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import User
+from consent import services
 from consent.models import ConsentEvent, ConsentPolicy, ConsentState
 from consent.selectors import consent_for, prompt_for
 
@@ -47,3 +48,16 @@ def test_seed_demo_creates_the_personas_of_the_spec():
     policy = ConsentPolicy.objects.get()
     assert policy.decision_deadline > policy.effective_at
     assert prompt_for(user("free@example.com")).can_defer
+
+
+def test_a_demo_user_deleted_then_seeded_again_gets_no_invented_past():
+    call_command("seed_demo")
+    max_user = User.objects.get(email="max@example.com")
+    services.account_delete(user=max_user, channel=services.Channel.SETTINGS, actor=max_user)
+    events = ConsentEvent.objects.count()
+
+    call_command("seed_demo")
+
+    # Back, without events dated in the past behind the ones already recorded (and signed).
+    assert User.objects.filter(email="max@example.com").exists()
+    assert ConsentEvent.objects.count() == events
