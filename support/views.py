@@ -3,6 +3,7 @@
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -124,6 +125,7 @@ def _history(request: AgentRequest, subject_id: UUID) -> tuple[dict[str, Any], i
         "page": page,
         "rows": event_rows(page.events) if page else [],
         "before": valid and filters.cleaned_data["before"],
+        "delivery_retention_days": settings.CONSENT_DELIVERY_RETENTION_DAYS,
     }
     return context, 200 if valid else 400
 

@@ -393,7 +393,10 @@ def test_a_user_id_past_what_the_database_holds_is_a_404(agent_client):
     assert agent_client.get("/support/users/99999999999999999999/").status_code == 404
 
 
-def test_an_old_change_whose_deliveries_were_pruned_says_so(agent_client, policy, consumer):
+def test_an_old_change_whose_deliveries_were_pruned_says_so(
+    agent_client, policy, consumer, settings
+):
+    settings.CONSENT_DELIVERY_RETENTION_DAYS = 14
     long_ago = timezone.now() - timedelta(days=30)
     flip(consumer, 2, start=long_ago)
     Delivery.objects.filter(event_number=1).delete()
@@ -401,3 +404,4 @@ def test_an_old_change_whose_deliveries_were_pruned_says_so(agent_client, policy
     page = agent_client.get(url(consumer)).content.decode()
 
     assert "the record of each delivery is kept only for a user's latest change" in page
+    assert "once 14 days have passed" in page  # as the prune is told
