@@ -28,22 +28,35 @@ class Ahead:
     policy_version: int | None
     changed_at: datetime | None
     stores: list[str] = field(default_factory=list)
+    policy_lost: bool = False  # the terms it was chosen under were published after the backup
 
     def detail(self) -> str:
+        """Say what was lost and the one outcome consent_restore records for it."""
         lost = (
             f"event {self.newest} was lost"
             if self.newest == self.held + 1
             else f"events {self.held + 1} to {self.newest} were lost"
         )
-        state = (
-            "deleted"
-            if self.deleted
-            else {True: "allowed", False: "declined", None: "not agreed on"}[self.allowed]
-        )
-        return (
-            f"The database was restored from a backup: {lost}. The newest state known downstream "
-            f"(event {self.newest}, {state}, held by {', '.join(self.stores)}) is re-established."
-        )
+        if self.deleted:
+            state = "deleted"
+        elif self.allowed is None:
+            state = "not agreed on"
+        elif self.allowed:
+            state = "allowed"
+        else:  # a store holds "not allowed" for the undecided too, under no terms
+            state = "declined" if self.policy_version is not None else "not decided"
+        known = f"The newest state known downstream (event {self.newest}, {state}, held by "
+        known += ", ".join(self.stores) + ")"
+        if self.allowed is not None and self.policy_lost and not self.deleted:
+            outcome = (
+                f" was chosen under terms (version {self.policy_version}) this database lost: "
+                "not allowed until the user chooses again."
+            )
+        elif self.allowed is None and not self.deleted:
+            outcome = ": the stores disagree, so not allowed until the user chooses again."
+        else:
+            outcome = " is re-established."
+        return f"The database was restored from a backup: {lost}. {known}{outcome}"
 
 
 @dataclass
@@ -51,6 +64,7 @@ class RecoveryPlan:
     audit: AuditReport
     ahead: list[Ahead]
     unknown: list[UUID]  # held downstream, never known to the database
+    policies_lost: list[int]  # terms versions the stores name and the database lacks
 
 
 def recovery_plan() -> RecoveryPlan:
@@ -62,11 +76,17 @@ def recovery_plan() -> RecoveryPlan:
         .annotate(head=Max("number"))
         .values_list("subject_id", "head")
     )
+    published = set(
+        ConsentPolicy.objects.filter(published_at__isnull=False).values_list("version", flat=True)
+    )
+    named: set[int] = set()
     newest: dict[UUID, Ahead] = {}
     for name, sink in configured_sinks().items():
         if not sink.readable:
             continue
         for subject_id, entry in all_entries(sink).items():
+            if entry.policy_version is not None:
+                named.add(entry.policy_version)
             held = heads.get(subject_id, 0)
             if entry.version <= held:
                 continue
@@ -82,6 +102,7 @@ def recovery_plan() -> RecoveryPlan:
                     entry.policy_version,
                     entry.changed_at,
                     [name],
+                    entry.policy_version is not None and entry.policy_version not in published,
                 )
             elif entry.version == known.newest:
                 known.stores.append(name)
@@ -94,7 +115,8 @@ def recovery_plan() -> RecoveryPlan:
     # Signed up after the backup: the stores are told to drop them.
     unknown = [s for s in newest if s not in users and s not in heads]
     ahead = [a for s, a in newest.items() if s in users]
-    return RecoveryPlan(audit_verify(), sorted(ahead, key=lambda a: str(a.subject_id)), unknown)
+    ahead.sort(key=lambda a: str(a.subject_id))
+    return RecoveryPlan(audit_verify(), ahead, unknown, sorted(named - published))
 
 
 def recover(plan: RecoveryPlan) -> list[Drift]:

@@ -444,10 +444,8 @@ def consent_restore(
     if number <= consent.head_number:
         raise ConsentError(f"Event {number} is not past the user's head ({consent.head_number}).")
     # A state that cannot be established (allowed is None, or its policy is gone) becomes
-    # undecided: eligible nowhere, and asked again (fail closed).
+    # undecided: eligible nowhere, and asked again (fail closed). The detail says which.
     established = allowed is not None and policy is not None and not deleted
-    if allowed is not None and allowed and not established:
-        detail += " The choice could not be established: not allowed until the user chooses."
     after = (
         (ConsentState.ALLOWED if allowed else ConsentState.DECLINED)
         if established

@@ -12,7 +12,13 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from consent import recovery, services
-from consent.models import Delivery, EligibilityInterval, EligibilityRecord, Reconciliation
+from consent.models import (
+    ConsentEvent,
+    Delivery,
+    EligibilityInterval,
+    EligibilityRecord,
+    Reconciliation,
+)
 from consent.outbox import outbox_drain
 from consent.reconcile import ReconcileFailed, reconcile
 from consent.services import Channel
@@ -395,3 +401,23 @@ def test_the_command_and_the_log_name_the_subjects_that_drifted(
     with pytest.raises(CommandError, match="Drift found"):
         call_command("reconcile", verbosity=2, stdout=every)
     assert f"  missing: {', '.join(map(str, missing))}" in every.getvalue().splitlines()
+
+
+def test_a_choice_under_terms_the_restore_lost_is_told_alike_before_and_after(policy, settings):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    # What the store holds after a restore lost terms version 5 and the choice made under them.
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2, policy_version=5)
+
+    dry = io.StringIO()
+    call_command("recover_after_restore", "--dry-run", stdout=dry)
+    call_command("recover_after_restore", stdout=io.StringIO())
+
+    restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
+    assert restored.after == "undecided"  # fail closed: the terms it was chosen under are gone
+    assert restored.reason in dry.getvalue()  # the dry run said what the run did
+    assert "chosen under terms (version 5) this database lost" in restored.reason
+    assert "re-established" not in restored.reason
+    assert "the database lacks (published after the backup): 5." in dry.getvalue()

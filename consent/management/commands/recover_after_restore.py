@@ -22,6 +22,14 @@ class Command(BaseCommand):
             f"{len(plan.ahead)} users are known newer downstream than here; "
             f"{len(plan.unknown)} subjects downstream are unknown here."
         )
+        if plan.policies_lost:
+            self.stdout.write(
+                f"Terms versions the stores name but the database lacks (published after the "
+                f"backup): {', '.join(map(str, plan.policies_lost))}. Choices made under them are "
+                "not re-established. Publish their text again, in order and word for word, before "
+                "any other: the next version published takes the first of these numbers "
+                "(docs/operations.md, 'Restoring the database')."
+            )
         for ahead in plan.ahead[:20]:
             self.stdout.write(f"  {ahead.subject_id}: {ahead.detail()}")
         if options["dry_run"]:
