@@ -12,6 +12,9 @@ from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
 
 
+MOST_EXTENDED = timedelta(days=366)
+
+
 def policy_content_hash(*, title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n\n{text}".encode()).hexdigest()
 
@@ -139,6 +142,14 @@ def policy_deadline_extend(
             f"A deadline can only move later than {locked.decision_deadline:%Y-%m-%d %H:%M} UTC,"
             " never earlier."
         )
+    now = now or timezone.now()
+    # An extension cannot be taken back: a year at a time, so that a mistyped year is refused.
+    furthest = max(locked.decision_deadline, now) + MOST_EXTENDED
+    if decision_deadline > furthest:
+        raise ConsentError(
+            f"A deadline moves at most a year at a time: {furthest:%Y-%m-%d %H:%M} UTC at the "
+            "latest. Check the year."
+        )
     event = PolicyEvent.objects.create(
         policy=locked,
         kind=PolicyEvent.Kind.DEADLINE_EXTENDED,
@@ -146,7 +157,7 @@ def policy_deadline_extend(
         reason=reason.strip(),
         deadline_before=locked.decision_deadline,
         deadline_after=decision_deadline,
-        created_at=now or timezone.now(),
+        created_at=now,
     )
     locked.decision_deadline = decision_deadline
     locked.save(update_fields=["decision_deadline"])

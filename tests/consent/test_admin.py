@@ -302,6 +302,20 @@ def test_a_deadline_is_never_moved_earlier(policy, admin_client, days):
     assert policy.decision_deadline == before
 
 
+def test_a_deadline_moves_at_most_a_year_at_a_time(policy, admin_client):
+    # A mistyped year (2207 for 2027) could never be taken back: extensions only move later.
+    before = policy.decision_deadline
+    typo = (before + timedelta(days=367)).strftime("%Y-%m-%dT%H:%M")
+
+    response = admin_client.post(
+        f"{POLICIES}{policy.pk}/extend-deadline/", extension(policy, decision_deadline=typo)
+    )
+
+    assert "A deadline moves at most a year at a time" in response.content.decode()
+    policy.refresh_from_db()
+    assert policy.decision_deadline == before
+
+
 def test_staff_without_the_policy_permission_cannot_publish_or_extend(draft, client, policy):
     staff = UserFactory(is_staff=True, plan="team")
     staff.user_permissions.add(Permission.objects.get(codename="view_consentpolicy"))
