@@ -11,7 +11,6 @@ from accounts.models import User
 from consent.exceptions import ConsentError
 from consent.models import ConsentPolicy, PolicyEvent
 
-
 MOST_EXTENDED = timedelta(days=366)
 
 
