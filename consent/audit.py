@@ -312,13 +312,18 @@ def _notes() -> tuple[list[tuple[str, str]], list[str]]:
         notes += [("warehouse", n) for n in CheckpointCopy.objects.values_list("note", flat=True)]
     except Exception as error:  # verify what can be verified, and say what could not be read
         problems.append(f"the warehouse's copies could not be read: {error}")
-    directory = Path(settings.AUDIT_CHECKPOINT_DIR)
-    if directory.is_dir():
-        notes += [
-            ("directory", path.read_text())
-            for path in sorted(directory.iterdir())
-            if path.suffix in (".checkpoint", ".restore")  # not a copy being written
-        ]
+    try:
+        paths = sorted(Path(settings.AUDIT_CHECKPOINT_DIR).iterdir())
+    except FileNotFoundError:  # nothing copied there yet
+        paths = []
+    except OSError as error:  # a file in its place, or not ours to read
+        problems.append(f"the directory's copies could not be read: {error}")
+        paths = []
+    notes += [
+        ("directory", path.read_text())
+        for path in paths
+        if path.suffix in (".checkpoint", ".restore")  # not a copy being written
+    ]
     return notes, problems
 
 

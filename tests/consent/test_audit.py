@@ -288,6 +288,19 @@ def test_a_forged_checkpoint_is_refused(users):
     assert "does not verify" in detail
 
 
+def test_a_checkpoint_directory_that_cannot_be_read_is_said(users, settings, tmp_path):
+    audit_checkpoint()
+    not_a_directory = tmp_path / "copies"
+    not_a_directory.write_text("")  # a file where the directory should be
+    settings.AUDIT_CHECKPOINT_DIR = str(not_a_directory)
+
+    held, detail = verdict()
+
+    # Not "intact": the copies outside the database could not be read, and it says so.
+    assert held != AuditVerification.Verdict.INTACT
+    assert "the directory's copies could not be read" in detail
+
+
 def test_a_restore_from_an_older_backup_is_told_apart_from_tampering(users):
     older = audit_checkpoint()
     services.consent_change(user=users[0], allowed=True, channel=Channel.SETTINGS)

@@ -360,6 +360,8 @@ def test_recovery_says_so_when_a_store_stops_answering_before_its_repair(
     services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
     outbox_drain("redis")
     outbox_drain("warehouse")
+    # As after a restore: a store holds a change the database lost.
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2)
     real_reconcile = recovery.reconcile
 
     def down_then_reconcile(**options):
@@ -421,3 +423,15 @@ def test_a_choice_under_terms_the_restore_lost_is_told_alike_before_and_after(po
     assert "chosen under terms (version 5) this database lost" in restored.reason
     assert "re-established" not in restored.reason
     assert "the database lacks (published after the backup): 5." in dry.getvalue()
+
+
+def test_recovery_on_a_database_that_was_not_restored_changes_nothing(policy, settings):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    services.consent_change(user=UserFactory(), allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    out = io.StringIO()
+
+    call_command("recover_after_restore", stdout=out)
+
+    assert "Nothing to recover" in out.getvalue()
+    assert not Reconciliation.objects.exists()

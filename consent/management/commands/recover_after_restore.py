@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from consent.models import AuditVerification
 from consent.reconcile import ReconcileFailed, raise_if_failed
 from consent.recovery import recover, recovery_plan
 
@@ -32,6 +33,10 @@ class Command(BaseCommand):
             )
         for ahead in plan.ahead[:20]:
             self.stdout.write(f"  {ahead.subject_id}: {ahead.detail()}")
+        restored = plan.audit.verdict == AuditVerification.Verdict.RESTORED
+        if not (restored or plan.ahead or plan.unknown):
+            self.stdout.write("Nothing to recover: the database holds all the stores know.")
+            return
         if options["dry_run"]:
             self.stdout.write("Dry run: nothing was changed.")
             return
