@@ -79,6 +79,11 @@ def _refusal(error: ConsentError) -> str:
     """Say why the service refused a well-formed post."""
     if isinstance(error, TermsChanged):
         return _("The terms changed since this page was loaded. Read them again and choose.")
+    if isinstance(error, NotAsked):  # moved to a business plan while the page was open
+        return _(
+            "Nothing was saved: your plan's terms now exclude your chats and coding sessions "
+            "from training, so there is nothing to choose."
+        )
     return _("Your choice was not saved. Reload the page and try again.")
 
 

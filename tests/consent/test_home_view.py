@@ -304,7 +304,10 @@ def test_a_stale_policy_version_after_a_new_one_is_refused(policy, consumer, sig
 def test_a_commercial_user_cannot_post_a_decision(policy, commercial, client):
     client.force_login(commercial)
 
-    assert decide(client, "on").status_code == 400
+    response = decide(client, "on")
+
+    assert response.status_code == 400
+    assert "now exclude your chats and coding sessions from training" in response.content.decode()
     assert not events(commercial).exists()
 
 
