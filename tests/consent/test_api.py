@@ -623,6 +623,31 @@ def test_the_snapshot_command_refuses_a_bad_moment(as_of, why, tmp_path):
         call_command("eligibility_snapshot", "--as-of", as_of, "--out", str(tmp_path / "s"))
 
 
+def test_the_snapshot_command_refuses_a_file_as_its_directory(tmp_path):
+    out = tmp_path / "a-file"
+    out.write_text("kept\n")
+
+    with pytest.raises(CommandError, match=r"--out: .*a-file is not a directory"):
+        call_command("eligibility_snapshot", "--out", str(out), "--wait", "0")
+
+    assert out.read_text() == "kept\n"
+
+
+def test_the_snapshot_command_refuses_a_directory_it_cannot_make(tmp_path):
+    (tmp_path / "a-file").write_text("")
+
+    with pytest.raises(CommandError, match=r"--out: cannot make .*a-file/s"):
+        call_command("eligibility_snapshot", "--out", str(tmp_path / "a-file" / "s"), "--wait", "0")
+
+
+@pytest.mark.parametrize("wait", ["-1", "nan", "inf"])
+def test_the_snapshot_command_refuses_a_wait_that_is_not_a_number_of_seconds(wait, tmp_path):
+    with pytest.raises(CommandError, match=r"--wait: .*0 or more"):
+        call_command("eligibility_snapshot", "--out", str(tmp_path / "s"), "--wait", wait)
+
+    assert not (tmp_path / "s").exists()
+
+
 def test_the_admin_lists_runs_read_only(admin_client, secret, client):
     run = post(client, "/api/v1/runs", {"name": "model-8"}, secret).json()
 

@@ -1,3 +1,5 @@
+import math
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -5,6 +7,17 @@ from django.utils import timezone
 
 from consent.moments import moment_parse, moment_past
 from consent.snapshots import snapshot_write
+
+
+def seconds(text: str) -> float:
+    """Read a number of seconds to wait, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ArgumentTypeError(f"{text!r} is not a number of seconds, 0 or more")
+    return value
 
 
 class Command(BaseCommand):
@@ -21,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, type=Path, help="the directory to write")
         parser.add_argument(
             "--wait",
-            type=float,
+            type=seconds,
             default=10.0,
             help="seconds to wait for changes made by then to reach the history store",
         )
@@ -34,8 +47,14 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(f"--as-of: {error}.") from error
         out: Path = options["out"]
+        if out.exists() and not out.is_dir():
+            raise CommandError(f"--out: {out} is not a directory.")
         if out.exists() and any(out.iterdir()):
             raise CommandError(f"{out} is not empty: a snapshot is written once, into a new place.")
+        try:  # made now, so that a place it cannot be is said before the wait, not after
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise CommandError(f"--out: cannot make {out}: {error.strerror}.") from error
         manifest = snapshot_write(as_of=as_of, out=out, wait=options["wait"])
         self.stdout.write(
             f"Snapshot as of {manifest['as_of']}: intervals {manifest['rows']}, subjects "
