@@ -112,7 +112,9 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
 
 
 class ApiTokenForm(forms.Form):
-    name = forms.CharField(label=_("Name"), max_length=100, help_text=_("Who or what uses it."))
+    name = forms.CharField(
+        label=_("Name"), max_length=ApiToken.NAME_LENGTH, help_text=_("Who or what uses it.")
+    )
     scopes = forms.MultipleChoiceField(
         label=_("Scopes"), choices=ApiToken.Scope.choices, widget=forms.CheckboxSelectMultiple
     )

@@ -134,7 +134,9 @@ class ApiToken(models.Model):
         ELIGIBILITY = "eligibility", _("Ask whether data is eligible")
         RUNS = "runs", _("Register training runs and read their snapshots")
 
-    name = models.CharField(_("name"), max_length=100, help_text=_("Who or what uses it."))
+    NAME_LENGTH = 100
+
+    name = models.CharField(_("name"), max_length=NAME_LENGTH, help_text=_("Who or what uses it."))
     prefix = models.CharField(
         _("starts with"), max_length=12, editable=False, help_text=_("To tell tokens apart.")
     )

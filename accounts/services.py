@@ -95,15 +95,18 @@ def api_token_create(
     """Make a token; return it and its secret, which is not kept and cannot be shown again."""
     scopes = sorted(set(scopes))
     unknown = set(scopes) - set(ApiToken.Scope.values)
-    if not name.strip():
+    name = name.strip()
+    if not name:
         raise TokenError("A token needs a name.")
+    if len(name) > ApiToken.NAME_LENGTH:
+        raise TokenError(f"A token's name is at most {ApiToken.NAME_LENGTH} characters.")
     if not scopes or unknown:
         raise TokenError(f"Scopes must be among {', '.join(ApiToken.Scope.values)}.")
     if expires_at is not None and expires_at <= timezone.now():
         raise TokenError("A token cannot expire in the past.")
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
-        name=name.strip(),
+        name=name,
         prefix=secret[:12],
         key_hash=api_token_hash(secret),
         scopes=scopes,

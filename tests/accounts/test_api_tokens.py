@@ -38,8 +38,10 @@ def test_an_admin_makes_a_token_and_sees_it_once(admin_client, admin_user):
         {"name": "x", "scopes": ["everything"]},
         {"name": "x", "scopes": ["runs"], "expires_at": "2001-01-01T00:00"},
         {"name": "x", "scopes": ["runs"], "expires_at": "soon"},
+        {"name": "x" * 101, "scopes": ["runs"]},
+        {"name": "x", "scopes": ["runs"], "expires_at": "10000-01-01T00:00"},
     ],
-    ids=["no-name", "no-scope", "unknown-scope", "expired", "not-a-time"],
+    ids=["no-name", "no-scope", "unknown-scope", "expired", "not-a-time", "long-name", "too-far"],
 )
 def test_a_bad_token_form_is_refused_and_makes_nothing(admin_client, form):
     response = admin_client.post(f"{TOKENS}add/", form)

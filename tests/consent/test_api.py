@@ -14,7 +14,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiToken
-from accounts.services import api_token_create, api_token_revoke
+from accounts.services import TokenError, api_token_create, api_token_revoke
 from consent import runs, services
 from consent.models import Delivery, EligibilityInterval, TrainingRun
 from consent.outbox import outbox_drain
@@ -329,6 +329,36 @@ def test_the_command_prints_a_working_token_on_its_last_line(client):
 
     secret = out.getvalue().strip().splitlines()[-1]
     assert post(client, ELIGIBILITY, {"pairs": []}, secret).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("arguments", "why"),
+    [
+        (["--name", "x" * 101], "name is at most 100 characters"),
+        (["--name", "cli", "--expires-in-days", "99999999"], "--expires-in-days: .* too far"),
+        (["--name", "cli", "--expires-in-days", "0"], "--expires-in-days must be at least 1"),
+    ],
+    ids=["long-name", "too-far", "zero-days"],
+)
+def test_the_command_refuses_a_token_it_cannot_make_and_writes_nothing(arguments, why):
+    with pytest.raises(CommandError, match=why):
+        call_command("api_token_create", *arguments, "--scope", "runs", stdout=StringIO())
+
+    assert not ApiToken.objects.exists()
+
+
+def test_a_token_name_of_100_characters_is_kept_whole():
+    token, _ = api_token_create(name="x" * 100, scopes=["runs"])
+
+    token.refresh_from_db()
+    assert token.name == "x" * 100
+
+
+def test_a_token_name_too_long_is_refused_and_nothing_written():
+    with pytest.raises(TokenError, match="name is at most 100 characters"):
+        api_token_create(name="x" * 101, scopes=["runs"])
+
+    assert not ApiToken.objects.exists()
 
 
 def test_the_openapi_document_describes_the_api(client):

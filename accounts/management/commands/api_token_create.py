@@ -26,10 +26,14 @@ class Command(BaseCommand):
         if days is not None and days < 1:
             raise CommandError("--expires-in-days must be at least 1.")
         try:
+            expires_at = timezone.now() + timedelta(days=days) if days else None
+        except OverflowError as error:
+            raise CommandError(
+                f"--expires-in-days: {days} days from now is too far, after the year 9999."
+            ) from error
+        try:
             token, secret = api_token_create(
-                name=options["name"],
-                scopes=options["scope"],
-                expires_at=timezone.now() + timedelta(days=days) if days else None,
+                name=options["name"], scopes=options["scope"], expires_at=expires_at
             )
         except TokenError as error:
             raise CommandError(str(error)) from error
