@@ -359,6 +359,14 @@ def outbox_forget(sink: str, *, batch: int = 10_000) -> int:
     """Delete the pending and dead deliveries to a sink no longer configured; return how many."""
     if sink in settings.CONSENT_SINKS:
         raise ConsentError(f"{sink} is still configured: take it out of the settings first.")
+    # A mistyped name would otherwise say "deleted 0", as if the backlog were gone.
+    if not Delivery.objects.filter(sink=sink).exists():
+        known = set(settings.CONSENT_SINKS)
+        known |= set(Delivery.objects.values_list("sink", flat=True).distinct())
+        names = ", ".join(sorted(known)) or "none"
+        raise ConsentError(
+            f"Unknown sink {sink!r}: not configured, and no delivery names it; known: {names}."
+        )
     # Nothing will ever apply them, and they would keep the backlog's alerts firing. What the sink
     # applied stays on record, pruned as any.
     forgotten = 0

@@ -407,6 +407,18 @@ def test_a_sink_taken_out_of_the_settings_has_its_deliveries_forgotten(
     assert 'consent_outbox_oldest_pending_age_seconds{sink="webhook"}' not in scraped
 
 
+def test_forgetting_a_sink_never_known_is_refused_and_names_the_known_ones(
+    policy, consumer, two_sinks, settings
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+
+    with pytest.raises(CommandError, match=r"Unknown sink 'nosuch'.*: warehouse, webhook\.$"):
+        call_command("outbox_forget", "--sink", "nosuch")
+
+    assert Delivery.objects.filter(state=State.PENDING).count() == 2
+
+
 def test_what_a_removed_sink_applied_stays_on_record(policy, consumer, two_sinks, settings):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     outbox_drain("webhook")

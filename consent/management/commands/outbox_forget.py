@@ -6,8 +6,9 @@ from consent.outbox import outbox_forget
 
 class Command(BaseCommand):
     help = (
-        "Delete every delivery to a sink taken out of the settings (CONSENT_SINKS): its pending "
-        "and dead ones would otherwise wait, and page, for ever."
+        "Delete the pending and dead deliveries to a sink taken out of the settings "
+        "(CONSENT_SINKS), which would otherwise wait, and page, for ever. Its applied and "
+        "superseded ones stay on record, pruned as any sink's."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
