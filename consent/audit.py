@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -80,10 +80,18 @@ def event_hash(event: ConsentEvent) -> str:
 # Keys
 
 
+def key_parse[Key: (Signer, Verifier)](parse: Callable[[str], Key], text: str, source: str) -> Key:
+    """Return the key the text holds; raise NoteError naming where it came from if none."""
+    try:
+        return parse(text)
+    except NoteError as error:
+        raise NoteError(f"{source}: {error}") from error
+
+
 def signer() -> Signer:
     """Return the checkpoints' signing key."""
     if settings.AUDIT_SIGNING_KEY:
-        return Signer.parse(settings.AUDIT_SIGNING_KEY)
+        return key_parse(Signer.parse, settings.AUDIT_SIGNING_KEY, "AUDIT_SIGNING_KEY")
     # The embedded default: a key made once into DATA_DIR.
     path = Path(settings.DATA_DIR) / "audit-signing.key"
     if not path.exists():
@@ -103,13 +111,16 @@ def signer() -> Signer:
         finally:
             with suppress(FileNotFoundError):
                 os.unlink(made)
-    return Signer.parse(path.read_text())
+    return key_parse(Signer.parse, path.read_text(), str(path))
 
 
 def verifiers() -> list[Verifier]:
     """Return the keys whose checkpoints are trusted: the signing key's and AUDIT_VERIFY_KEYS."""
     # The earlier keys in AUDIT_VERIFY_KEYS leave the checkpoints of before a rotation verifiable.
-    return [signer().verifier, *(Verifier.parse(key) for key in settings.AUDIT_VERIFY_KEYS)]
+    earlier = [
+        key_parse(Verifier.parse, key, "AUDIT_VERIFY_KEYS") for key in settings.AUDIT_VERIFY_KEYS
+    ]
+    return [signer().verifier, *earlier]
 
 
 # Chains: each event carries the SHA-256 of all its fields, the previous event's hash among them,

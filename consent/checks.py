@@ -1,5 +1,7 @@
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from consent.notes import NoteError, Signer, Verifier
 
 
 @register(Tags.security, deploy=True)
@@ -15,3 +17,33 @@ def audit_signing_key_check(**kwargs: object) -> list[CheckMessage]:
             id="consent.W001",
         )
     ]
+
+
+@register(Tags.security)
+def audit_keys_check(**kwargs: object) -> list[CheckMessage]:
+    """Check that the audit keys in the settings read as consent.audit reads them."""
+    # Otherwise nothing says so until a checkpoint is signed, or the log verified, with them.
+    errors: list[CheckMessage] = []
+    if settings.AUDIT_SIGNING_KEY:
+        try:
+            Signer.parse(settings.AUDIT_SIGNING_KEY)
+        except NoteError as error:  # its text is a secret, and the error does not show it
+            errors.append(
+                Error(
+                    f"AUDIT_SIGNING_KEY: {error}",
+                    hint="docs/security.md says how to make one.",
+                    id="consent.E001",
+                )
+            )
+    for key in settings.AUDIT_VERIFY_KEYS:
+        try:
+            Verifier.parse(key)
+        except NoteError as error:
+            errors.append(
+                Error(
+                    f"AUDIT_VERIFY_KEYS: {error}",
+                    hint="Verifier keys (name+id+key), comma-separated.",
+                    id="consent.E002",
+                )
+            )
+    return errors

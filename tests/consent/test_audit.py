@@ -2,6 +2,7 @@
 and signed checkpoints of a Merkle tree, copied outside the database. These run on PostgreSQL
 and again on the embedded default's SQLite (marker `sqlite`)."""
 
+import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -356,6 +357,35 @@ def test_verify_audit_keeps_what_it_found(users, capsys):
 
     assert "Audit log intact" in capsys.readouterr().out
     assert AuditVerification.objects.get().verdict == Verdict.INTACT
+
+
+@pytest.mark.parametrize(
+    ("command", "setting", "value", "why"),
+    [
+        ("verify_audit", "AUDIT_SIGNING_KEY", "garbage", "AUDIT_SIGNING_KEY: Not a signer key"),
+        ("verify_audit", "AUDIT_VERIFY_KEYS", ["garbage"], "AUDIT_VERIFY_KEYS: Not a verifier"),
+        ("audit_checkpoint", "AUDIT_SIGNING_KEY", "garbage", "AUDIT_SIGNING_KEY: Not a signer"),
+    ],
+    ids=["verify-signing", "verify-verify", "checkpoint-signing"],
+)
+def test_the_audit_commands_name_a_key_that_does_not_parse(
+    users, settings, command, setting, value, why
+):
+    setattr(settings, setting, value)
+
+    with pytest.raises(CommandError, match=why):
+        call_command(command, stdout=io.StringIO())
+
+    assert not AuditCheckpoint.objects.exists()
+    assert not AuditVerification.objects.exists()
+
+
+def test_an_embedded_signing_key_that_does_not_parse_is_named_by_its_file(settings, tmp_path):
+    settings.AUDIT_SIGNING_KEY, settings.DATA_DIR = "", tmp_path
+    (tmp_path / "audit-signing.key").write_text("garbage\n")
+
+    with pytest.raises(CommandError, match=r"audit-signing.key: Not a signer key"):
+        call_command("verify_audit", "--no-record")
 
 
 def test_processes_starting_at_once_on_the_embedded_default_share_one_key(settings, tmp_path):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -263,6 +264,21 @@ ANYTHING = st.recursive(
     ),
     max_leaves=6,
 )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "why"),
+    [
+        ("AUDIT_SIGNING_KEY", "garbage", "AUDIT_SIGNING_KEY: Not a signer key"),
+        ("AUDIT_VERIFY_KEYS", ["garbage"], "AUDIT_VERIFY_KEYS: Not a verifier key: 'garbage'"),
+    ],
+)
+def test_a_key_in_the_settings_that_does_not_parse_is_named(setting, value, why, tmp_path):
+    path = tmp_path / "receipt.json"
+    path.write_text("{}")
+
+    with override_settings(**{setting: value}), pytest.raises(CommandError, match=why):
+        verify(path)
 
 
 @pytest.mark.django_db(databases=["default", "warehouse"])

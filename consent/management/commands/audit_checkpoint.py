@@ -2,6 +2,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from consent.audit import CopiesMissing, audit_checkpoint
+from consent.notes import NoteError
 
 
 class Command(BaseCommand):
@@ -18,6 +19,8 @@ class Command(BaseCommand):
                 f"{error}. What was signed is kept in the database; the next checkpoint tries "
                 "again."
             ) from error
+        except NoteError as error:  # a signing key that does not read: nothing was signed
+            raise CommandError(str(error)) from error
         if checkpoint is None:
             settle = settings.AUDIT_CHECKPOINT_SETTLE_SECONDS
             self.stdout.write(

@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consent.audit import audit_verify, audit_verify_and_record
 from consent.models import AuditVerification
+from consent.notes import NoteError
 
 Verdict = AuditVerification.Verdict
 
@@ -23,7 +24,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        found = audit_verify() if options["no_record"] else audit_verify_and_record()
+        try:
+            found = audit_verify() if options["no_record"] else audit_verify_and_record()
+        except NoteError as error:  # a key that does not read: nothing was verified
+            raise CommandError(str(error)) from error
         if found.verdict == Verdict.TAMPERED:
             raise CommandError(f"Audit log tampered with: {found.detail}", returncode=1)
         if found.verdict == Verdict.RESTORED:
