@@ -130,13 +130,13 @@ class ApiTokenForm(forms.Form):
 class ApiTokenAdmin(ModelAdmin):
     """Tokens are made here and shown once; afterwards they can only be read and revoked."""
 
-    list_display = ["name", "prefix", "scopes", "expires_at", "revoked_at", "last_used_at"]
+    list_display = ["name", "prefix", "scope_names", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["revoked_at"]
     search_fields = ["name", "prefix"]
     readonly_fields = fields = (
         "name",
         "prefix",
-        "scopes",
+        "scope_names",
         "expires_at",
         "revoked_at",
         "last_used_at",
@@ -144,6 +144,10 @@ class ApiTokenAdmin(ModelAdmin):
         "created_at",
     )
     actions = ["revoke"]
+
+    @admin.display(description=_("scopes"))
+    def scope_names(self, obj: ApiToken) -> str:
+        return ", ".join(obj.scopes)  # words, not the JSON list the field holds
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoked, never deleted: runs name the token that registered them

@@ -70,3 +70,14 @@ def test_a_non_staff_user_cannot_make_tokens(client, consumer):
 
     assert client.post(f"{TOKENS}add/", {"name": "x", "scopes": ["runs"]}).status_code == 403
     assert not ApiToken.objects.exists()
+
+
+def test_the_token_list_and_page_name_the_scopes_in_words(admin_client):
+    token, _ = api_token_create(name="nightly", scopes=["runs", "eligibility"])
+
+    listing = admin_client.get(TOKENS).content.decode()
+    page = admin_client.get(f"{TOKENS}{token.pk}/change/").content.decode()
+
+    for html in (listing, page):
+        assert "eligibility, runs" in html
+        assert "[&quot;" not in html  # not the JSON the field holds
