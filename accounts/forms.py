@@ -111,7 +111,10 @@ class AccountDeleteForm(forms.Form):
         label=_("Your password"),
         strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-        help_text=_("A wrong password here counts as a failed sign-in: too many pause both."),
+        help_text=_(
+            "A wrong password here counts as a failed sign-in: after too many, signing in and "
+            "this page both pause for a while."
+        ),
     )
 
     def __init__(self, request: HttpRequest, user: User, data: QueryDict | None = None) -> None:

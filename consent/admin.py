@@ -176,9 +176,7 @@ class ConsentPolicyAdmin(ModelAdmin):
                 )
             return HttpResponseRedirect(self._change_url(policy))
         decided = ConsentState.ALLOWED, ConsentState.DECLINED
-        newest = (
-            ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
-        )
+        newest = policy_current()  # the terms users are asked about now
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -190,7 +188,7 @@ class ConsentPolicyAdmin(ModelAdmin):
             "asked_again": User.objects.filter(
                 plan__in=User.CONSUMER_PLANS, training_consent__state__in=decided
             ).count(),
-            "deadline_passed": policy.decision_deadline <= timezone.now(),
+            "deadline_passed": policy.deadline_passed,
             "newest": newest,
             "deadline_earlier": newest is not None
             and policy.decision_deadline < newest.decision_deadline,

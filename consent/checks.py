@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
+from consent.audit import key_parse
 from consent.notes import NoteError, Signer, Verifier
 
 
@@ -26,24 +27,14 @@ def audit_keys_check(**kwargs: object) -> list[CheckMessage]:
     errors: list[CheckMessage] = []
     if settings.AUDIT_SIGNING_KEY:
         try:
-            Signer.parse(settings.AUDIT_SIGNING_KEY)
+            key_parse(Signer.parse, settings.AUDIT_SIGNING_KEY, "AUDIT_SIGNING_KEY")
         except NoteError as error:  # its text is a secret, and the error does not show it
-            errors.append(
-                Error(
-                    f"AUDIT_SIGNING_KEY: {error}",
-                    hint="docs/security.md says how to make one.",
-                    id="consent.E001",
-                )
-            )
+            hint = "docs/security.md says how to make one."
+            errors.append(Error(str(error), hint=hint, id="consent.E001"))
     for key in settings.AUDIT_VERIFY_KEYS:
         try:
-            Verifier.parse(key)
+            key_parse(Verifier.parse, key, "AUDIT_VERIFY_KEYS")
         except NoteError as error:
-            errors.append(
-                Error(
-                    f"AUDIT_VERIFY_KEYS: {error}",
-                    hint="Verifier keys (name+id+key), comma-separated.",
-                    id="consent.E002",
-                )
-            )
+            hint = "Verifier keys (name+id+key), comma-separated."
+            errors.append(Error(str(error), hint=hint, id="consent.E002"))
     return errors

@@ -31,9 +31,19 @@ class PolicyForm(forms.Form):
 class ChoiceForm(PolicyForm):
     """The toggle, on or off."""
 
+    expected_extra = PolicyForm.expected_extra | {"enter"}
+
     # The page sends a hidden "off" before the checkbox, whose "on" comes last and wins when it
     # is checked: a missing field is a forged post, never a silent "off".
     allowed = forms.ChoiceField(choices=ON_OFF)
+
+    def clean(self) -> dict[str, Any]:
+        # Sent by the pop-up's hidden first button: Enter on the switch, without JavaScript.
+        if "enter" in self.data:
+            raise forms.ValidationError(
+                _("Nothing was saved: choose with “Save my choice” or “Decline”."), code="enter"
+            )
+        return super().clean()
 
     @property
     def allowed_value(self) -> bool:

@@ -30,6 +30,14 @@ class Ahead:
     stores: list[str] = field(default_factory=list)
     policy_lost: bool = False  # the terms it was chosen under were published after the backup
 
+    @property
+    def established(self) -> bool:
+        """Tell whether consent_restore takes the state back as it is, not as undecided."""
+        # Its rule, on what the plan knows: agreed on, under terms the database still holds.
+        if self.deleted:
+            return True
+        return self.allowed is not None and self.policy_version is not None and not self.policy_lost
+
     def detail(self) -> str:
         """Say what was lost and the one outcome consent_restore records for it."""
         lost = (
@@ -47,15 +55,17 @@ class Ahead:
             state = "declined" if self.policy_version is not None else "not decided"
         known = f"The newest state known downstream (event {self.newest}, {state}, held by "
         known += ", ".join(self.stores) + ")"
-        if self.allowed is not None and self.policy_lost and not self.deleted:
+        if self.established:
+            outcome = " is re-established."
+        elif self.allowed is None:
+            outcome = ": the stores disagree, so not allowed until the user chooses again."
+        elif self.policy_lost:
             outcome = (
                 f" was chosen under terms (version {self.policy_version}) this database lost: "
                 "not allowed until the user chooses again."
             )
-        elif self.allowed is None and not self.deleted:
-            outcome = ": the stores disagree, so not allowed until the user chooses again."
-        else:
-            outcome = " is re-established."
+        else:  # under no terms: undecided
+            outcome = ": not allowed until the user chooses again."
         return f"The database was restored from a backup: {lost}. {known}{outcome}"
 
 
@@ -65,6 +75,12 @@ class RecoveryPlan:
     ahead: list[Ahead]
     unknown: list[UUID]  # held downstream, never known to the database
     policies_lost: list[int]  # terms versions the stores name and the database lacks
+
+    @property
+    def needed(self) -> bool:
+        """Tell whether there is anything to recover: a restore, or stores ahead of the database."""
+        restored = self.audit.verdict == AuditVerification.Verdict.RESTORED
+        return restored or bool(self.ahead or self.unknown)
 
 
 def recovery_plan() -> RecoveryPlan:

@@ -7,5 +7,5 @@ document.addEventListener("keydown", (event) => {
   const target = event.target;
   if (event.key !== "Enter" || !(target instanceof HTMLInputElement) || target.getAttribute("role") !== "switch") return;
   event.preventDefault();
-  target.click();
+  if (!event.repeat) target.click();  // a held key flips it once, as Space does
 });

@@ -154,6 +154,5 @@ def test_an_agent_with_access_records_cannot_be_deleted_in_the_admin(
 
     # Not offered, then refused: such an account is deactivated (its "Active" box) instead.
     assert f"/admin/accounts/user/{support_agent.pk}/delete/" not in change.content.decode()
-    assert 'name="is_active"' in change.content.decode()
     assert response.status_code == 403
     assert User.objects.filter(pk=support_agent.pk).exists()

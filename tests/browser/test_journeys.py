@@ -210,6 +210,22 @@ def test_the_pop_up_says_why_it_is_shown_again(policy, consumer, open_page):
     assert not decisions(consumer).exists()
 
 
+def test_enter_on_the_switch_saves_nothing_without_javascript(policy, consumer, open_page):
+    page = open_page(javascript=False)
+    sign_in(page, consumer.email, PASSWORD)
+    switch = page.get_by_role("switch", name="Use my chats and coding sessions to train models")
+
+    switch.focus()
+    page.keyboard.press("Enter")  # the browser submits the form, as the switch starts On
+
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("alert")).to_contain_text("Nothing was saved")
+    assert not decisions(consumer).exists()
+    dialog.get_by_role("button", name="Decline").click()  # the buttons still work
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert consent_for(consumer).state == ConsentState.DECLINED
+
+
 def test_the_pop_up_by_keyboard_alone(policy, consumer, open_page):
     page = open_page()
     sign_in(page, consumer.email, PASSWORD)

@@ -200,3 +200,22 @@ def test_a_user_without_the_role_gets_an_accessible_403(demo, open_page):
     assert response is not None and response.status == 403
     expect(page.get_by_role("heading", level=1)).to_have_text("This page is not for your account")
     assert_accessible(page)
+
+
+def test_a_date_range_ending_before_it_starts_marks_its_end(demo, open_page):
+    max_user = User.objects.get(email="max@example.com")
+    page = agent_page(open_page)
+    page.goto(f"/support/users/{max_user.pk}/")
+
+    page.get_by_label("From (UTC)").fill("2025-03-02")
+    page.get_by_label("To (UTC)").fill("2025-03-01")
+    page.get_by_role("button", name="Filter").click()
+
+    expect(page.get_by_role("alert")).to_contain_text("before its start")
+    until = page.get_by_label("To (UTC)")
+    expect(until).to_have_attribute("aria-invalid", "true")
+    expect(until).to_have_accessible_description("The end of the date range is before its start.")
+    page.get_by_label("To (UTC)").fill("2025-03-03")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("alert")).to_have_count(0)
+    expect(page.get_by_label("To (UTC)")).not_to_have_attribute("aria-invalid", "true")

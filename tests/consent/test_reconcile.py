@@ -405,13 +405,22 @@ def test_the_command_and_the_log_name_the_subjects_that_drifted(
     assert f"  missing: {', '.join(map(str, missing))}" in every.getvalue().splitlines()
 
 
-def test_a_choice_under_terms_the_restore_lost_is_told_alike_before_and_after(policy, settings):
+@pytest.mark.parametrize(
+    ("version", "said"),
+    [(5, "chosen under terms (version 5) this database lost"), (None, "allowed, held by")],
+)
+def test_a_choice_under_terms_the_restore_lost_is_told_alike_before_and_after(
+    policy, settings, version, said
+):
     settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
     user = UserFactory()
     services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
     outbox_drain("warehouse")
-    # What the store holds after a restore lost terms version 5 and the choice made under them.
-    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2, policy_version=5)
+    # What the store holds after a restore lost the terms (version 5, or none named) and the
+    # choice made under them.
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(
+        version=2, policy_version=version
+    )
 
     dry = io.StringIO()
     call_command("recover_after_restore", "--dry-run", stdout=dry)
@@ -420,9 +429,11 @@ def test_a_choice_under_terms_the_restore_lost_is_told_alike_before_and_after(po
     restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
     assert restored.after == "undecided"  # fail closed: the terms it was chosen under are gone
     assert restored.reason in dry.getvalue()  # the dry run said what the run did
-    assert "chosen under terms (version 5) this database lost" in restored.reason
+    assert said in restored.reason and "not allowed until the user chooses again" in restored.reason
     assert "re-established" not in restored.reason
-    assert "the database lacks (published after the backup): 5." in dry.getvalue()
+    assert ("the database lacks (published after the backup): 5." in dry.getvalue()) == bool(
+        version
+    )
 
 
 def test_recovery_on_a_database_that_was_not_restored_changes_nothing(policy, settings):

@@ -58,6 +58,10 @@ def test_a_demo_user_deleted_then_seeded_again_gets_no_invented_past():
 
     call_command("seed_demo")
 
-    # Back, without events dated in the past behind the ones already recorded (and signed).
-    assert User.objects.filter(email="max@example.com").exists()
-    assert ConsentEvent.objects.count() == events
+    # Back, as the spec has it, without events dated before the ones already recorded (and signed).
+    again = User.objects.get(email="max@example.com")
+    assert consent_for(again).state == ConsentState.DECLINED
+    history = ConsentEvent.objects.filter(subject_id=again.subject_id)
+    newest_before = ConsentEvent.objects.exclude(subject_id=again.subject_id).latest("created_at")
+    assert all(event.created_at >= newest_before.created_at for event in history)
+    assert ConsentEvent.objects.count() > events

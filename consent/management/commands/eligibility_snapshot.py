@@ -54,7 +54,7 @@ class Command(BaseCommand):
         try:  # made now, so that a place it cannot be is said before the wait, not after
             out.mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            raise CommandError(f"--out: cannot make {out}: {error.strerror}.") from error
+            raise CommandError(f"--out: cannot make {out}: {error.strerror or error}.") from error
         manifest = snapshot_write(as_of=as_of, out=out, wait=options["wait"])
         self.stdout.write(
             f"Snapshot as of {manifest['as_of']}: intervals {manifest['rows']}, subjects "

@@ -1,6 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from consent.models import AuditVerification
 from consent.reconcile import ReconcileFailed, raise_if_failed
 from consent.recovery import recover, recovery_plan
 
@@ -33,8 +32,7 @@ class Command(BaseCommand):
             )
         for ahead in plan.ahead[:20]:
             self.stdout.write(f"  {ahead.subject_id}: {ahead.detail()}")
-        restored = plan.audit.verdict == AuditVerification.Verdict.RESTORED
-        if not (restored or plan.ahead or plan.unknown):
+        if not plan.needed:
             self.stdout.write("Nothing to recover: the database holds all the stores know.")
             return
         if options["dry_run"]:

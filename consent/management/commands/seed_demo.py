@@ -30,11 +30,11 @@ class Command(BaseCommand):
     @transaction.atomic
     def handle(self, *args: object, **options: object) -> None:
         now = timezone.now()
-        # The demo's past is written once, into an empty database. Later, a demo user deleted
-        # meanwhile comes back without one: an event dated before others a checkpoint has signed,
-        # or before the terms it names were published, would be a false record.
-        first = not ConsentPolicy.objects.exists()
-        if first:
+        # The demo's past is backdated only into an empty database. Later, a demo user deleted
+        # meanwhile comes back with its history dated now: an event dated before others a
+        # checkpoint has signed, or before the terms it names were published, would be false.
+        backdate = not ConsentPolicy.objects.exists()
+        if backdate:
             policies.policy_publish(
                 title=POLICY_TITLE,
                 text=POLICY_TEXT,
@@ -52,37 +52,33 @@ class Command(BaseCommand):
         support.groups.add(support_group_ensure())
         self._user("admin@example.com", Plan.TEAM, name="Ada Admin", superuser=True)
 
-        if first:
-            self._histories(pro, max_, now)
-        self.stdout.write(self.style.SUCCESS(self._summary(free)))
+        def ago(days: int, seconds: int = 0) -> datetime:
+            return now - timedelta(days=days, seconds=seconds) if backdate else now
 
-    def _histories(self, pro: User, max_: User, now: datetime) -> None:
         if consent_for(pro).head_number == 0:
-            services.notice_record_served(user=pro, now=now - timedelta(days=20))
+            services.notice_record_served(user=pro, now=ago(20))
             services.consent_change(
                 user=pro,
                 allowed=True,
                 channel=Channel.POPUP,
                 shown_default=True,
-                now=now - timedelta(days=20, seconds=-40),
+                now=ago(20, seconds=-40),
             )
         if consent_for(max_).head_number == 0:
-            services.notice_record_served(user=max_, now=now - timedelta(days=25))
-            services.consent_defer(user=max_, now=now - timedelta(days=25, seconds=-30))
+            services.notice_record_served(user=max_, now=ago(25))
+            services.consent_defer(user=max_, now=ago(25, seconds=-30))
             services.consent_change(
                 user=max_,
                 allowed=True,
                 channel=Channel.POPUP,
                 shown_default=True,
-                now=now - timedelta(days=24, seconds=-20),
+                now=ago(24, seconds=-20),
             )
             for days_ago, allowed in ((12, False), (7, True), (2, False)):
                 services.consent_change(
-                    user=max_,
-                    allowed=allowed,
-                    channel=Channel.SETTINGS,
-                    now=now - timedelta(days=days_ago),
+                    user=max_, allowed=allowed, channel=Channel.SETTINGS, now=ago(days_ago)
                 )
+        self.stdout.write(self.style.SUCCESS(self._summary(free)))
 
     def _user(self, email: str, plan: str, *, name: str = "", superuser: bool = False) -> User:
         user = User.objects.filter(email=email).first()
