@@ -5,6 +5,7 @@ from importlib import import_module
 
 import pytest
 from django.apps import apps
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 
 from accounts.models import User
@@ -47,6 +48,9 @@ def test_the_admin_pages_are_accessible(open_page):
         "/admin/accounts/apitoken/",
         "/admin/accounts/apitoken/add/",
         "/admin/support/accessrecord/",
+        "/admin/auth/group/",
+        "/admin/auth/group/add/",
+        f"/admin/auth/group/{Group.objects.get(name='Support').pk}/change/",
     ]:
         page.goto(url)
         try:
