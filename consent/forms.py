@@ -31,8 +31,6 @@ class PolicyForm(forms.Form):
 class ChoiceForm(PolicyForm):
     """The toggle, on or off."""
 
-    expected_extra = PolicyForm.expected_extra | {"enter"}
-
     # The page sends a hidden "off" before the checkbox, whose "on" comes last and wins when it
     # is checked: a missing field is a forged post, never a silent "off".
     allowed = forms.ChoiceField(choices=ON_OFF)
