@@ -315,33 +315,36 @@ class KnownCheckpoint:
 
 
 def _notes() -> tuple[list[tuple[str, str]], list[str]]:
-    """Return every signed note kept in and outside the database, and where it was found."""
+    """Return every signed note kept in and outside the database, where it was found, and the
+    places that could not be read."""
     notes = [("database", note) for note in AuditCheckpoint.objects.values_list("note", flat=True)]
     notes += [("database", note) for note in AuditRestore.objects.values_list("note", flat=True)]
-    problems = []
+    unread = []
     try:
         notes += [("warehouse", n) for n in CheckpointCopy.objects.values_list("note", flat=True)]
     except Exception as error:  # verify what can be verified, and say what could not be read
-        problems.append(f"the warehouse's copies could not be read: {error}")
+        unread.append(f"the warehouse's copies could not be read: {error}")
     try:
         paths = sorted(Path(settings.AUDIT_CHECKPOINT_DIR).iterdir())
     except FileNotFoundError:  # nothing copied there yet
         paths = []
     except OSError as error:  # a file in its place, or not ours to read
-        problems.append(f"the directory's copies could not be read: {error}")
+        unread.append(f"the directory's copies could not be read: {error}")
         paths = []
     notes += [
         ("directory", path.read_text())
         for path in paths
         if path.suffix in (".checkpoint", ".restore")  # not a copy being written
     ]
-    return notes, problems
+    return notes, unread
 
 
-def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list[str]]:
-    """Return the checkpoints that verify, by size; the restore statements; and what is wrong."""
+def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list[str], list[str]]:
+    """Return the checkpoints that verify, by size; the restore statements; what is wrong; and
+    the places that could not be read."""
     keys = verifiers()
-    notes, problems = _notes()
+    notes, unread = _notes()
+    problems = []
     checkpoints: list[tuple[Checkpoint, str]] = []
     restores: dict[str, Restore] = {}
     unverified: Counter[tuple[str, str]] = Counter()
@@ -382,7 +385,7 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
             problems.append(f"two signed checkpoints of {checkpoint.size} events disagree")
         elif where not in held.where:
             found[checkpoint.size] = replace(held, where=(*held.where, where))
-    return found, sorted(restores.values(), key=lambda r: r.time), problems
+    return found, sorted(restores.values(), key=lambda r: r.time), problems, unread
 
 
 @dataclass
@@ -395,8 +398,12 @@ class AuditReport:
 
 
 def audit_verify() -> AuditReport:
-    """Recompute every chain and the Merkle tree; tell intact, tampered and restored apart."""
-    checkpoints, restores, problems = known_checkpoints()
+    """Recompute every chain and the Merkle tree; tell intact, tampered and restored apart, and
+    say what could not be checked."""
+    try:
+        checkpoints, restores, problems, unread = known_checkpoints()
+    except NoteError as error:  # a key in the settings that does not read
+        return AuditReport(Verdict.INCOMPLETE, 0, None, f"nothing was verified: {error}")
     chains, frontier = Chains(), Frontier()
     first_break: AuditBreak | None = None
     mismatched: list[int] = []
@@ -460,6 +467,10 @@ def audit_verify() -> AuditReport:
                 "were lost"
             )
         verdict = Verdict.INTACT
+    if unread:
+        # A place that could not be read is no evidence of tampering, nor proof of its absence.
+        detail = "; ".join([*unread, f"what could be read: {detail}"])
+        verdict = Verdict.INCOMPLETE if verdict == Verdict.INTACT else verdict
     return AuditReport(verdict, size, latest, detail, kept=max(agreed, default=0))
 
 

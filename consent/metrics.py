@@ -127,7 +127,8 @@ class DatabaseCollector(Collector):
             intact = GaugeMetricFamily(
                 "consent_audit_intact",
                 "Whether the latest verification of the whole audit log found it intact "
-                "(0: tampered with, or restored from a backup and not yet recovered).",
+                "(0: tampered with, restored from a backup and not yet recovered, or not fully "
+                "checked).",
             )
             intact.add_metric([], int(latest.verdict == AuditVerification.Verdict.INTACT))
             verified = GaugeMetricFamily(

@@ -548,6 +548,7 @@ class AuditVerification(models.Model):
         INTACT = "intact", _("Intact")
         RESTORED = "restored", _("Restored from an older backup")
         TAMPERED = "tampered", _("Tampered with")
+        INCOMPLETE = "incomplete", _("Not fully checked")
 
     verdict = models.CharField(_("verdict"), max_length=16, choices=Verdict.choices)
     events = models.PositiveBigIntegerField(_("events checked"))

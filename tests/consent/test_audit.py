@@ -129,7 +129,7 @@ def test_a_checkpoint_is_signed_and_copied_outside_the_database(users, settings)
     assert CheckpointCopy.objects.get().note == checkpoint.note
     (copy,) = settings.AUDIT_CHECKPOINT_DIR.glob("*.checkpoint")
     assert copy.read_text() == checkpoint.note
-    found, _restores, problems = known_checkpoints()
+    found, _restores, problems, _unread = known_checkpoints()
     assert problems == []
     assert found[checkpoint.tree_size].where == ("database", "warehouse", "directory")
     assert audit_checkpoint() is None  # nothing new since
@@ -289,7 +289,9 @@ def test_a_forged_checkpoint_is_refused(users):
     assert "does not verify" in detail
 
 
-def test_a_checkpoint_directory_that_cannot_be_read_is_said(users, settings, tmp_path):
+def test_a_checkpoint_directory_that_cannot_be_read_is_said(
+    users, settings, tmp_path, agent_client
+):
     audit_checkpoint()
     not_a_directory = tmp_path / "copies"
     not_a_directory.write_text("")  # a file where the directory should be
@@ -297,9 +299,16 @@ def test_a_checkpoint_directory_that_cannot_be_read_is_said(users, settings, tmp
 
     held, detail = verdict()
 
-    # Not "intact": the copies outside the database could not be read, and it says so.
-    assert held != AuditVerification.Verdict.INTACT
-    assert "the directory's copies could not be read" in detail
+    # Neither "intact" nor "tampered": the copies outside the database could not be read.
+    assert held == Verdict.INCOMPLETE
+    assert detail.startswith("the directory's copies could not be read")
+    assert "what could be read: 6 events; all agree with the checkpoint of 6 events" in detail
+    with pytest.raises(CommandError, match="not fully checked") as failure:
+        call_command("verify_audit")
+    assert failure.value.returncode == 3
+    page = agent_client.get(f"/support/users/{users[1].pk}/audit/").content.decode()
+    assert "The whole log could not be fully checked." in page
+    assert "tampered" not in page
 
 
 def test_a_restore_from_an_older_backup_is_told_apart_from_tampering(users):
@@ -359,25 +368,37 @@ def test_verify_audit_keeps_what_it_found(users, capsys):
     assert AuditVerification.objects.get().verdict == Verdict.INTACT
 
 
-@pytest.mark.parametrize(
-    ("command", "setting", "value", "why"),
-    [
-        ("verify_audit", "AUDIT_SIGNING_KEY", "garbage", "AUDIT_SIGNING_KEY: Not a signer key"),
-        ("verify_audit", "AUDIT_VERIFY_KEYS", ["garbage"], "AUDIT_VERIFY_KEYS: Not a verifier"),
-        ("audit_checkpoint", "AUDIT_SIGNING_KEY", "garbage", "AUDIT_SIGNING_KEY: Not a signer"),
-    ],
-    ids=["verify-signing", "verify-verify", "checkpoint-signing"],
-)
-def test_the_audit_commands_name_a_key_that_does_not_parse(
-    users, settings, command, setting, value, why
-):
-    setattr(settings, setting, value)
+def test_audit_checkpoint_names_a_key_that_does_not_parse(users, settings):
+    settings.AUDIT_SIGNING_KEY = "garbage"
 
-    with pytest.raises(CommandError, match=why):
-        call_command(command, stdout=io.StringIO())
+    with pytest.raises(CommandError, match="AUDIT_SIGNING_KEY: Not a signer"):
+        call_command("audit_checkpoint", stdout=io.StringIO())
 
     assert not AuditCheckpoint.objects.exists()
-    assert not AuditVerification.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "why"),
+    [
+        ("AUDIT_SIGNING_KEY", "garbage", "AUDIT_SIGNING_KEY: Not a signer key"),
+        ("AUDIT_VERIFY_KEYS", ["garbage"], "AUDIT_VERIFY_KEYS: Not a verifier"),
+    ],
+    ids=["signing", "verify"],
+)
+def test_verify_audit_says_nothing_was_checked_with_a_key_that_does_not_parse(
+    users, settings, setting, value, why
+):
+    audit_checkpoint()
+    setattr(settings, setting, value)
+
+    with pytest.raises(CommandError, match=why) as failure:
+        call_command("verify_audit", stdout=io.StringIO())
+
+    # Neither tampering (exit 1) nor intact: not checked, and kept so, for support and the alert.
+    assert failure.value.returncode == 3
+    kept = AuditVerification.objects.get()
+    assert kept.verdict == Verdict.INCOMPLETE
+    assert kept.detail.startswith("nothing was verified: ")
 
 
 def test_an_embedded_signing_key_that_does_not_parse_is_named_by_its_file(settings, tmp_path):

@@ -2,7 +2,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from consent.audit import audit_verify, audit_verify_and_record
 from consent.models import AuditVerification
-from consent.notes import NoteError
 
 Verdict = AuditVerification.Verdict
 
@@ -11,8 +10,10 @@ class Command(BaseCommand):
     help = (
         "Recompute every event's hash, every subject's chain and the Merkle tree, and hold them "
         "against every signed checkpoint; exit 1 naming the first bad event if the log was "
-        "tampered with, 2 if it was restored from an older backup. The verdict is kept, as the "
-        "hourly task's is: the support pages and the metrics show the latest."
+        "tampered with, 2 if it was restored from an older backup, 3 if it could not be fully "
+        "checked (a key that does not read, copies outside the database that cannot be read). "
+        "The verdict is kept, as the hourly task's is: the support pages and the metrics show "
+        "the latest."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -24,12 +25,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        try:
-            found = audit_verify() if options["no_record"] else audit_verify_and_record()
-        except NoteError as error:  # a key that does not read: nothing was verified
-            raise CommandError(str(error)) from error
+        found = audit_verify() if options["no_record"] else audit_verify_and_record()
         if found.verdict == Verdict.TAMPERED:
             raise CommandError(f"Audit log tampered with: {found.detail}", returncode=1)
         if found.verdict == Verdict.RESTORED:
             raise CommandError(f"Audit log restored: {found.detail}", returncode=2)
+        if found.verdict == Verdict.INCOMPLETE:
+            raise CommandError(f"Audit log not fully checked: {found.detail}", returncode=3)
         self.stdout.write(self.style.SUCCESS(f"Audit log intact: {found.detail}."))
