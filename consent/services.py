@@ -294,14 +294,19 @@ def _record_once_per_policy(
 
 @transaction.atomic
 def notice_record_served(
-    *, user: User, meta: RequestMeta = NO_META, now: datetime | None = None
+    *,
+    user: User,
+    channel: str = Channel.POPUP,
+    meta: RequestMeta = NO_META,
+    now: datetime | None = None,
 ) -> ConsentEvent | None:
-    """Record, once per policy version, that the pop-up was shown to the user, and its default."""
+    """Record, once per policy version, that its notice was shown to the user (by the pop-up or
+    the settings page, whichever asked first), and the default shown."""
     default = shown_default(policy_current(), gpc=meta.gpc, last=last_decision(user))
     return _record_once_per_policy(
         user=user,
         kind=ConsentEvent.Kind.NOTICE_SERVED,
-        channel=Channel.POPUP,
+        channel=channel,
         meta=meta,
         shown_default=default,
         now=now,

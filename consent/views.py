@@ -112,11 +112,17 @@ def home(request: UserRequest) -> HttpResponse:
     prompt = prompt_for(request.user)
     if prompt.show:
         POPUPS_SERVED.inc()
-        meta = RequestMeta.from_request(request)
-        if meta.gpc:
-            gpc_record_signal(user=request.user, meta=meta)
-        notice_record_served(user=request.user, meta=meta)
+        _record_notice_shown(request, channel=Channel.POPUP)
     return _render_home(request, prompt)
+
+
+def _record_notice_shown(request: UserRequest, *, channel: str) -> None:
+    """Record, once per terms, that they were shown to the user and the signal their browser
+    sent: the proof of display a later choice is tied to."""
+    meta = RequestMeta.from_request(request)
+    if meta.gpc:
+        gpc_record_signal(user=request.user, meta=meta)
+    notice_record_served(user=request.user, channel=channel, meta=meta)
 
 
 def _render_home(
@@ -231,6 +237,8 @@ def _deferred_message(policy: ConsentPolicy) -> str:
 @login_required
 def privacy_settings(request: UserRequest) -> HttpResponse:
     if request.method == "GET":
+        if needs_choice(*consent_and_policy(request.user)):  # it asks, as the pop-up does
+            _record_notice_shown(request, channel=Channel.SETTINGS)
         return _render_settings(request)
     user = request.user
     form = ChoiceForm(request.POST)

@@ -156,6 +156,31 @@ def test_a_browser_opt_out_signal_starts_the_asked_switch_off(policy, consumer, 
     assert decision.shown_default is False and decision.gpc is True
 
 
+def test_the_page_asking_records_once_that_the_terms_were_shown(policy, consumer, signed_in):
+    # Straight to the settings page (from a link in a mail, say), never through the pop-up.
+    signed_in.get(URL, HTTP_SEC_GPC="1")
+    signed_in.get(URL, HTTP_SEC_GPC="1")
+    choose(signed_in, "off")
+    signed_in.get(URL)
+
+    events = ConsentEvent.objects.filter(subject_id=consumer.subject_id).order_by("number")
+    # The proof of display the choice is tied to: what was shown, where, with which default.
+    assert [(e.kind, e.channel) for e in events] == [
+        (ConsentEvent.Kind.GPC_SIGNAL, Channel.GPC),
+        (ConsentEvent.Kind.NOTICE_SERVED, Channel.SETTINGS),
+        (ConsentEvent.Kind.DECISION, Channel.SETTINGS),
+    ]
+    assert events[1].policy == policy and events[1].shown_default is False
+    assert audit_first_break(subject_id=consumer.subject_id) is None
+
+
+def test_the_page_records_no_notice_when_it_does_not_ask(policy, consumer, signed_in):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    signed_in.get(URL)
+
+    assert not ConsentEvent.objects.filter(kind=ConsentEvent.Kind.NOTICE_SERVED).exists()
+
+
 @pytest.mark.parametrize(
     "data",
     [
