@@ -5,11 +5,13 @@ WAREHOUSE_MODELS = {
     ("consent", "eligibilityrecord"),
     ("consent", "eligibilityinterval"),
     ("consent", "checkpointcopy"),
+    ("consent", "termscopy"),
 }
 
 
 class WarehouseRouter:
-    """Send the eligibility tables and the checkpoints' copies, and no others, to the warehouse."""
+    """Send the eligibility tables and the copies of checkpoints and terms, and no others, to the
+    warehouse."""
 
     def _in_warehouse(self, model: type[Model]) -> bool:
         return (model._meta.app_label, model._meta.model_name) in WAREHOUSE_MODELS

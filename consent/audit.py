@@ -27,6 +27,8 @@ from consent.models import (
     AuditVerification,
     CheckpointCopy,
     ConsentEvent,
+    ConsentPolicy,
+    TermsCopy,
 )
 from consent.notes import (
     RESTORE_SUFFIX,
@@ -35,9 +37,11 @@ from consent.notes import (
     NoteKeyUnknown,
     Restore,
     Signer,
+    Terms,
     Verifier,
     note_open,
 )
+from consent.policies import policy_copy_fields, policy_from_copy
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +214,23 @@ def _notes_to_copy() -> list[tuple[str, int, str, datetime]]:
     latest = AuditCheckpoint.objects.order_by("-tree_size").first()
     if latest is not None:
         notes.append(("checkpoint", latest.tree_size, latest.note, latest.created_at))
+    # And every published policy as it stands (its deadline may have moved): signed again each
+    # time, the same note while nothing changes (Ed25519 signatures are deterministic).
+    key = signer()
+    notes += [
+        ("terms", p.version, key.sign(_terms(p).text()), p.published_at)
+        for p in ConsentPolicy.objects.filter(published_at__isnull=False).order_by("version")
+        if p.published_at is not None
+    ]
     return notes
+
+
+def _terms(policy: ConsentPolicy) -> Terms:
+    return Terms(settings.AUDIT_LOG_ORIGIN, policy_copy_fields(policy))
+
+
+def _copies(kind: str) -> type[CheckpointCopy] | type[TermsCopy]:
+    return TermsCopy if kind == "terms" else CheckpointCopy
 
 
 def _note_in_directory(kind: str, size: int, note: str, at: datetime) -> bool:
@@ -227,10 +247,10 @@ def copies_missing() -> list[str]:
     if not all(_note_in_directory(kind, size, note, at) for kind, size, note, at in notes):
         missing.append("directory")
     try:
-        held = CheckpointCopy.objects.filter(note__in=[note for _, _, note, _ in notes]).count()
+        held = all(_copies(kind).objects.filter(note=note).exists() for kind, _, note, _ in notes)
     except DatabaseError:
-        held = -1
-    if held < len(notes):
+        held = False
+    if not held:
         missing.append("warehouse")
     return missing
 
@@ -254,8 +274,11 @@ def copies_complete() -> None:
     except OSError as error:
         failed.append(f"the directory {settings.AUDIT_CHECKPOINT_DIR}: {error}")
     try:
-        for _, size, note, _ in notes:
-            CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
+        for kind, size, note, _ in notes:
+            if kind == "terms":
+                TermsCopy.objects.get_or_create(note=note, defaults={"version": size})
+            else:
+                CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
     except DatabaseError as error:
         failed.append(f"the warehouse database: {error}")
     if failed:
@@ -386,6 +409,36 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
         elif where not in held.where:
             found[checkpoint.size] = replace(held, where=(*held.where, where))
     return found, sorted(restores.values(), key=lambda r: r.time), problems, unread
+
+
+def terms_copies() -> tuple[dict[int, ConsentPolicy], list[str]]:
+    """Return the published terms copied outside the database whose signature verifies, each
+    version as it last stood (its latest deadline), and what could not be read or verified."""
+    keys = verifiers()
+    notes: list[str] = []
+    problems = []
+    try:
+        notes += TermsCopy.objects.values_list("note", flat=True)
+    except DatabaseError as error:
+        problems.append(f"the warehouse's copies of terms could not be read: {error}")
+    try:
+        paths = [p for p in Path(settings.AUDIT_CHECKPOINT_DIR).iterdir() if p.suffix == ".terms"]
+        notes += [path.read_text() for path in paths]
+    except FileNotFoundError:  # nothing copied there yet
+        pass
+    except OSError as error:
+        problems.append(f"the directory's copies of terms could not be read: {error}")
+    found: dict[int, ConsentPolicy] = {}
+    for note in set(notes):
+        try:
+            copy = policy_from_copy(Terms.parse(note_open(note, keys)[0]).fields)
+        except (NoteError, KeyError, ValueError, TypeError) as error:
+            problems.append(f"a copy of terms does not verify: {error}")
+            continue
+        held = found.get(copy.version)
+        if held is None or copy.decision_deadline > held.decision_deadline:
+            found[copy.version] = copy
+    return found, problems
 
 
 @dataclass

@@ -587,6 +587,23 @@ class AuditRestore(models.Model):
         return f"restore of {self.created_at:%Y-%m-%d %H:%M}: {self.kept} events kept"
 
 
+class TermsCopy(models.Model):
+    """In the warehouse database, outside the app's own: a signed copy of published terms, so
+    that a restore of the app's database from an older backup can take back terms published
+    after the backup (consent.recovery)."""
+
+    version = models.PositiveIntegerField()
+    note = models.TextField(unique=True)  # a new one after a deadline's extension, or a new key
+    copied_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "consent_terms_copy"
+        verbose_name = _("terms copy")
+
+    def __str__(self) -> str:
+        return f"terms version {self.version}"
+
+
 class CheckpointCopy(models.Model):
     """In the warehouse database, outside the app's own: a copy of each signed note."""
 

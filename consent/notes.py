@@ -2,8 +2,10 @@
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -187,3 +189,29 @@ class Restore:
     def sets_aside(self, checkpoint: Checkpoint) -> bool:
         """Tell whether the checkpoint describes events this restore lost."""
         return checkpoint.size > self.kept and checkpoint.time < self.time
+
+
+TERMS_SUFFIX = " terms"
+
+
+@dataclass(frozen=True)
+class Terms:
+    """A published policy's fields, as its copies outside the database keep them."""
+
+    origin: str
+    fields: dict[str, Any]
+
+    def text(self) -> str:
+        # One line of JSON: a note's text ends at its first blank line, and terms may hold one.
+        return f"{self.origin}{TERMS_SUFFIX}\n{json.dumps(self.fields, sort_keys=True)}\n"
+
+    @classmethod
+    def parse(cls, text: str) -> "Terms":
+        origin, _, rest = text.partition("\n")
+        try:
+            fields = json.loads(rest)
+        except ValueError as error:
+            raise NoteError("Not a copy of published terms.") from error
+        if not origin.endswith(TERMS_SUFFIX) or not isinstance(fields, dict):
+            raise NoteError("Not a copy of published terms.")
+        return cls(origin.removesuffix(TERMS_SUFFIX), fields)

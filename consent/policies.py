@@ -2,6 +2,7 @@
 
 import hashlib
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -162,3 +163,88 @@ def policy_deadline_extend(
     locked.save(update_fields=["decision_deadline"])
     policy.decision_deadline = decision_deadline
     return event
+
+
+# Copies outside the database (consent.audit keeps them beside the checkpoints): the terms a
+# restore of the database from an older backup would lose, to be published again as they were.
+
+
+def policy_copy_fields(policy: ConsentPolicy) -> dict[str, Any]:
+    """Return everything a published policy holds, as its copy outside the database keeps it."""
+    assert policy.published_at is not None
+    return {
+        "version": policy.version,
+        "title": policy.title,
+        "text": policy.text,
+        "content_hash": policy.content_hash,
+        "effective_at": policy.effective_at.isoformat(),
+        "decision_deadline": policy.decision_deadline.isoformat(),
+        "default_allowed": policy.default_allowed,
+        "retention_days_allowed": policy.retention_days_allowed,
+        "retention_days_declined": policy.retention_days_declined,
+        "defer_for_seconds": policy.defer_for.total_seconds(),
+        "requires_new_choice": policy.requires_new_choice,
+        "published_at": policy.published_at.isoformat(),
+    }
+
+
+def policy_from_copy(fields: dict[str, Any]) -> ConsentPolicy:
+    """Return the published policy a copy outside the database describes, unsaved."""
+    policy = ConsentPolicy(
+        version=fields["version"],
+        title=fields["title"],
+        text=fields["text"],
+        content_hash=fields["content_hash"],
+        effective_at=datetime.fromisoformat(fields["effective_at"]),
+        decision_deadline=datetime.fromisoformat(fields["decision_deadline"]),
+        default_allowed=fields["default_allowed"],
+        retention_days_allowed=fields["retention_days_allowed"],
+        retention_days_declined=fields["retention_days_declined"],
+        defer_for=timedelta(seconds=fields["defer_for_seconds"]),
+        requires_new_choice=fields["requires_new_choice"],
+        published_at=datetime.fromisoformat(fields["published_at"]),
+    )
+    if policy.content_hash != policy_content_hash(title=policy.title, text=policy.text):
+        raise ValueError(f"the copy of terms version {policy.version} does not match its hash")
+    return policy
+
+
+@transaction.atomic
+def policy_restore(copy: ConsentPolicy, *, now: datetime | None = None) -> None:
+    """Take back what a restore of the database from an older backup lost of published terms,
+    from their copy: the terms, published again as they were, or an extension of the deadline."""
+    now = now or timezone.now()
+    held = ConsentPolicy.objects.select_for_update().filter(version=copy.version).first()
+    lost = "a restore of the database from an older backup had lost it"
+    if held is None or not held.is_published:
+        if held is not None:  # a draft waiting under its number moves to the next one
+            held.version = copy.version + 1
+            held.save(update_fields=["version"])
+        copy.save(force_insert=True)
+        PolicyEvent.objects.create(
+            policy=copy,
+            kind=PolicyEvent.Kind.PUBLISHED,
+            reason=(
+                f"Published again from its signed copy outside the database, as first published "
+                f"on {copy.published_at:%Y-%m-%d %H:%M} UTC: {lost}."
+            ),
+            deadline_after=copy.decision_deadline,
+            created_at=now,
+        )
+        return
+    if held.content_hash != copy.content_hash:
+        raise ConsentError(
+            f"Terms version {copy.version} in the database are not the text of its copy outside "
+            "it: the number was published again after the restore."
+        )
+    if copy.decision_deadline > held.decision_deadline:
+        PolicyEvent.objects.create(
+            policy=held,
+            kind=PolicyEvent.Kind.DEADLINE_EXTENDED,
+            reason=f"The extension, taken back from the terms' signed copy: {lost}.",
+            deadline_before=held.decision_deadline,
+            deadline_after=copy.decision_deadline,
+            created_at=now,
+        )
+        held.decision_deadline = copy.decision_deadline
+        held.save(update_fields=["decision_deadline"])

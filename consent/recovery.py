@@ -7,8 +7,9 @@ from uuid import UUID
 from django.db.models import Max
 
 from accounts.models import User
-from consent.audit import AuditReport, audit_restore_record, audit_verify
+from consent.audit import AuditReport, audit_restore_record, audit_verify, terms_copies
 from consent.models import AuditVerification, ConsentEvent, ConsentPolicy, Reconciliation
+from consent.policies import policy_restore
 from consent.reconcile import Drift, reconcile
 from consent.services import consent_restore
 from consent.sinks import configured_sinks
@@ -74,13 +75,34 @@ class RecoveryPlan:
     audit: AuditReport
     ahead: list[Ahead]
     unknown: list[UUID]  # held downstream, never known to the database
-    policies_lost: list[int]  # terms versions the stores name and the database lacks
+    policies_lost: list[int]  # terms versions the stores name, the database lacks, none copied
+    terms_back: list[ConsentPolicy] = field(default_factory=list)  # from copies outside, unsaved
+    terms_conflicting: list[int] = field(default_factory=list)  # copied, held with another text
+    terms_problems: list[str] = field(default_factory=list)  # copies not read or not verified
 
     @property
     def needed(self) -> bool:
         """Tell whether there is anything to recover: a restore, or stores ahead of the database."""
         restored = self.audit.verdict == AuditVerification.Verdict.RESTORED
-        return restored or bool(self.ahead or self.unknown)
+        return restored or bool(self.ahead or self.unknown or self.terms_back)
+
+
+def _terms_back() -> tuple[list[ConsentPolicy], list[int], list[str]]:
+    """Return what the copies of published terms outside the database hold that it lost: terms
+    published after the backup, and deadlines extended after it; the versions held with another
+    text; and the copies that could not be read."""
+    copies, problems = terms_copies()
+    held = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
+    back, conflicting = [], []
+    for version, copy in sorted(copies.items()):
+        policy = held.get(version)
+        if policy is None:
+            back.append(copy)
+        elif policy.content_hash != copy.content_hash:
+            conflicting.append(version)
+        elif copy.decision_deadline > policy.decision_deadline:
+            back.append(copy)
+    return back, conflicting, problems
 
 
 def recovery_plan() -> RecoveryPlan:
@@ -92,9 +114,10 @@ def recovery_plan() -> RecoveryPlan:
         .annotate(head=Max("number"))
         .values_list("subject_id", "head")
     )
+    terms_back, terms_conflicting, terms_problems = _terms_back()
     published = set(
         ConsentPolicy.objects.filter(published_at__isnull=False).values_list("version", flat=True)
-    )
+    ) | {copy.version for copy in terms_back}
     named: set[int] = set()
     newest: dict[UUID, Ahead] = {}
     for name, sink in configured_sinks().items():
@@ -132,11 +155,21 @@ def recovery_plan() -> RecoveryPlan:
     unknown = [s for s in newest if s not in users and s not in heads]
     ahead = [a for s, a in newest.items() if s in users]
     ahead.sort(key=lambda a: str(a.subject_id))
-    return RecoveryPlan(audit_verify(), ahead, unknown, sorted(named - published))
+    return RecoveryPlan(
+        audit_verify(),
+        ahead,
+        unknown,
+        sorted(named - published),
+        terms_back,
+        terms_conflicting,
+        terms_problems,
+    )
 
 
 def recover(plan: RecoveryPlan) -> list[Drift]:
     """Carry the plan out and repair every store; return what reconcile then found."""
+    for copy in plan.terms_back:  # first: the choices made under them are then re-established
+        policy_restore(copy)
     policies = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
     users = User.objects.in_bulk([a.subject_id for a in plan.ahead], field_name="subject_id")
     # Each user's newest state held downstream comes back as one event, numbered past every

@@ -11,14 +11,17 @@ from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from consent import recovery, services
+from consent import audit, policies, recovery, services
 from consent.models import (
     ConsentEvent,
+    ConsentPolicy,
     Delivery,
     EligibilityInterval,
     EligibilityRecord,
     Reconciliation,
+    TermsCopy,
 )
+from consent.notes import Signer
 from consent.outbox import outbox_drain
 from consent.reconcile import ReconcileFailed, reconcile
 from consent.services import Channel
@@ -431,7 +434,7 @@ def test_a_choice_under_terms_the_restore_lost_is_told_alike_before_and_after(
     assert restored.reason in dry.getvalue()  # the dry run said what the run did
     assert said in restored.reason and "not allowed until the user chooses again" in restored.reason
     assert "re-established" not in restored.reason
-    assert ("the database lacks (published after the backup): 5." in dry.getvalue()) == bool(
+    assert ("the database lacks, and no copy outside it holds: 5." in dry.getvalue()) == bool(
         version
     )
 
@@ -446,3 +449,88 @@ def test_recovery_on_a_database_that_was_not_restored_changes_nothing(policy, se
 
     assert "Nothing to recover" in out.getvalue()
     assert not Reconciliation.objects.exists()
+
+
+def test_terms_published_after_the_backup_come_back_from_their_copies(policy, settings, tmp_path):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    # After the backup: version 2 published, the user chose under it, the copies were made;
+    # then the database was restored, and has none of it. Made here in the other order: the
+    # copies of a version 2 this database never held, and the store's record of the choice.
+    later = ConsentPolicy(
+        version=2,
+        title="Updates, again",
+        text="May we train on your chats?\n\nStill optional.",
+        content_hash=policies.policy_content_hash(
+            title="Updates, again", text="May we train on your chats?\n\nStill optional."
+        ),
+        effective_at=policy.effective_at,
+        decision_deadline=policy.decision_deadline + timedelta(days=5),
+        defer_for=timedelta(hours=3),
+        published_at=timezone.now(),
+    )
+    note = audit.signer().sign(audit._terms(later).text())
+    TermsCopy.objects.create(version=2, note=note)
+    (tmp_path / "00000000000000000002-copy.terms").write_text(note)
+    # And the deadline of version 1, extended after the backup.
+    extended = ConsentPolicy.objects.get(pk=policy.pk)
+    extended.decision_deadline += timedelta(days=7)
+    TermsCopy.objects.create(version=1, note=audit.signer().sign(audit._terms(extended).text()))
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2, policy_version=2)
+
+    dry = io.StringIO()
+    call_command("recover_after_restore", "--dry-run", stdout=dry)
+    assert not ConsentPolicy.objects.filter(version=2).exists()
+    call_command("recover_after_restore", stdout=io.StringIO())
+
+    back = ConsentPolicy.objects.get(version=2)
+    assert (back.title, back.text, back.defer_for) == (later.title, later.text, later.defer_for)
+    assert back.content_hash == later.content_hash and back.published_at == later.published_at
+    assert back.changes.get().reason.startswith("Published again from its signed copy")
+    assert ConsentPolicy.objects.get(version=1).decision_deadline == extended.decision_deadline
+    assert "Terms version 2 (published " in dry.getvalue()
+    assert "no copy outside it holds" not in dry.getvalue()
+    # The choice made under them is re-established, not left undecided.
+    restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
+    assert (restored.after, restored.policy_id) == ("allowed", back.pk)
+    assert "re-established" in restored.reason and restored.reason in dry.getvalue()
+
+
+def test_a_copy_of_terms_that_does_not_verify_is_not_taken_back(policy, settings, tmp_path):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    forged = ConsentPolicy.objects.get(pk=policy.pk)
+    forged.version, forged.decision_deadline = 2, forged.decision_deadline + timedelta(days=1)
+    stranger = Signer.generate(settings.AUDIT_LOG_ORIGIN)
+    TermsCopy.objects.create(version=2, note=stranger.sign(audit._terms(forged).text()))
+
+    out = io.StringIO()
+    call_command("recover_after_restore", stdout=out)
+
+    assert not ConsentPolicy.objects.filter(version=2).exists()
+    assert "Copies of terms: a copy of terms does not verify: Signed by" in out.getvalue()
+
+
+def test_every_published_policy_is_copied_outside_the_database(policy, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    services.consent_change(user=UserFactory(), allowed=True, channel=Channel.SETTINGS)
+    audit.audit_checkpoint(now=timezone.now() + timedelta(minutes=1))
+    assert audit.copies_missing() == []
+
+    copies, problems = audit.terms_copies()
+    assert problems == [] and list(copies) == [1]
+    assert copies[1].text == policy.text and copies[1].decision_deadline == policy.decision_deadline
+    assert len(list(tmp_path.glob("*.terms"))) == 1
+    # An extension changes the copy; the checkpoint metric says so until the next minute's run.
+    admin = UserFactory(is_staff=True)
+    policies.policy_deadline_extend(
+        policy=policy, decision_deadline=policy.decision_deadline + timedelta(days=3),
+        actor=admin, reason="More time",
+    )  # fmt: skip
+    assert audit.copies_missing() == ["directory", "warehouse"]
+    audit.audit_checkpoint()
+    assert audit.copies_missing() == []
+    assert audit.terms_copies()[0][1].decision_deadline == policy.decision_deadline

@@ -22,10 +22,24 @@ class Command(BaseCommand):
             f"{len(plan.ahead)} users are known newer downstream than here; "
             f"{len(plan.unknown)} subjects downstream are unknown here."
         )
+        for copy in plan.terms_back:
+            self.stdout.write(
+                f"Terms version {copy.version} (published {copy.published_at:%Y-%m-%d %H:%M} UTC, "
+                f"deadline {copy.decision_deadline:%Y-%m-%d %H:%M} UTC): lost with the backup, "
+                "taken back from its signed copy outside the database."
+            )
+        for problem in plan.terms_problems:
+            self.stdout.write(f"Copies of terms: {problem}.")
+        if plan.terms_conflicting:
+            self.stdout.write(
+                f"Terms versions held here with another text than their copy outside the "
+                f"database: {', '.join(map(str, plan.terms_conflicting))}. They were published "
+                "again after the restore: the numbers now name two texts (docs/operations.md)."
+            )
         if plan.policies_lost:
             self.stdout.write(
-                f"Terms versions the stores name but the database lacks (published after the "
-                f"backup): {', '.join(map(str, plan.policies_lost))}. Choices made under them are "
+                f"Terms versions the stores name but the database lacks, and no copy outside it "
+                f"holds: {', '.join(map(str, plan.policies_lost))}. Choices made under them are "
                 "not re-established. Publish their text again, in order and word for word, before "
                 "any other: the next version published takes the first of these numbers "
                 "(docs/operations.md, 'Restoring the database')."
