@@ -9,10 +9,18 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
 from accounts.models import User
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery, EligibilityInterval
+from consent.changes import PROPAGATED_KINDS
+from consent.models import (
+    ConsentEvent,
+    ConsentPolicy,
+    ConsentState,
+    Delivery,
+    EligibilityInterval,
+    EligibilityRecord,
+)
 from consent.sinks.base import SUBJECTS_A_BATCH, Interval
 
 Kind = ConsentEvent.Kind
@@ -155,13 +163,35 @@ def history_store() -> str:
 
 
 def subjects_withheld(as_of: datetime) -> set[UUID]:
-    """Return the subjects with a change made by as_of that the history store has not applied."""
-    # Their answers could be out of date, so they are not eligible: fail closed.
-    made = Delivery.objects.filter(sink=settings.CONSENT_ELIGIBILITY_SINK, created_at__lte=as_of)
+    """Return the subjects whose changes made by as_of the history store may not all hold."""
+    # Their answers could be out of date, so they are not eligible: fail closed. A subject with
+    # no delivery to the store pending or dead has every change in it. Of the others, those it
+    # holds up to their newest change made by as_of are current as of then: a change still
+    # pending may have superseded older ones, made by as_of, that never reached the store; and a
+    # dead one may since have been carried there by a newer one, with the whole history.
+    deliveries = Delivery.objects.filter(sink=settings.CONSENT_ELIGIBILITY_SINK)
     # Asked apart, each reads its partial index; `state IN (...)` would read every delivery.
-    pending = made.filter(state=Delivery.State.PENDING).values_list("subject_id", flat=True)
-    dead = made.filter(state=Delivery.State.DEAD).values_list("subject_id", flat=True)
-    return set(pending.union(dead, all=True))
+    pending = deliveries.filter(state=Delivery.State.PENDING).values_list("subject_id", flat=True)
+    dead = deliveries.filter(state=Delivery.State.DEAD).values_list("subject_id", flat=True)
+    withheld: set[UUID] = set()
+    for batch in batched(set(pending.union(dead, all=True)), SUBJECTS_A_QUERY, strict=False):
+        made = dict(
+            ConsentEvent.objects.filter(
+                subject_id__in=batch, kind__in=PROPAGATED_KINDS, created_at__lte=as_of
+            )
+            .values("subject_id")
+            .annotate(newest=Max("number"))
+            .values_list("subject_id", "newest")
+        )
+        held = dict(
+            EligibilityRecord.objects.using(history_store())
+            .filter(subject_id__in=list(made))
+            .values_list("subject_id", "version")
+        )
+        withheld.update(
+            subject for subject, newest in made.items() if held.get(subject, 0) < newest
+        )
+    return withheld
 
 
 def intervals_stored_as_of(

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from django.utils import timezone
 
 RFC_3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6}([0-9]*))?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
 EXAMPLE = "2026-12-01T12:00:00Z"
@@ -14,10 +14,15 @@ EXAMPLE = "2026-12-01T12:00:00Z"
 
 def moment_check(text: str) -> None:
     """Raise ValueError, saying why, unless the text is a moment the product takes."""
-    # Seconds and a zone (Z or +hh:mm) are required, a leap second is refused, and the moment
-    # must fall within the years 1 to 9999 in UTC.
-    if not RFC_3339.fullmatch(text):
+    # Seconds and a zone (Z or +hh:mm) are required, digits past the microsecond must be 0, a
+    # leap second is refused, and the moment must fall within the years 1 to 9999 in UTC.
+    matched = RFC_3339.fullmatch(text)
+    if not matched:
         raise ValueError(f"a moment is RFC 3339 text with seconds and a zone, e.g. {EXAMPLE}")
+    # Cut to the microsecond, a moment would move earlier: data a fraction after as_of would
+    # read as before it, and as_of a fraction past a retention as within it.
+    if (matched[1] or "").strip("0"):
+        raise ValueError("a moment is taken to the microsecond: at most 6 digits of a second")
     if text[17:19] == "60":
         raise ValueError("a leap second (:60) is not taken: say :59.999999")
     if text.startswith(("0001-", "9999-")):  # the only years a zone can take out of range
