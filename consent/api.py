@@ -5,7 +5,6 @@ from typing import Annotated
 from uuid import UUID
 
 from django.http import FileResponse, HttpRequest
-from django.utils import timezone
 from ninja import Field, Router, Schema, Status
 from ninja.errors import AuthorizationError, HttpError
 from ninja.security import HttpBearer
@@ -17,7 +16,13 @@ from accounts.services import api_token_use
 from consent.eligibility import eligibility
 from consent.exceptions import ConsentError, RunExists
 from consent.models import TrainingRun
-from consent.moments import EXAMPLE, moment_check, moment_past, moment_within_utc
+from consent.moments import (
+    EXAMPLE,
+    moment_check,
+    moment_past,
+    moment_settled,
+    moment_within_utc,
+)
 from consent.runs import run_eligibility, run_files, run_name, run_register
 
 MAX_PAIRS = 100_000
@@ -105,7 +110,9 @@ REFUSALS: dict[int, type[Schema]] = {400: Refusal, 401: Problem, 403: Problem}
 class EligibilityIn(Schema):
     model_config = REFUSE_UNKNOWN
     as_of: AsOf = Field(
-        None, description="The moment the run selects its data (R); now if left out."
+        None,
+        description="The moment the run selects its data (R); if left out, the latest moment "
+        "by which every change made has been committed (a minute ago).",
     )
     pairs: list[Pair] = Field(
         max_length=MAX_PAIRS,
@@ -129,7 +136,11 @@ class RunIn(Schema):
     name: Annotated[str, AfterValidator(_run_name)] = Field(
         min_length=1, max_length=TrainingRun.NAME_LENGTH
     )
-    as_of: AsOf = Field(None, description="Now if left out.")
+    as_of: AsOf = Field(
+        None,
+        description="At least a minute ago, by when every change made has been committed, so "
+        "that the fixed snapshot misses none; the latest such moment if left out.",
+    )
 
 
 class SnapshotFile(Schema):
@@ -177,7 +188,7 @@ def _run_out(request: HttpRequest, run: TrainingRun) -> dict:
 )
 def eligibility_answer(request: HttpRequest, body: EligibilityIn) -> dict:
     """Answer, for each pair, whether a run selecting data at as_of may use that data."""
-    as_of = body.as_of or timezone.now()
+    as_of = body.as_of or moment_settled()
     return {"as_of": as_of, "eligible": eligibility(body.pairs, as_of=as_of)}
 
 

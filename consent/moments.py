@@ -1,8 +1,9 @@
 """Moments as the API and the commands take them: RFC 3339 text with seconds and a zone."""
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 RFC_3339 = re.compile(
@@ -56,3 +57,11 @@ def _parsed(text: str) -> datetime:
         return datetime.fromisoformat(text.upper())
     except ValueError:
         raise ValueError(f"not a moment that exists, e.g. {EXAMPLE}") from None
+
+
+def moment_settled(now: datetime | None = None) -> datetime:
+    """Return the latest moment by which every change made has been committed."""
+    # A change takes its time before its transaction commits, within this many seconds: the
+    # audit log's checkpoints rely on it too. Selecting later, a run could miss a change dated
+    # before it that commits after its snapshot was taken.
+    return (now or timezone.now()) - timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import ApiToken
 from consent.exceptions import ConsentError, RunExists
 from consent.models import TrainingRun
+from consent.moments import moment_settled
 from consent.snapshots import snapshot_write
 
 # The join every pipeline makes on a snapshot (docs/pipelines.md): one answer per pair, in order.
@@ -70,6 +71,15 @@ def run_register(
     name = run_name(name)
     if as_of is not None and as_of > now:
         raise ConsentError("A run cannot select data as of a moment still to come.")
+    # Its snapshot is fixed: it selects as of a moment whose changes have all been committed.
+    settled = moment_settled(now)
+    if as_of is not None and as_of > settled:
+        seconds = settings.AUDIT_CHECKPOINT_SETTLE_SECONDS
+        raise ConsentError(
+            f"A run selects data as of a moment at least {seconds} seconds past, by which every "
+            "change made has been committed, so that its fixed snapshot misses none: send an "
+            "earlier as_of, or none for the latest such moment."
+        )
     # A name is registered once, so that a retried request never counts a run twice (users are
     # told how many runs selected their data): the same name as of the same moment is the run
     # already registered; as of another moment, or of none given, it is refused (RunExists).
@@ -77,7 +87,7 @@ def run_register(
     if registered is not None:
         return _registered_again(registered, as_of), False
     run = TrainingRun(
-        name=name, as_of=as_of or now, registered_by=token, snapshot={}, created_at=now
+        name=name, as_of=as_of or settled, registered_by=token, snapshot={}, created_at=now
     )
     # Written once, and never again: its answers stay the same however users change afterwards.
     # Selecting now as of earlier leaves out whoever turned the setting off, or left, meanwhile.

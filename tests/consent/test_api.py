@@ -73,15 +73,19 @@ def test_pairs_are_answered_in_order_with_the_as_of_used(
     assert response["Cache-Control"] == "private, no-store"
 
 
-def test_as_of_is_now_when_left_out(client, secret, consumer, allowed_an_hour_ago):
+def test_as_of_left_out_is_the_latest_moment_whose_changes_are_all_committed(
+    client, secret, consumer, allowed_an_hour_ago, settings
+):
+    settings.AUDIT_CHECKPOINT_SETTLE_SECONDS = 60
     before = timezone.now()
-    response = post(
-        client, ELIGIBILITY, {"pairs": [[str(consumer.subject_id), before.isoformat()]]}, secret
-    )
+    pairs = [[str(consumer.subject_id), (before - timedelta(minutes=2)).isoformat()]]
+    pairs += [[str(consumer.subject_id), before.isoformat()]]  # after as_of: not yet selectable
+    response = post(client, ELIGIBILITY, {"pairs": pairs}, secret)
 
     body = response.json()
-    assert body["eligible"] == [True]
-    assert before <= timezone.datetime.fromisoformat(body["as_of"]) <= timezone.now()
+    assert body["eligible"] == [True, False]
+    as_of = timezone.datetime.fromisoformat(body["as_of"])
+    assert before - timedelta(seconds=60) <= as_of <= timezone.now() - timedelta(seconds=60)
 
 
 def test_a_withdrawal_keeps_stored_data_out_of_runs_selecting_afterwards(

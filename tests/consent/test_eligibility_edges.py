@@ -18,6 +18,7 @@ from accounts.models import User
 from accounts.services import api_token_create
 from consent import policies, services
 from consent.eligibility import eligibility
+from consent.exceptions import ConsentError
 from consent.models import (
     ConsentEvent,
     ConsentPolicy,
@@ -198,18 +199,16 @@ def test_a_dead_older_delivery_does_not_withhold_a_subject_whose_newer_change_wa
     assert eligibility([(user.subject_id, at)], as_of=now) == [True]
 
 
-# 4. A decision whose transaction commits after a run's snapshot was taken, though the audit log
-#    dates it before the run's as_of: the run's fixed answers contradict the log for good.
+# 4. A decision whose transaction commits after a run's snapshot was taken must not be dated
+#    before the run's as_of: the run's fixed answers would contradict the log for good. A run
+#    selects as of a moment whose changes have all been committed.
 
 
 @pytest.mark.django_db(databases=["default", "warehouse"], transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="run_register/snapshot_write (consent/runs.py:217, consent/snapshots.py:95) take "
-    "as_of = now with no settling time: a decline dated before as_of but committed after the "
-    "snapshot stays eligible in the run's fixed snapshot",
-)
-def test_a_decline_dated_before_a_runs_as_of_is_not_eligible_in_its_snapshot(monkeypatch):
+def test_a_decline_still_committing_when_a_run_registers_is_dated_after_its_as_of(
+    monkeypatch, settings
+):
+    settings.AUDIT_CHECKPOINT_SETTLE_SECONDS = 5
     monkeypatch.setattr(services, "drain_soon", lambda *args, **kwargs: None)  # drained by hand
     now = timezone.now()
     publish(now=now - timedelta(days=1))
@@ -243,11 +242,21 @@ def test_a_decline_dated_before_a_runs_as_of_is_not_eligible_in_its_snapshot(mon
     assert not failures, failures
     outbox_drain("warehouse")
 
-    declined_at = TrainingConsent.objects.get(user=user).decided_at  # the decline's time
-    assert declined_at < run.as_of  # the audit log says: declined before the run selected
-    at = declined_at - timedelta(minutes=1)
-    assert eligibility([(user.subject_id, at)], as_of=run.as_of) == [False]
-    assert run_eligibility(run, [(user.subject_id, at)]) == [False]
+    declined_at = TrainingConsent.objects.get(user_id=user.pk).decided_at
+    assert declined_at is not None and run.as_of < declined_at  # they allowed at R
+    at = run.as_of - timedelta(minutes=1)
+    # The run's fixed answer is the rule's, as the audit log tells it afterwards.
+    assert run_eligibility(run, [(user.subject_id, at)]) == [True]
+    assert eligibility([(user.subject_id, at)], as_of=run.as_of) == [True]
+    assert run.as_of <= run.created_at - timedelta(seconds=5)
+
+
+def test_a_run_as_of_a_moment_whose_changes_may_still_be_committing_is_refused(settings):
+    settings.AUDIT_CHECKPOINT_SETTLE_SECONDS = 60
+    with pytest.raises(ConsentError, match="at least 60 seconds past"):
+        run_register(name="too soon", as_of=timezone.now() - timedelta(seconds=30))
+    run, _ = run_register(name="settled", as_of=timezone.now() - timedelta(seconds=61))
+    assert run.pk is not None
 
 
 # 5. After a restore from a backup that lost a withdrawal, the recovered history allows training
