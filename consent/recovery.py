@@ -1,14 +1,22 @@
 """Recovery after the app's database was restored from an older backup."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from django.conf import settings
+from django.db import transaction
 from django.db.models import Max
 
 from accounts.models import User
 from consent.audit import AuditReport, audit_restore_record, audit_verify, terms_copies
-from consent.models import AuditVerification, ConsentEvent, ConsentPolicy, Reconciliation
+from consent.models import (
+    AuditCheckpoint,
+    AuditVerification,
+    ConsentEvent,
+    ConsentPolicy,
+    Reconciliation,
+)
 from consent.policies import policy_restore
 from consent.reconcile import Drift, reconcile
 from consent.services import consent_restore
@@ -56,8 +64,13 @@ class Ahead:
             state = "declined" if self.policy_version is not None else "not decided"
         known = f"The newest state known downstream (event {self.newest}, {state}, held by "
         known += ", ".join(self.stores) + ")"
-        if self.established:
-            outcome = " is re-established."
+        if self.established and self.allowed:
+            outcome = (
+                " is re-established from when it was made; from the backup until then, nothing "
+                "counts as allowed."
+            )
+        elif self.established:
+            outcome = " is re-established, from the backup on."
         elif self.allowed is None:
             outcome = ": the stores disagree, so not allowed until the user chooses again."
         elif self.policy_lost:
@@ -79,6 +92,7 @@ class RecoveryPlan:
     terms_back: list[ConsentPolicy] = field(default_factory=list)  # from copies outside, unsaved
     terms_conflicting: list[int] = field(default_factory=list)  # copied, held with another text
     terms_problems: list[str] = field(default_factory=list)  # copies not read or not verified
+    lost_after: datetime | None = None  # every change lost was made after this moment
 
     @property
     def needed(self) -> bool:
@@ -155,6 +169,10 @@ def recovery_plan() -> RecoveryPlan:
     unknown = [s for s in newest if s not in users and s not in heads]
     ahead = [a for s, a in newest.items() if s in users]
     ahead.sort(key=lambda a: str(a.subject_id))
+    # Every change committed after the backup was lost: none was made before the newest event
+    # it kept, less the time a change may take to commit.
+    kept_until = ConsentEvent.objects.aggregate(newest=Max("created_at"))["newest"]
+    settle = timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)
     return RecoveryPlan(
         audit_verify(),
         ahead,
@@ -163,6 +181,7 @@ def recovery_plan() -> RecoveryPlan:
         terms_back,
         terms_conflicting,
         terms_problems,
+        kept_until and kept_until - settle,
     )
 
 
@@ -172,19 +191,24 @@ def recover(plan: RecoveryPlan) -> list[Drift]:
         policy_restore(copy)
     policies = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
     users = User.objects.in_bulk([a.subject_id for a in plan.ahead], field_name="subject_id")
-    # Each user's newest state held downstream comes back as one event, numbered past every
-    # number sent, so that their next change reaches every store again.
-    for ahead in plan.ahead:
-        consent_restore(
-            user=users[ahead.subject_id],
-            number=ahead.newest + 1,
-            allowed=ahead.allowed,
-            deleted=ahead.deleted,
-            plan=ahead.plan,
-            policy=policies.get(ahead.policy_version) if ahead.policy_version else None,
-            decided_at=ahead.changed_at,
-            detail=ahead.detail(),
-        )
+    # Each user's newest state held downstream comes back as an event (two for an allowed one),
+    # numbered past every number sent, so that their next change reaches every store again.
+    # They are dated when the changes were lost: the checkpoints wait, lest one sign the events
+    # of that time without these, still being written.
+    with transaction.atomic():
+        AuditCheckpoint.objects.select_for_update().order_by("-tree_size").first()
+        for ahead in plan.ahead:
+            consent_restore(
+                user=users[ahead.subject_id],
+                number=ahead.newest + 1,
+                allowed=ahead.allowed,
+                deleted=ahead.deleted,
+                plan=ahead.plan,
+                policy=policies.get(ahead.policy_version) if ahead.policy_version else None,
+                decided_at=ahead.changed_at,
+                detail=ahead.detail(),
+                lost_after=plan.lost_after,
+            )
     # The signed statement lets verify_audit tell the restore from tampering from then on.
     if plan.audit.verdict == AuditVerification.Verdict.RESTORED and plan.audit.checkpoint:
         audit_restore_record(

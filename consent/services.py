@@ -2,6 +2,7 @@
 
 import math
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -441,6 +442,7 @@ def consent_restore(
     policy: ConsentPolicy | None,
     decided_at: datetime | None,
     detail: str,
+    lost_after: datetime | None = None,
     now: datetime | None = None,
 ) -> ConsentEvent:
     """Re-establish the newest state the sinks hold for the user after a restore from a backup."""
@@ -460,19 +462,43 @@ def consent_restore(
         user.plan = plan
         User.objects.filter(pk=user.pk).update(plan=plan)
     now = now or timezone.now()
-    consent.policy = policy if established else None
-    consent.decided_at = (decided_at or now) if established else None
-    consent.deferred_until = None
-    event = _append(
+    # Dated when the changes were lost, not now: as of any moment since, the user's data is
+    # eligible only where the stores knew it was. The lost changes came after the user's newest
+    # event kept, and after lost_after (the backup's); of them only the newest state is known.
+    # So from then on nothing counts as allowed, and an allowed state from when it was chosen.
+    head = ConsentEvent.objects.filter(subject_id=user.subject_id, number=consent.head_number)
+    kept = [t for t in (head.values_list("created_at", flat=True).first(), lost_after) if t]
+    lost_from = min(max(kept, default=now) + timedelta(microseconds=1), now)
+    chosen_at = min(max(decided_at or lost_from, lost_from), now)
+    restore = partial(
+        _append,
         consent,
         kind=ConsentEvent.Kind.RESTORED,
-        after=after,
-        policy=policy if established else policy_current(),
         channel=Channel.SYSTEM,
         role=Role.SYSTEM,
+    )
+    if after == ConsentState.ALLOWED and chosen_at > lost_from:
+        restore(
+            after=ConsentState.UNDECIDED,
+            policy=policy_current(),
+            reason=(
+                f"The database was restored from a backup: the changes made after "
+                f"{lost_from:%Y-%m-%d %H:%M:%S} UTC were lost. Until the newest of them, at "
+                f"{chosen_at:%Y-%m-%d %H:%M:%S} UTC, nothing counts as allowed."
+            ),
+            number=number,
+            now=lost_from,
+        )
+        number += 1
+    consent.policy = policy if established else None
+    consent.decided_at = chosen_at if established else None
+    consent.deferred_until = None
+    event = restore(
+        after=after,
+        policy=policy if established else policy_current(),
         reason=detail,
         number=number,
-        now=now,
+        now=chosen_at if after == ConsentState.ALLOWED else lost_from,
     )
     if deleted:
         user.delete()

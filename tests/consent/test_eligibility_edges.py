@@ -263,13 +263,6 @@ def test_a_run_as_of_a_moment_whose_changes_may_still_be_committing_is_refused(s
 #    over the stretch during which the user had withdrawn, for every as_of in it.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="consent_restore's RESTORED event is dated at the recovery, and history_intervals "
-    "(consent/eligibility.py:48-62) closes the allowing interval there, not at the lost "
-    "decline's time (Ahead.changed_at); the warehouse replaces the interval it held "
-    "(consent/sinks/warehouse.py:62), so as-of answers in between become eligible again",
-)
 def test_a_restore_that_lost_a_withdrawal_does_not_allow_the_time_since_it():
     now = timezone.now()
     publish(now=now - timedelta(days=1))
@@ -294,6 +287,56 @@ def test_a_restore_that_lost_a_withdrawal_does_not_allow_the_time_since_it():
     outbox_drain("warehouse")
 
     assert eligibility([(user.subject_id, at)], as_of=as_of) == [False]
+
+
+def test_a_restore_that_lost_a_withdrawal_and_a_new_allow_allows_only_since_the_allow():
+    now = timezone.now()
+    publish(now=now - timedelta(days=1))
+    user = UserFactory(plan=User.Plan.PRO)
+    allowed_at = now - timedelta(hours=5)
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS, now=allowed_at)
+    outbox_drain("warehouse")
+    # The backup, taken just after another user's change, the newest it keeps.
+    backup_at = now - timedelta(hours=4)
+    services.consent_change(
+        user=UserFactory(plan=User.Plan.PRO), allowed=True, channel=Channel.SETTINGS, now=backup_at
+    )
+    # After the backup: declined (event 2), allowed again (event 3), both applied; then lost.
+    declined_at, again_at = now - timedelta(hours=3), now - timedelta(hours=1)
+    EligibilityRecord.objects.using("warehouse").filter(subject_id=user.subject_id).update(
+        version=3, allowed=True, changed_at=again_at
+    )
+    EligibilityInterval.objects.using("warehouse").filter(subject_id=user.subject_id).update(
+        allowed_until=declined_at
+    )
+    EligibilityInterval.objects.using("warehouse").create(
+        subject_id=user.subject_id, allowed_from=again_at, allowed_until=None,
+        policy_version=1, retention_days=1825,
+    )  # fmt: skip
+
+    call_command("recover_after_restore", stdout=io.StringIO())
+    outbox_drain("warehouse")
+
+    restored = list(
+        ConsentEvent.objects.filter(subject_id=user.subject_id, kind="restored").order_by("number")
+    )
+    # Nothing counts as allowed from the backup on, until the allow known downstream.
+    assert [(e.number, e.after) for e in restored] == [(4, "undecided"), (5, "allowed")]
+    assert restored[0].created_at == backup_at + timedelta(microseconds=1)
+    assert restored[1].created_at == again_at
+    cases = {
+        # Declined then: never eligible as of then.
+        (declined_at + timedelta(minutes=10), declined_at + timedelta(minutes=30)): False,
+        # Allowed again since: eligible as of then and now.
+        (again_at + timedelta(minutes=10), again_at + timedelta(minutes=30)): True,
+        (again_at + timedelta(minutes=10), now): True,
+        # Allowed before the backup, and now: eligible.
+        (allowed_at + timedelta(minutes=10), now): True,
+        # After the backup, before the lost decline: not known, so not eligible (fail closed).
+        (backup_at + timedelta(minutes=10), now): False,
+    }
+    for (at, as_of), expected in cases.items():
+        assert eligibility([(user.subject_id, at)], as_of=as_of) == [expected], (at, as_of)
 
 
 # Edges that hold: hand-made histories with equal timestamps and exact boundaries, answered alike
