@@ -341,28 +341,38 @@ def user_change_plan(
     meta: RequestMeta = NO_META,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
-    """Move the user to another plan; on a commercial plan their data is never eligible."""
+    """Move the user to another plan (on a commercial one their data is never eligible); return
+    the newest event recorded, None if the plan is already that one."""
     if plan not in User.Plan.values:
         raise ConsentError(f"Unknown plan {plan!r}.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
-    policy = policy_current()
     consent = _lock(user)
     if User.objects.values_list("plan", flat=True).get(pk=user.pk) == plan:
         return None
     user.plan = plan
     User.objects.filter(pk=user.pk).update(plan=plan)
-    return _append(
+    now = now or timezone.now()
+    event = _append(
         consent,
         kind=ConsentEvent.Kind.PLAN_CHANGED,
         after=consent.state,
-        policy=policy,
+        # The terms the standing choice was made under, whose retention applies; if none, the
+        # terms the user is asked under.
+        policy=consent.policy or policy_current(),
         channel=channel,
         role=role,
         actor=actor,
         meta=meta,
         reason=reason,
-        now=now or timezone.now(),
+        now=now,
     )
+    # New terms in force that ask again ended the choice while the plan kept the user out of
+    # their reach: back on a consumer plan, it ends at once, never sent as allowed.
+    asking = _policy_asking_again(now)
+    decided = consent.state != ConsentState.UNDECIDED
+    if asking is not None and decided and needs_choice(consent, asking):
+        return _choice_expire(consent, asking, now)
+    return event
 
 
 @transaction.atomic
@@ -395,16 +405,35 @@ def account_delete(
     return event
 
 
-def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
-    """Expire choices made under older terms once terms asking for a new choice are in force."""
-    now = now or timezone.now()
-    policy = (
+def _policy_asking_again(now: datetime) -> ConsentPolicy | None:
+    """Return the newest terms in force that ask every consumer user for a new choice."""
+    return (
         ConsentPolicy.objects.filter(
             published_at__isnull=False, requires_new_choice=True, effective_at__lte=now
         )
         .order_by("-version")
         .first()
     )
+
+
+def _choice_expire(consent: TrainingConsent, policy: ConsentPolicy, now: datetime) -> ConsentEvent:
+    # Undecided, and so eligible nowhere, until they choose again.
+    consent.policy, consent.decided_at = None, None
+    return _append(
+        consent,
+        kind=ConsentEvent.Kind.CHOICE_EXPIRED,
+        after=ConsentState.UNDECIDED,
+        policy=policy,
+        channel=Channel.SYSTEM,
+        role=Role.SYSTEM,
+        now=now,
+    )
+
+
+def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
+    """Expire choices made under older terms once terms asking for a new choice are in force."""
+    now = now or timezone.now()
+    policy = _policy_asking_again(now)
     if policy is None:
         return 0
     stale = TrainingConsent.objects.filter(policy__version__lt=policy.version).exclude(
@@ -416,17 +445,7 @@ def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
             consent = _lock(user)
             if consent.state == ConsentState.UNDECIDED or not needs_choice(consent, policy):
                 continue  # the user chose again meanwhile
-            # Undecided, and so eligible nowhere, until they choose again.
-            consent.policy, consent.decided_at = None, None
-            _append(
-                consent,
-                kind=ConsentEvent.Kind.CHOICE_EXPIRED,
-                after=ConsentState.UNDECIDED,
-                policy=policy,
-                channel=Channel.SYSTEM,
-                role=Role.SYSTEM,
-                now=now,
-            )
+            _choice_expire(consent, policy, now)
             expired += 1
     return expired
 
