@@ -65,6 +65,24 @@ def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool
     return policy.requires_new_choice and consent.policy.version < policy.version
 
 
+def deferred_until(
+    consent: TrainingConsent, policy: ConsentPolicy | None, *, now: datetime | None = None
+) -> datetime | None:
+    """Return until when the user's "Not now" hides these terms' pop-up; None if it does not."""
+    if consent.deferred_until is None or consent.deferred_until <= (now or timezone.now()):
+        return None
+    # Said to these terms, not to older ones: new terms are shown, whatever was said before.
+    said_to = (
+        ConsentEvent.objects.filter(
+            subject_id=consent.user.subject_id, kind=ConsentEvent.Kind.DEFERRED
+        )
+        .order_by("-number")
+        .values_list("policy_id", flat=True)
+        .first()
+    )
+    return consent.deferred_until if policy is not None and said_to == policy.pk else None
+
+
 @dataclass(frozen=True)
 class Prompt:
     """What the first-run pop-up should do for one user right now."""
@@ -81,7 +99,7 @@ def prompt_for(user: User, *, now: datetime | None = None) -> Prompt:
     if policy is None or not needs_choice(consent, policy):
         return Prompt(policy, show=False, can_defer=False, blocking=False)
     past_deadline = now >= policy.decision_deadline
-    deferred = consent.deferred_until is not None and consent.deferred_until > now
+    deferred = deferred_until(consent, policy, now=now) is not None
     return Prompt(
         policy,
         show=past_deadline or not deferred,

@@ -29,7 +29,13 @@ from consent.models import (
     TrainingConsent,
 )
 from consent.outbox import deliveries_for, drain_soon
-from consent.selectors import last_decision, needs_choice, policy_current, shown_default
+from consent.selectors import (
+    deferred_until,
+    last_decision,
+    needs_choice,
+    policy_current,
+    shown_default,
+)
 
 Channel = ConsentEvent.Channel
 Role = ConsentEvent.Role
@@ -250,8 +256,8 @@ def consent_defer(
         raise ConsentError("The decision deadline has passed; a choice is required.")
     if not needs_choice(consent, policy):
         raise ConsentError("There is no pending choice to defer.")
-    if consent.deferred_until is not None and consent.deferred_until > now:
-        return None
+    if deferred_until(consent, policy, now=now) is not None:
+        return None  # said already to these terms
     consent.deferred_until = min(now + policy.defer_for, policy.decision_deadline)
     return _append(
         consent,

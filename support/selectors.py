@@ -21,6 +21,7 @@ from consent.selectors import (
     HistoryPage,
     SinkStatus,
     consent_and_policy,
+    deferred_until,
     history_page,
     needs_choice,
     propagation_for,
@@ -99,11 +100,7 @@ def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
         policy=policy,
         waits_for_choice=needs_choice(consent, policy),
         deadline_passed=policy is not None and now >= policy.decision_deadline,
-        deferred_until=(
-            consent.deferred_until
-            if consent.deferred_until is not None and consent.deferred_until > now
-            else None
-        ),
+        deferred_until=deferred_until(consent, policy, now=now),
         retention_days=retention_days_now(consent, policy) if user.is_consumer else None,
     )
 

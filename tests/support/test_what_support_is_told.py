@@ -285,11 +285,6 @@ def test_the_expiry_is_dated_when_the_choice_ended(policy, consumer):
     assert expired.created_at == new.in_force_from
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A 'Not now' said to older terms is shown by support as said to the current ones, "
-    "even past their deadline (support/selectors.user_facts reads deferred_until alone)",
-)
 def test_not_now_to_older_terms_is_not_said_of_the_current_ones(agent_client, policy, consumer):
     services.consent_defer(user=consumer)  # "Not now" to version 1, for a day
     publish("Urgent", decision_deadline_in=timedelta(hours=2))
@@ -300,11 +295,6 @@ def test_not_now_to_older_terms_is_not_said_of_the_current_ones(agent_client, po
     assert "said “Not now” until" not in page
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A 'Not now' said to older terms keeps the new terms' pop-up hidden, up to past "
-    "their deadline, and nothing records it (selectors.prompt_for, services.consent_defer)",
-)
 def test_new_terms_are_shown_despite_a_not_now_to_older_ones(policy, consumer):
     from consent.selectors import prompt_for
 
