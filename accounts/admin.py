@@ -20,7 +20,7 @@ from accounts.services import TokenError, api_token_create, api_token_revoke
 from config.admin import DateBoundLookups, ModelAdmin
 from consent import services
 from consent.exceptions import AccountDeleted
-from consent.selectors import consent_for
+from consent.selectors import acted_for_others, consent_for
 from consent.wording import staff_choice_sentence
 from support.models import AccessRecord
 
@@ -105,10 +105,14 @@ class UserAdmin(DateBoundLookups, BaseUserAdmin):
         for user in queryset:
             self.delete_model(request, user)
 
-    # Who read a user's history stays named in the record of it: such an account is deactivated
-    # (Active off), never deleted. Without this, the admin offers to delete it, then refuses.
+    # Who read a user's history stays named in the record of it, and who changed a user's setting
+    # or plan stays answerable by name in that user's history: such an account is deactivated
+    # (Active off), never deleted. Without this, the admin offers to delete it, then refuses, or
+    # support can only say "an admin" did it.
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        if obj is not None and AccessRecord.objects.filter(agent=obj).exists():
+        if obj is not None and (
+            AccessRecord.objects.filter(agent=obj).exists() or acted_for_others(obj)
+        ):
             return False
         return super().has_delete_permission(request, obj)
 

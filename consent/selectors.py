@@ -65,6 +65,12 @@ def needs_choice(consent: TrainingConsent, policy: ConsentPolicy | None) -> bool
     return policy.requires_new_choice and consent.policy.version < policy.version
 
 
+def acted_for_others(user: User) -> bool:
+    """Tell whether the account changed someone else's setting or plan (as support, an admin)."""
+    acted = ConsentEvent.objects.filter(actor_subject_id=user.subject_id)
+    return acted.exclude(subject_id=user.subject_id).exists()
+
+
 def deferred_until(
     consent: TrainingConsent, policy: ConsentPolicy | None, *, now: datetime | None = None
 ) -> datetime | None:

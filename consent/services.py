@@ -30,6 +30,7 @@ from consent.models import (
 )
 from consent.outbox import deliveries_for, drain_soon
 from consent.selectors import (
+    acted_for_others,
     deferred_until,
     last_decision,
     needs_choice,
@@ -393,6 +394,11 @@ def account_delete(
 ) -> ConsentEvent:
     """Delete the account; the audit events stay, under the pseudonymous subject id only."""
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")
+    if acted_for_others(user):  # who did it stays answerable, by name, in their histories
+        raise ConsentError(
+            "This account changed other users' settings or plans, and their histories name it: "
+            "deactivate it instead."
+        )
     policy = policy_current()
     consent = _lock(user)
     event = _append(

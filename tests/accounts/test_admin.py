@@ -156,3 +156,26 @@ def test_an_agent_with_access_records_cannot_be_deleted_in_the_admin(
     assert f"/admin/accounts/user/{support_agent.pk}/delete/" not in change.content.decode()
     assert response.status_code == 403
     assert User.objects.filter(pk=support_agent.pk).exists()
+
+
+def test_staff_who_changed_a_users_setting_or_plan_cannot_be_deleted_in_the_admin(
+    policy, admin_client, consumer
+):
+    staff = UserFactory(plan=User.Plan.TEAM, is_staff=True)
+    bystander = UserFactory(plan=User.Plan.TEAM, is_staff=True)
+    services.user_change_plan(
+        user=consumer, plan=User.Plan.MAX, channel=Channel.ADMIN, actor=staff, reason="Upgrade"
+    )
+
+    response = admin_client.post(f"/admin/accounts/user/{staff.pk}/delete/", {"post": "yes"})
+
+    # Support keeps naming who did it: the account is deactivated instead.
+    assert response.status_code == 403
+    assert User.objects.filter(pk=staff.pk).exists()
+    # Chosen with another for the list's "delete selected": refused whole, nothing deleted.
+    selected = {"action": "delete_selected", "_selected_action": [staff.pk, bystander.pk]}
+    bulk = admin_client.post("/admin/accounts/user/", {**selected, "post": "yes"})
+    assert bulk.status_code == 403
+    assert User.objects.filter(pk__in=[staff.pk, bystander.pk]).count() == 2
+    deleted = admin_client.post(f"/admin/accounts/user/{bystander.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302 and not User.objects.filter(pk=bystander.pk).exists()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from accounts.models import User
 from consent import policies, services
 from consent.changes import change_for
+from consent.exceptions import ConsentError
 from consent.models import ConsentEvent, Delivery
 from consent.outbox import outbox_drain, outbox_prune
 from consent.services import Channel
@@ -117,30 +118,20 @@ def test_back_to_a_consumer_plan_never_sends_allowed_for_an_expired_choice(
     assert not change_for(event).allowed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Once a staff account that acted is deleted, support cannot tell who acted: "
-    "'By: Admin' with nothing else, acted_by_email empty (support/selectors.staff_emails, "
-    "consent/history.export_row)",
-)
-def test_who_acted_stays_answerable_after_the_staff_account_is_deleted(
+def test_who_acted_stays_answerable_for_the_staff_account_cannot_be_deleted(
     agent_client, policy, consumer, staff_admin, admin_user
 ):
     # What the admin's Users page does on a plan change (accounts/admin.py).
     services.user_change_plan(
         user=consumer, plan=User.Plan.MAX, channel=Channel.ADMIN, actor=staff_admin, reason="Up"
     )
-    actor = str(staff_admin.subject_id)
-    # The admin allows deleting a staff account that never opened a support page.
-    services.account_delete(
-        user=staff_admin, channel=Channel.ADMIN, actor=admin_user, reason="Left the company"
-    )
+    with pytest.raises(ConsentError, match="deactivate it instead"):
+        services.account_delete(
+            user=staff_admin, channel=Channel.ADMIN, actor=admin_user, reason="Left the company"
+        )
 
-    page = agent_client.get(url(consumer)).content.decode()
     exported = json.loads(agent_client.get(url(consumer, "history.json")).content)
-
-    row = exported["events"][0]
-    assert actor in page or row["acted_by_email"] or actor in json.dumps(row)
+    assert exported["events"][0]["acted_by_email"] == staff_admin.email
 
 
 @pytest.mark.xfail(
