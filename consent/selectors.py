@@ -31,6 +31,19 @@ def policy_current() -> ConsentPolicy | None:
     return ConsentPolicy.objects.filter(published_at__isnull=False).order_by("-version").first()
 
 
+def policy_asking_again(now: datetime | None = None) -> ConsentPolicy | None:
+    """Return the newest terms in force that ask every consumer user for a new choice."""
+    return (
+        ConsentPolicy.objects.filter(
+            published_at__isnull=False,
+            requires_new_choice=True,
+            effective_at__lte=now or timezone.now(),
+        )
+        .order_by("-version")
+        .first()
+    )
+
+
 def policy_in_force(published: list[ConsentPolicy]) -> ConsentPolicy | None:
     """Return the newest of policies_published() in force now."""
     return next((policy for policy in published if policy.is_in_force), None)
@@ -48,6 +61,23 @@ def consent_for(user: User) -> TrainingConsent:
         return TrainingConsent(user=user)
     consent.user = user
     return consent
+
+
+def consent_standing(consent: TrainingConsent, *, now: datetime | None = None) -> TrainingConsent:
+    """Return the consent as it stands now: a choice that terms in force asking again ended is
+    none, though the minute task has not recorded its expiry yet."""
+    if consent.state == ConsentState.UNDECIDED:
+        return consent
+    asking = policy_asking_again(now)
+    if asking is None or not needs_choice(consent, asking):
+        return consent
+    return TrainingConsent(
+        user=consent.user,
+        state=ConsentState.UNDECIDED,
+        head_number=consent.head_number,
+        head_hash=consent.head_hash,
+        deferred_until=consent.deferred_until,
+    )
 
 
 def consent_and_policy(user: User) -> tuple[TrainingConsent, ConsentPolicy | None]:

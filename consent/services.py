@@ -34,6 +34,7 @@ from consent.selectors import (
     deferred_until,
     last_decision,
     needs_choice,
+    policy_asking_again,
     policy_current,
     shown_default,
 )
@@ -375,7 +376,7 @@ def user_change_plan(
     )
     # New terms in force that ask again ended the choice while the plan kept the user out of
     # their reach: back on a consumer plan, it ends at once, never sent as allowed.
-    asking = _policy_asking_again(now)
+    asking = policy_asking_again(now)
     decided = consent.state != ConsentState.UNDECIDED
     if asking is not None and decided and needs_choice(consent, asking):
         return _choice_expire(consent, asking, now)
@@ -417,19 +418,9 @@ def account_delete(
     return event
 
 
-def _policy_asking_again(now: datetime) -> ConsentPolicy | None:
-    """Return the newest terms in force that ask every consumer user for a new choice."""
-    return (
-        ConsentPolicy.objects.filter(
-            published_at__isnull=False, requires_new_choice=True, effective_at__lte=now
-        )
-        .order_by("-version")
-        .first()
-    )
-
-
 def _choice_expire(consent: TrainingConsent, policy: ConsentPolicy, now: datetime) -> ConsentEvent:
-    # Undecided, and so eligible nowhere, until they choose again.
+    # Undecided, and so eligible nowhere, until they choose again. Recorded at the latest a
+    # minute after it happened (the task's); the reason says when.
     consent.policy, consent.decided_at = None, None
     return _append(
         consent,
@@ -438,6 +429,11 @@ def _choice_expire(consent: TrainingConsent, policy: ConsentPolicy, now: datetim
         policy=policy,
         channel=Channel.SYSTEM,
         role=Role.SYSTEM,
+        reason=(
+            f"Version {policy.version} of the terms came into force on "
+            f"{policy.in_force_from:%Y-%m-%d %H:%M:%S} UTC and asks everyone again: the choice "
+            "ended then."
+        ),
         now=now,
     )
 
@@ -445,7 +441,7 @@ def _choice_expire(consent: TrainingConsent, policy: ConsentPolicy, now: datetim
 def consent_expire_for_new_terms(*, now: datetime | None = None) -> int:
     """Expire choices made under older terms once terms asking for a new choice are in force."""
     now = now or timezone.now()
-    policy = _policy_asking_again(now)
+    policy = policy_asking_again(now)
     if policy is None:
         return 0
     stale = TrainingConsent.objects.filter(policy__version__lt=policy.version).exclude(

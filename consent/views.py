@@ -44,6 +44,7 @@ from consent.selectors import (
     consent_after,
     consent_and_policy,
     consent_for,
+    consent_standing,
     decision_of,
     history_page,
     last_decision,
@@ -358,6 +359,7 @@ def _render_settings(
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
+    consent = consent_standing(consent)
     latest = latest_decision(request.user)
     last = None if latest is None else latest.allows_training
     choice_ended = consent.decided_at is None and latest is not None

@@ -21,6 +21,7 @@ from consent.selectors import (
     HistoryPage,
     SinkStatus,
     consent_and_policy,
+    consent_standing,
     deferred_until,
     history_page,
     needs_choice,
@@ -94,6 +95,7 @@ class UserFacts:
 def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
     now = now or timezone.now()
     consent, policy = consent_and_policy(user)
+    consent = consent_standing(consent, now=now)
     return UserFacts(
         consent=consent,
         choice=staff_choice_sentence(user, consent),

@@ -243,15 +243,29 @@ def test_saving_the_same_value_records_nothing(policy, consumer, signed_in):
     assert decisions(consumer).count() == 1
 
 
-def test_a_new_policy_asks_to_confirm_the_choice_again(policy, consumer, signed_in):
+@pytest.mark.parametrize(
+    ("in_force_in", "said"),
+    [
+        (timedelta(hours=1), "choose again under the new terms"),
+        # In force: the choice ended, though the minute task has not recorded it yet.
+        (timedelta(0), "your earlier choice ended when the terms changed"),
+    ],
+    ids=["published", "in-force"],
+)
+def test_a_new_policy_asks_to_confirm_the_choice_again(
+    policy, consumer, signed_in, in_force_in, said
+):
     services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
     now = timezone.now()
     policies.policy_publish(
-        title="New terms", text="Again.", effective_at=now, decision_deadline=now + timedelta(9)
+        title="New terms",
+        text="Again.",
+        effective_at=now + in_force_in,
+        decision_deadline=now + timedelta(9),
     )
 
     page = signed_in.get(URL).content.decode()
-    assert "choose again under the new terms" in page
+    assert said in page
     assert "Starts On, as you chose before" in page and f'action="{CHOOSE}"' in page
     choose(signed_in, "on", version=2)  # the same value, confirmed under the new terms
     assert decisions(consumer).count() == 2
