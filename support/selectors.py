@@ -25,6 +25,8 @@ from consent.selectors import (
     deferred_until,
     history_page,
     needs_choice,
+    policies_published,
+    policy_in_force,
     propagation_for,
     retention_days_now,
 )
@@ -90,6 +92,7 @@ class UserFacts:
     deadline_passed: bool
     deferred_until: datetime | None
     retention_days: int | None
+    in_force: ConsentPolicy | None  # policy itself, or an older one until it comes into force
 
 
 def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
@@ -104,6 +107,7 @@ def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
         deadline_passed=policy is not None and now >= policy.decision_deadline,
         deferred_until=deferred_until(consent, policy, now=now),
         retention_days=retention_days_now(consent, policy) if user.is_consumer else None,
+        in_force=policy_in_force(policies_published()),
     )
 
 
