@@ -230,7 +230,7 @@ def _sink_text(status: SinkStatus) -> str:
         when = date_format(localtime(status.applied_at), "j M Y, H:i:s")
         return _("applied %(when)s") % {"when": when}
     if status.state == Delivery.State.SUPERSEDED:
-        return _("skipped: a newer change was applied instead")
+        return _("skipped: a newer change of this user goes in its place")
     if status.state == Delivery.State.DEAD:
         return ngettext(
             "dead after %(attempts)d attempt: %(error)s",

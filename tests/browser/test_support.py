@@ -92,7 +92,7 @@ def test_an_agent_reads_the_history_with_propagation_status(demo, open_page, set
 
     facts = page.locator("dl.facts")
     expect(facts).to_contain_text("Declines training")
-    expect(facts).to_contain_text("Version 1 is current")
+    expect(facts).to_contain_text("Version 1 is in force")
     expect(page.locator("#audit")).to_contain_text("chain is intact.")
     events = page.locator(".event")
     expect(events).to_have_count(6)

@@ -39,7 +39,7 @@ def test_the_page_says_plan_choice_policy_deadline_and_retention(agent_client, p
     assert str(consumer.subject_id) in page
     assert "Pro" in page
     assert "Allows training" in page and "under policy version 1" in page
-    assert "Version 1 is current" in page
+    assert "Version 1 is in force" in page
     assert "Its decision deadline is" in page
     assert "This user has chosen under it." in page
     assert "5 years" in page and "(training allowed)" in page
@@ -213,7 +213,7 @@ def test_each_event_says_where_it_has_reached_in_every_sink(
         (sink, "applied") for sink in sorted(settings.CONSENT_SINKS)
     ]
     page = response.content.decode()
-    assert "skipped: a newer change was applied instead" in page
+    assert "skipped: a newer change of this user goes in its place" in page
     assert f"applied {applied_at:%-d %b %Y, %H:%M:%S}" in page
     assert "retrying after 3 failed attempts: ConnectionRefusedError: warehouse down" in page
     assert "dead after 12 attempts: HTTP 400: bad request" in page
