@@ -29,6 +29,7 @@ from consent.models import (
     ConsentEvent,
     ConsentPolicy,
     TermsCopy,
+    TrainingConsent,
 )
 from consent.notes import (
     RESTORE_SUFFIX,
@@ -183,10 +184,21 @@ def audit_first_break(*, subject_id: UUID | None = None) -> AuditBreak | None:
     """Recompute every chain (or one subject's) and return the first break, if any."""
     chains = Chains()
     filters = {} if subject_id is None else {"subject_id": subject_id}
+    event_id = 0
     for event_id, fields, stored in _events(**filters):
         broken = chains.check(event_id, fields, stored, hash_of(fields))
         if broken is not None:
             return broken
+    if subject_id is None:  # the whole log's end is held against the checkpoints instead
+        return None
+    # A chain cut at its end is a chain still: the user's record names its newest event.
+    head = TrainingConsent.objects.filter(user__subject_id=subject_id)
+    recorded = head.values_list("head_number", "head_hash").first()
+    number, last = chains.heads.get(subject_id, (0, GENESIS_HASH))
+    if recorded is not None and recorded[0] and recorded != (number, last):
+        return AuditBreak(
+            event_id, subject_id, recorded[0], f"missing or changed: the chain ends at {number}"
+        )
     return None
 
 
@@ -508,7 +520,7 @@ def audit_verify() -> AuditReport:
         since = size - latest.size if latest else size
         detail = (
             f"{size} events; all agree with the checkpoint of {latest.size} events signed at "
-            f"{latest.time:%Y-%m-%d %H:%M} UTC; {since} written since"
+            f"{latest.time:%Y-%m-%d %H:%M} UTC; {since} written after that checkpoint"
             if latest
             else f"{size} events; no checkpoint yet"
         )

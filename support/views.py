@@ -157,7 +157,15 @@ def subject_audit(request: AgentRequest, subject_id: UUID) -> HttpResponse:
 
 
 def _audit(request: AgentRequest, subject_id: UUID, *, back_url: str, whose: str) -> HttpResponse:
-    """Show a user's chain and the whole log's last check (not recorded: nothing of theirs)."""
+    """Show a user's chain and the whole log's last check."""
+    if not _swaps_a_part(request):  # loaded into the user's page, the look is that page's
+        access_record(
+            agent=request.user,
+            subject_id=subject_id,
+            action=Action.VIEWED,
+            detail="audit chain",
+            meta=RequestMeta.from_request(request),
+        )
     context = {
         "back_url": back_url,
         "whose": whose,

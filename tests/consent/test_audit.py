@@ -206,7 +206,7 @@ def test_events_written_after_the_latest_checkpoint_are_fine(users):
     found, detail = verdict()
 
     assert found == Verdict.INTACT
-    assert "1 written since" in detail
+    assert "1 written after that checkpoint" in detail
 
 
 # Tampering by someone who can write the database, each caught by verify_audit and shown on
