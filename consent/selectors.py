@@ -263,7 +263,28 @@ def propagation_of_recent(
     """Return how far a decision (latest_decision) has reached, if it was made recently."""
     if decision is None or decision.created_at < timezone.now() - within:
         return None
-    return propagation_summaries([decision.pk]).get(decision.pk)
+    statuses = propagation_for([decision.pk]).get(decision.pk)
+    if not statuses:
+        return None
+    # Skipped in a sink for a newer change of the user (a plan change, say), which carries the
+    # choice there in its place: as far as the newest of those got.
+    later = (
+        Delivery.objects.filter(subject_id=decision.subject_id, event_number__gt=decision.number)
+        .exclude(state=Delivery.State.SUPERSEDED)
+        .order_by("event_number")
+        .values_list("sink", "state")
+    )
+    carried = dict(later)
+    states = [
+        carried.get(s.sink, s.state) if s.state == Delivery.State.SUPERSEDED else s.state
+        for s in statuses
+    ]
+    return Propagation(
+        applied=states.count(Delivery.State.APPLIED),
+        total=len(states),
+        failed=states.count(Delivery.State.DEAD),
+        superseded=states.count(Delivery.State.SUPERSEDED),
+    )
 
 
 def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:

@@ -1,8 +1,7 @@
-"""Edges of the eligibility rule that the property test's generators do not reach.
-
-Each test states what the rule (SPEC §4 "Eligibility", issue 17) answers, and is marked xfail
-where the product answers otherwise: the suite stays green and the finding stays on record.
-"""
+"""Edges of the eligibility rule that the property test's generators do not reach: moments
+finer than a microsecond, changes superseded or dead in the outbox, a change still committing
+when a run registers, and restores that lost changes. Each test states what the rule (SPEC §4
+"Eligibility", issue 17) answers."""
 
 import io
 import json
