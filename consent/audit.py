@@ -241,8 +241,22 @@ def _terms(policy: ConsentPolicy) -> Terms:
     return Terms(settings.AUDIT_LOG_ORIGIN, policy_copy_fields(policy))
 
 
-def _copies(kind: str) -> type[CheckpointCopy] | type[TermsCopy]:
-    return TermsCopy if kind == "terms" else CheckpointCopy
+def _in_warehouse(kind: str, note: str) -> bool:
+    if kind == "terms":
+        return TermsCopy.objects.filter(sha256=_sha256(note)).exists()
+    return CheckpointCopy.objects.filter(note=note).exists()
+
+
+def _copy_to_warehouse(kind: str, size: int, note: str) -> None:
+    if kind == "terms":  # size: the version
+        defaults = {"version": size, "note": note}
+        TermsCopy.objects.get_or_create(sha256=_sha256(note), defaults=defaults)
+    else:
+        CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _note_in_directory(kind: str, size: int, note: str, at: datetime) -> bool:
@@ -259,7 +273,7 @@ def copies_missing() -> list[str]:
     if not all(_note_in_directory(kind, size, note, at) for kind, size, note, at in notes):
         missing.append("directory")
     try:
-        held = all(_copies(kind).objects.filter(note=note).exists() for kind, _, note, _ in notes)
+        held = all(_in_warehouse(kind, note) for kind, _, note, _ in notes)
     except DatabaseError:
         held = False
     if not held:
@@ -287,10 +301,7 @@ def copies_complete() -> None:
         failed.append(f"the directory {settings.AUDIT_CHECKPOINT_DIR}: {error}")
     try:
         for kind, size, note, _ in notes:
-            if kind == "terms":
-                TermsCopy.objects.get_or_create(note=note, defaults={"version": size})
-            else:
-                CheckpointCopy.objects.get_or_create(note=note, defaults={"tree_size": size})
+            _copy_to_warehouse(kind, size, note)
     except DatabaseError as error:
         failed.append(f"the warehouse database: {error}")
     if failed:

@@ -588,12 +588,15 @@ class AuditRestore(models.Model):
 
 
 class TermsCopy(models.Model):
-    """In the warehouse database, outside the app's own: a signed copy of published terms, so
-    that a restore of the app's database from an older backup can take back terms published
-    after the backup (consent.recovery)."""
+    """In the warehouse database, outside the app's own: a signed copy of published terms."""
+
+    # So that a restore of the app's database from an older backup can take back the terms
+    # published after the backup (consent.recovery).
 
     version = models.PositiveIntegerField()
-    note = models.TextField(unique=True)  # a new one after a deadline's extension, or a new key
+    # Unique by its digest: a note holds the whole text, too long for an index entry.
+    sha256 = models.CharField(max_length=64, unique=True)
+    note = models.TextField()  # a new one after a deadline's extension, or a new key
     copied_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -16,7 +16,8 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('version', models.PositiveIntegerField()),
-                ('note', models.TextField(unique=True)),
+                ('sha256', models.CharField(max_length=64, unique=True)),
+                ('note', models.TextField()),
                 ('copied_at', models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={

@@ -473,12 +473,12 @@ def test_terms_published_after_the_backup_come_back_from_their_copies(policy, se
         published_at=timezone.now(),
     )
     note = audit.signer().sign(audit._terms(later).text())
-    TermsCopy.objects.create(version=2, note=note)
+    audit._copy_to_warehouse("terms", 2, note)
     (tmp_path / "00000000000000000002-copy.terms").write_text(note)
     # And the deadline of version 1, extended after the backup.
     extended = ConsentPolicy.objects.get(pk=policy.pk)
     extended.decision_deadline += timedelta(days=7)
-    TermsCopy.objects.create(version=1, note=audit.signer().sign(audit._terms(extended).text()))
+    audit._copy_to_warehouse("terms", 1, audit.signer().sign(audit._terms(extended).text()))
     EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2, policy_version=2)
 
     dry = io.StringIO()
@@ -505,7 +505,7 @@ def test_a_copy_of_terms_that_does_not_verify_is_not_taken_back(policy, settings
     forged = ConsentPolicy.objects.get(pk=policy.pk)
     forged.version, forged.decision_deadline = 2, forged.decision_deadline + timedelta(days=1)
     stranger = Signer.generate(settings.AUDIT_LOG_ORIGIN)
-    TermsCopy.objects.create(version=2, note=stranger.sign(audit._terms(forged).text()))
+    audit._copy_to_warehouse("terms", 2, stranger.sign(audit._terms(forged).text()))
 
     out = io.StringIO()
     call_command("recover_after_restore", stdout=out)
@@ -534,3 +534,22 @@ def test_every_published_policy_is_copied_outside_the_database(policy, settings,
     audit.audit_checkpoint()
     assert audit.copies_missing() == []
     assert audit.terms_copies()[0][1].decision_deadline == policy.decision_deadline
+
+
+def test_terms_as_long_as_real_ones_are_copied_to_the_warehouse(policy, settings, tmp_path):
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    text = "\n\n".join(f"Clause {n}. " + "We may train on your chats. " * 40 for n in range(40))
+    now = timezone.now()
+    policies.policy_publish(
+        title="The long terms",
+        text=text,
+        effective_at=now,
+        decision_deadline=now + timedelta(days=30),
+        now=now,
+    )
+
+    audit.audit_checkpoint()  # no new event: the copies are made all the same
+
+    assert len(text) > 40_000 and audit.copies_missing() == []
+    assert TermsCopy.objects.filter(version=2).count() == 1
+    assert audit.terms_copies()[0][2].text == ConsentPolicy.objects.get(version=2).text
