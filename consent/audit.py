@@ -182,24 +182,29 @@ def _events(**filters: Any) -> Iterator[tuple[int, dict[str, Any], str]]:
 
 def audit_first_break(*, subject_id: UUID | None = None) -> AuditBreak | None:
     """Recompute every chain (or one subject's) and return the first break, if any."""
+    # A chain cut at its end is a chain still: one subject's is held against the newest event
+    # their record names, read first (events written after it are fine). The whole log's end is
+    # held against the checkpoints instead.
+    recorded = None
+    if subject_id is not None:
+        head = TrainingConsent.objects.filter(user__subject_id=subject_id)
+        recorded = head.values_list("head_number", "head_hash").first()
     chains = Chains()
     filters = {} if subject_id is None else {"subject_id": subject_id}
-    event_id = 0
+    reached = not (recorded and recorded[0])
+    last: AuditBreak | None = None
     for event_id, fields, stored in _events(**filters):
         broken = chains.check(event_id, fields, stored, hash_of(fields))
         if broken is not None:
             return broken
-    if subject_id is None:  # the whole log's end is held against the checkpoints instead
+        reached = reached or (fields["number"], stored) == recorded
+        last = AuditBreak(event_id, fields["subject_id"], fields["number"], "")
+    if reached or subject_id is None or recorded is None:
         return None
-    # A chain cut at its end is a chain still: the user's record names its newest event.
-    head = TrainingConsent.objects.filter(user__subject_id=subject_id)
-    recorded = head.values_list("head_number", "head_hash").first()
-    number, last = chains.heads.get(subject_id, (0, GENESIS_HASH))
-    if recorded is not None and recorded[0] and recorded != (number, last):
-        return AuditBreak(
-            event_id, subject_id, recorded[0], f"missing or changed: the chain ends at {number}"
-        )
-    return None
+    if last is None:
+        return AuditBreak(0, subject_id, recorded[0], "missing, and every event before it")
+    problem = f"the chain ends here, yet event {recorded[0]} is the newest on record"
+    return replace(last, problem=problem)
 
 
 # Checkpoints: a chain alone does not stop someone who can write the database, who could

@@ -12,9 +12,10 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent import policies, services
+from consent.audit import audit_first_break
 from consent.changes import change_for
 from consent.exceptions import ConsentError
-from consent.models import ConsentEvent, Delivery
+from consent.models import ConsentEvent, Delivery, TrainingConsent
 from consent.outbox import outbox_drain, outbox_prune
 from consent.services import Channel
 from support.models import AccessRecord
@@ -202,7 +203,20 @@ def test_a_chain_cut_at_its_end_is_not_called_intact(agent_client, policy, consu
     page = agent_client.get(url(consumer, "audit/")).content.decode()
 
     assert "This user's chain is intact." not in page
-    assert "Event number 3 fails the check: missing or changed: the chain ends at 2" in page
+    said = (
+        "Event number 2 fails the check: the chain ends here, yet event 3 is the newest on record"
+    )
+    assert said in page
+
+
+def test_events_written_after_the_record_was_read_are_no_break(policy, consumer):
+    for n in range(3):
+        services.consent_change(user=consumer, allowed=n % 2 == 0, channel=Channel.SETTINGS)
+    second = ConsentEvent.objects.get(subject_id=consumer.subject_id, number=2)
+    # The record as read just before the third change committed.
+    TrainingConsent.objects.filter(user=consumer).update(head_number=2, head_hash=second.hash)
+
+    assert audit_first_break(subject_id=consumer.subject_id) is None
 
 
 def _choice_then_new_terms_in_force_two_hours_ago(consumer):
