@@ -266,38 +266,38 @@ def propagation_of_recent(
     statuses = propagation_for([decision.pk]).get(decision.pk)
     if not statuses:
         return None
-    # Skipped in a sink for a newer change of the user (a plan change, say), which carries the
-    # choice there in its place: as far as the newest of those got.
-    later = (
-        Delivery.objects.filter(subject_id=decision.subject_id, event_number__gt=decision.number)
-        .exclude(state=Delivery.State.SUPERSEDED)
-        .order_by("event_number")
-        .values_list("sink", "state")
-    )
-    carried = dict(later)
-    states = [
-        carried.get(s.sink, s.state) if s.state == Delivery.State.SUPERSEDED else s.state
-        for s in statuses
-    ]
+    states = {s.sink: s.state for s in statuses}
+    skipped = [sink for sink, state in states.items() if state == Delivery.State.SUPERSEDED]
+    if skipped:
+        # Skipped in a sink for a newer change of the user (a plan change, say), which carries
+        # the choice there in its place: as far as the newest of those got.
+        later = (
+            Delivery.objects.filter(
+                sink__in=skipped, subject_id=decision.subject_id, event_number__gt=decision.number
+            )
+            .exclude(state=Delivery.State.SUPERSEDED)
+            .order_by("event_number")
+            .values_list("sink", "state")
+        )
+        states.update(later)
+    return _propagation(list(states.values()))
+
+
+def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:
+    """Return, for each event that had to reach sinks, how far it got."""
+    return {
+        event_id: _propagation([s.state for s in statuses])
+        for event_id, statuses in propagation_for(event_ids).items()
+    }
+
+
+def _propagation(states: list[str]) -> Propagation:
     return Propagation(
         applied=states.count(Delivery.State.APPLIED),
         total=len(states),
         failed=states.count(Delivery.State.DEAD),
         superseded=states.count(Delivery.State.SUPERSEDED),
     )
-
-
-def propagation_summaries(event_ids: Iterable[int]) -> dict[int, Propagation]:
-    """Return, for each event that had to reach sinks, how far it got."""
-    return {
-        event_id: Propagation(
-            applied=sum(s.state == Delivery.State.APPLIED for s in statuses),
-            total=len(statuses),
-            failed=sum(s.state == Delivery.State.DEAD for s in statuses),
-            superseded=sum(s.state == Delivery.State.SUPERSEDED for s in statuses),
-        )
-        for event_id, statuses in propagation_for(event_ids).items()
-    }
 
 
 def propagation_for(event_ids: Iterable[int]) -> dict[int, list[SinkStatus]]:
