@@ -129,9 +129,11 @@ def recovery_plan() -> RecoveryPlan:
         .values_list("subject_id", "head")
     )
     terms_back, terms_conflicting, terms_problems = _terms_back()
+    # Terms held with another text than their copy are not the ones chosen under: as if lost.
     published = set(
         ConsentPolicy.objects.filter(published_at__isnull=False).values_list("version", flat=True)
     ) | {copy.version for copy in terms_back}
+    published -= set(terms_conflicting)
     named: set[int] = set()
     newest: dict[UUID, Ahead] = {}
     for name, sink in configured_sinks().items():
@@ -177,7 +179,7 @@ def recovery_plan() -> RecoveryPlan:
         audit_verify(),
         ahead,
         unknown,
-        sorted(named - published),
+        sorted(named - published - set(terms_conflicting)),
         terms_back,
         terms_conflicting,
         terms_problems,
@@ -189,7 +191,11 @@ def recover(plan: RecoveryPlan) -> list[Drift]:
     """Carry the plan out and repair every store; return what reconcile then found."""
     for copy in plan.terms_back:  # first: the choices made under them are then re-established
         policy_restore(copy)
-    policies = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
+    policies = {
+        p.version: p
+        for p in ConsentPolicy.objects.filter(published_at__isnull=False)
+        if p.version not in plan.terms_conflicting
+    }
     users = User.objects.in_bulk([a.subject_id for a in plan.ahead], field_name="subject_id")
     # Each user's newest state held downstream comes back as an event (two for an allowed one),
     # numbered past every number sent, so that their next change reaches every store again.

@@ -553,3 +553,29 @@ def test_terms_as_long_as_real_ones_are_copied_to_the_warehouse(policy, settings
     assert len(text) > 40_000 and audit.copies_missing() == []
     assert TermsCopy.objects.filter(version=2).count() == 1
     assert audit.terms_copies()[0][2].text == ConsentPolicy.objects.get(version=2).text
+
+
+def test_a_choice_under_terms_held_with_another_text_than_their_copy_is_not_established(
+    policy, settings, tmp_path
+):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    # Version 1 as it was first published, copied outside; the database holds another text
+    # under its number (published again after a restore, say).
+    first = ConsentPolicy.objects.get(pk=policy.pk)
+    first.text, first.content_hash = (
+        "Another text.",
+        policies.policy_content_hash(title=first.title, text="Another text."),
+    )
+    audit._copy_to_warehouse("terms", 1, audit.signer().sign(audit._terms(first).text()))
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2)
+
+    out = io.StringIO()
+    call_command("recover_after_restore", stdout=out)
+
+    assert "held here with another text than their copy outside the database: 1." in out.getvalue()
+    restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
+    assert restored.after == "undecided"  # not re-established under a text never shown
