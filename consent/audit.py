@@ -366,14 +366,22 @@ class KnownCheckpoint:
 
 
 def _notes() -> tuple[list[tuple[str, str]], list[str]]:
-    """Return every signed note kept in and outside the database, where it was found, and the
-    places that could not be read."""
+    """Return every signed note of the log in and outside the database, and what went unread."""
     notes = [("database", note) for note in AuditCheckpoint.objects.values_list("note", flat=True)]
     notes += [("database", note) for note in AuditRestore.objects.values_list("note", flat=True)]
-    unread = []
+    outside, unread = _notes_outside(CheckpointCopy, (".checkpoint", ".restore"))
+    return notes + outside, unread
+
+
+def _notes_outside(
+    copies: type[CheckpointCopy] | type[TermsCopy], suffixes: tuple[str, ...]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Return the notes of one kind copied outside the database, and what could not be read."""
+    # What can be read is verified; what cannot is said, and is no evidence of tampering.
+    notes, unread = [], []
     try:
-        notes += [("warehouse", n) for n in CheckpointCopy.objects.values_list("note", flat=True)]
-    except Exception as error:  # verify what can be verified, and say what could not be read
+        notes += [("warehouse", note) for note in copies.objects.values_list("note", flat=True)]
+    except Exception as error:  # the warehouse away, or its table missing
         unread.append(f"the warehouse's copies could not be read: {error}")
     try:
         paths = sorted(Path(settings.AUDIT_CHECKPOINT_DIR).iterdir())
@@ -382,11 +390,13 @@ def _notes() -> tuple[list[tuple[str, str]], list[str]]:
     except OSError as error:  # a file in its place, or not ours to read
         unread.append(f"the directory's copies could not be read: {error}")
         paths = []
-    notes += [
-        ("directory", path.read_text())
-        for path in paths
-        if path.suffix in (".checkpoint", ".restore")  # not a copy being written
-    ]
+    for path in paths:
+        if path.suffix not in suffixes:  # another kind, or a copy being written
+            continue
+        try:
+            notes.append(("directory", path.read_text()))
+        except (OSError, UnicodeDecodeError) as error:
+            unread.append(f"the directory's copy {path.name} could not be read: {error}")
     return notes, unread
 
 
@@ -440,24 +450,15 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
 
 
 def terms_copies() -> tuple[dict[int, ConsentPolicy], list[str]]:
-    """Return the published terms copied outside the database whose signature verifies, each
-    version as it last stood (its latest deadline), and what could not be read or verified."""
-    keys = verifiers()
-    notes: list[str] = []
-    problems = []
+    """Return the published terms copied outside the database, and what is wrong with copies."""
+    # Only those whose signature verifies, each version as it last stood (its latest deadline).
     try:
-        notes += TermsCopy.objects.values_list("note", flat=True)
-    except DatabaseError as error:
-        problems.append(f"the warehouse's copies of terms could not be read: {error}")
-    try:
-        paths = [p for p in Path(settings.AUDIT_CHECKPOINT_DIR).iterdir() if p.suffix == ".terms"]
-        notes += [path.read_text() for path in paths]
-    except FileNotFoundError:  # nothing copied there yet
-        pass
-    except OSError as error:
-        problems.append(f"the directory's copies of terms could not be read: {error}")
+        keys = verifiers()
+    except NoteError as error:  # a key in the settings that does not read
+        return {}, [f"nothing was verified: {error}"]
+    notes, problems = _notes_outside(TermsCopy, (".terms",))
     found: dict[int, ConsentPolicy] = {}
-    for note in set(notes):
+    for note in {note for _, note in notes}:
         try:
             copy = policy_from_copy(Terms.parse(note_open(note, keys)[0]).fields)
         except (NoteError, KeyError, ValueError, TypeError) as error:

@@ -579,3 +579,24 @@ def test_a_choice_under_terms_held_with_another_text_than_their_copy_is_not_esta
     assert "held here with another text than their copy outside the database: 1." in out.getvalue()
     restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
     assert restored.after == "undecided"  # not re-established under a text never shown
+
+
+def test_a_copy_of_terms_that_cannot_be_read_keeps_no_other_from_being_read(
+    policy, settings, tmp_path
+):
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    audit.audit_checkpoint()
+    (tmp_path / "00000000000000000009-x.terms").write_bytes(b"\xff\xfe not text")
+    TermsCopy.objects.all().delete()  # the directory's copy alone
+
+    copies, problems = audit.terms_copies()
+
+    assert list(copies) == [1]
+    assert problems == [
+        "the directory's copy 00000000000000000009-x.terms could not be read: "
+        "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"
+    ]
+    settings.AUDIT_VERIFY_KEYS = ["garbage"]
+    assert audit.terms_copies() == ({}, [
+        "nothing was verified: AUDIT_VERIFY_KEYS: Not a verifier key: 'garbage'"
+    ])  # fmt: skip
