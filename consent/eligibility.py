@@ -1,7 +1,7 @@
 """Whether a subject's data from a moment may go into a training run that selects at another."""
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import batched
@@ -162,19 +162,31 @@ def history_store() -> str:
     return sink.get("OPTIONS", {}).get("database", "warehouse")
 
 
-def subjects_withheld(as_of: datetime) -> set[UUID]:
-    """Return the subjects whose changes made by as_of the history store may not all hold."""
+def subjects_withheld(as_of: datetime, among: Collection[UUID] | None = None) -> set[UUID]:
+    """Return the subjects (of among, if given) whose changes by as_of the store may lack."""
     # Their answers could be out of date, so they are not eligible: fail closed. A subject with
     # no delivery to the store pending or dead has every change in it. Of the others, those it
     # holds up to their newest change made by as_of are current as of then: a change still
     # pending may have superseded older ones, made by as_of, that never reached the store; and a
     # dead one may since have been carried there by a newer one, with the whole history.
     deliveries = Delivery.objects.filter(sink=settings.CONSENT_ELIGIBILITY_SINK)
+    overtaken = deliveries.filter(
+        subject_id=OuterRef("subject_id"),
+        event_number__gt=OuterRef("event_number"),
+        state=Delivery.State.APPLIED,
+    )
     # Asked apart, each reads its partial index; `state IN (...)` would read every delivery.
     pending = deliveries.filter(state=Delivery.State.PENDING).values_list("subject_id", flat=True)
-    dead = deliveries.filter(state=Delivery.State.DEAD).values_list("subject_id", flat=True)
+    dead = (
+        deliveries.filter(state=Delivery.State.DEAD)
+        .exclude(Exists(overtaken))
+        .values_list("subject_id", flat=True)
+    )
+    waiting = set(pending.union(dead, all=True))
+    if among is not None:
+        waiting &= set(among)
     withheld: set[UUID] = set()
-    for batch in batched(set(pending.union(dead, all=True)), SUBJECTS_A_QUERY, strict=False):
+    for batch in batched(waiting, SUBJECTS_A_QUERY, strict=False):
         made = dict(
             ConsentEvent.objects.filter(
                 subject_id__in=batch, kind__in=PROPAGATED_KINDS, created_at__lte=as_of
@@ -231,7 +243,7 @@ def stored_intervals(subjects: Iterable[UUID], as_of: datetime) -> dict[UUID, li
 def eligibility(pairs: Sequence[tuple[UUID, datetime]], *, as_of: datetime) -> list[bool]:
     """Answer, in order, whether a run selecting at as_of may use each (subject, moment) pair."""
     subjects = {subject_id for subject_id, _ in pairs}
-    subjects -= subjects_withheld(as_of)
+    subjects -= subjects_withheld(as_of, among=subjects)
     terms = Terms.published()
     intervals = {
         subject_id: terms.as_of(stored, as_of)
