@@ -359,27 +359,28 @@ def _render_settings(
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
-    consent = consent_standing(consent)
+    # What it says stands now; whether it asks, as the pop-up and the services decide it.
+    standing = consent_standing(consent)
     latest = latest_decision(request.user)
     last = None if latest is None else latest.allows_training
-    choice_ended = consent.decided_at is None and latest is not None
+    choice_ended = standing.decided_at is None and latest is not None
     gpc = RequestMeta.from_request(request).gpc
     context: dict[str, Any] = {
         **_facts(
-            consent,
+            standing,
             policy,
             propagation_of_recent(latest),
             choice_ended=choice_ended,
             decided_by=None if latest is None else latest.actor_role,
         ),
         "policy": policy,
-        "consent": consent,
+        "consent": standing,
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
         # No choice stands under the current terms: the page asks for one as the pop-up does.
         "choosing": needs_choice(consent, policy),
         "last_decision": last,
         "shown_default": shown_default(policy, gpc=gpc, last=last),
-        "runs_sentence": _runs_sentence(request.user, consent),
+        "runs_sentence": _runs_sentence(request.user, standing),
         "gpc": gpc,
         "form": form,
         "error": error,

@@ -98,15 +98,16 @@ class UserFacts:
 def user_facts(user: User, *, now: datetime | None = None) -> UserFacts:
     now = now or timezone.now()
     consent, policy = consent_and_policy(user)
-    consent = consent_standing(consent, now=now)
+    # What it says stands now; whether the user is asked, as the pop-up decides it.
+    standing = consent_standing(consent, now=now)
     return UserFacts(
-        consent=consent,
-        choice=staff_choice_sentence(user, consent),
+        consent=standing,
+        choice=staff_choice_sentence(user, standing),
         policy=policy,
         waits_for_choice=needs_choice(consent, policy),
         deadline_passed=policy is not None and now >= policy.decision_deadline,
         deferred_until=deferred_until(consent, policy, now=now),
-        retention_days=retention_days_now(consent, policy) if user.is_consumer else None,
+        retention_days=retention_days_now(standing, policy) if user.is_consumer else None,
         in_force=policy_in_force(policies_published()),
     )
 

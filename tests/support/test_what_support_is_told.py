@@ -242,6 +242,7 @@ def test_a_choice_ended_by_terms_in_force_is_not_said_to_allow(agent_client, pol
     page = agent_client.get(url(consumer)).content.decode()
 
     assert "Allows training" not in page  # it ended two hours ago; eligibility says so
+    assert "(training not allowed)" in page  # and its retention is the declined one's
 
 
 def test_the_expiry_says_when_the_choice_ended(policy, consumer):
