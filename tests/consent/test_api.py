@@ -626,13 +626,17 @@ def test_superseded_changes_leave_no_gap_in_the_history(policy, consumer):
 
 
 def test_the_snapshot_command_writes_parquet_and_a_manifest(
-    consumer, allowed_an_hour_ago, tmp_path
+    consumer, allowed_an_hour_ago, tmp_path, settings
 ):
+    settings.AUDIT_CHECKPOINT_SETTLE_SECONDS = 60
     out = tmp_path / "snapshot"
 
     call_command("eligibility_snapshot", "--out", str(out), "--wait", "0", stdout=StringIO())
 
     manifest = json.loads((out / "manifest.json").read_text())
+    # As of the latest moment whose changes have all been committed.
+    as_of = timezone.datetime.fromisoformat(manifest["as_of"])
+    assert timezone.now() - timedelta(seconds=62) < as_of <= timezone.now() - timedelta(seconds=60)
     assert (manifest["rows"], manifest["subjects"], manifest["withheld_subjects"]) == (1, 1, 0)
     (file,) = manifest["files"]
     assert hashlib.sha256((out / file["name"]).read_bytes()).hexdigest() == file["sha256"]

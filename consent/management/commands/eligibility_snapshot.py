@@ -3,9 +3,8 @@ from argparse import ArgumentTypeError
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
-from consent.moments import moment_parse, moment_past
+from consent.moments import moment_parse, moment_past, moment_settled
 from consent.snapshots import snapshot_write
 
 
@@ -29,7 +28,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--as-of",
-            help="the moment the run selects its data, RFC 3339 with a zone; now if left out",
+            help="the moment the run selects its data, RFC 3339 with a zone; if left out, the "
+            "latest by which every change made has been committed (a minute ago)",
         )
         parser.add_argument("--out", required=True, type=Path, help="the directory to write")
         parser.add_argument(
@@ -40,7 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options) -> None:
-        as_of = timezone.now()
+        as_of = moment_settled()
         if options["as_of"]:
             try:
                 as_of = moment_past(moment_parse(options["as_of"]))
