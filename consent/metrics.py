@@ -115,7 +115,8 @@ class DatabaseCollector(Collector):
             yield since
         copies = GaugeMetricFamily(
             "consent_audit_checkpoint_copy_missing",
-            "1 if a place outside the database lacks the latest signed checkpoint.",
+            "1 if a place outside the database lacks the latest signed checkpoint, a restore "
+            "statement or a published version of the terms as it stands.",
             labels=["place"],
         )
         lacking = copies_missing()

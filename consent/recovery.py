@@ -66,8 +66,8 @@ class Ahead:
         known += ", ".join(self.stores) + ")"
         if self.established and self.allowed:
             outcome = (
-                " is re-established from when it was made; from the backup until then, nothing "
-                "counts as allowed."
+                " is re-established from when it was made, or from the backup if that is later; "
+                "between the backup and then, nothing counts as allowed."
             )
         elif self.established:
             outcome = " is re-established, from the backup on."

@@ -398,7 +398,7 @@ def account_delete(
     if acted_for_others(user):  # who did it stays answerable, by name, in their histories
         raise ConsentError(
             "This account changed other users' settings or plans, and their histories name it: "
-            "deactivate it instead."
+            "an administrator can deactivate it, not delete it."
         )
     policy = policy_current()
     consent = _lock(user)

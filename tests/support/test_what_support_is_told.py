@@ -118,7 +118,7 @@ def test_who_acted_stays_answerable_for_the_staff_account_cannot_be_deleted(
     services.user_change_plan(
         user=consumer, plan=User.Plan.MAX, channel=Channel.ADMIN, actor=staff_admin, reason="Up"
     )
-    with pytest.raises(ConsentError, match="deactivate it instead"):
+    with pytest.raises(ConsentError, match="an administrator can deactivate it, not delete it"):
         services.account_delete(
             user=staff_admin, channel=Channel.ADMIN, actor=admin_user, reason="Left the company"
         )
