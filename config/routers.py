@@ -10,8 +10,7 @@ WAREHOUSE_MODELS = {
 
 
 class WarehouseRouter:
-    """Send the eligibility tables and the copies of checkpoints and terms, and no others, to the
-    warehouse."""
+    """Send the eligibility tables and the copies kept outside the app's own to the warehouse."""
 
     def _in_warehouse(self, model: type[Model]) -> bool:
         return (model._meta.app_label, model._meta.model_name) in WAREHOUSE_MODELS

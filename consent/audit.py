@@ -401,8 +401,8 @@ def _notes_outside(
 
 
 def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list[str], list[str]]:
-    """Return the checkpoints that verify, by size; the restore statements; what is wrong; and
-    the places that could not be read."""
+    """Return the checkpoints that verify, by size, the restore statements, and what is amiss."""
+    # What is amiss: evidence of tampering, then the places that could not be read.
     keys = verifiers()
     notes, unread = _notes()
     problems = []
@@ -480,8 +480,7 @@ class AuditReport:
 
 
 def audit_verify() -> AuditReport:
-    """Recompute every chain and the Merkle tree; tell intact, tampered and restored apart, and
-    say what could not be checked."""
+    """Recompute every chain and the Merkle tree; tell intact, tampered, restored, incomplete."""
     try:
         checkpoints, restores, problems, unread = known_checkpoints()
     except NoteError as error:  # a key in the settings that does not read

@@ -211,8 +211,8 @@ def policy_from_copy(fields: dict[str, Any]) -> ConsentPolicy:
 
 @transaction.atomic
 def policy_restore(copy: ConsentPolicy, *, now: datetime | None = None) -> None:
-    """Take back what a restore of the database from an older backup lost of published terms,
-    from their copy: the terms, published again as they were, or an extension of the deadline."""
+    """Take back from their copy the published terms, or their deadline, a restore lost."""
+    # The terms published again as they were, or the extension of their deadline.
     now = now or timezone.now()
     held = ConsentPolicy.objects.select_for_update().filter(version=copy.version).first()
     lost = "a restore of the database from an older backup had lost it"

@@ -102,9 +102,9 @@ class RecoveryPlan:
 
 
 def _terms_back() -> tuple[list[ConsentPolicy], list[int], list[str]]:
-    """Return what the copies of published terms outside the database hold that it lost: terms
-    published after the backup, and deadlines extended after it; the versions held with another
-    text; and the copies that could not be read."""
+    """Return the terms copies hold that the database lost, those it holds otherwise, problems."""
+    # Lost: terms published after the backup, and deadlines extended after it. Otherwise: the
+    # versions held with another text than their copy. Problems: copies not read or verified.
     copies, problems = terms_copies()
     held = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
     back, conflicting = [], []

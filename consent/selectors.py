@@ -64,8 +64,8 @@ def consent_for(user: User) -> TrainingConsent:
 
 
 def consent_standing(consent: TrainingConsent, *, now: datetime | None = None) -> TrainingConsent:
-    """Return the consent as it stands now: a choice that terms in force asking again ended is
-    none, though the minute task has not recorded its expiry yet."""
+    """Return the consent as it stands now, a choice ended by terms in force counted out."""
+    # Terms in force that ask again end a choice before the minute task records its expiry.
     if consent.state == ConsentState.UNDECIDED:
         return consent
     asking = policy_asking_again(now)

@@ -309,8 +309,8 @@ def notice_record_served(
     meta: RequestMeta = NO_META,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
-    """Record, once per policy version, that its notice was shown to the user (by the pop-up or
-    the settings page, whichever asked first), and the default shown."""
+    """Record, once per policy version, that its notice was shown to the user, and its default."""
+    # By the pop-up or the settings page, whichever asked first.
     default = shown_default(policy_current(), gpc=meta.gpc, last=last_decision(user))
     return _record_once_per_policy(
         user=user,
@@ -349,8 +349,8 @@ def user_change_plan(
     meta: RequestMeta = NO_META,
     now: datetime | None = None,
 ) -> ConsentEvent | None:
-    """Move the user to another plan (on a commercial one their data is never eligible); return
-    the newest event recorded, None if the plan is already that one."""
+    """Move the user to another plan; return the newest event recorded, None if already on it."""
+    # On a commercial plan their data is never eligible.
     if plan not in User.Plan.values:
         raise ConsentError(f"Unknown plan {plan!r}.")
     role = _check_actor(user=user, actor=actor, channel=channel, reason=reason, reference="-")

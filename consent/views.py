@@ -118,8 +118,8 @@ def home(request: UserRequest) -> HttpResponse:
 
 
 def _record_notice_shown(request: UserRequest, *, channel: str) -> None:
-    """Record, once per terms, that they were shown to the user and the signal their browser
-    sent: the proof of display a later choice is tied to."""
+    """Record, once per terms, that they were shown and the signal the browser sent."""
+    # The proof of display a later choice is tied to.
     meta = RequestMeta.from_request(request)
     if meta.gpc:
         gpc_record_signal(user=request.user, meta=meta)
