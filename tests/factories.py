@@ -1,6 +1,12 @@
+from datetime import timedelta
+from typing import Any
+
 import factory
+from django.utils import timezone
 
 from accounts.models import User
+from consent import policies
+from consent.models import ConsentPolicy
 
 PASSWORD = "a-long-password-123"
 
@@ -16,3 +22,24 @@ class UserFactory(factory.django.DjangoModelFactory):
     def _create(cls, model_class: type[User], *args: object, **kwargs: object) -> User:
         kwargs.setdefault("password", PASSWORD)
         return model_class.objects.create_user(*args, **kwargs)  # type: ignore[arg-type]
+
+
+def terms_published(
+    title: str,
+    *,
+    effective_in: timedelta = timedelta(0),
+    requires_new_choice: bool = True,
+    decision_deadline_in: timedelta = timedelta(days=30),
+    **fields: Any,
+) -> ConsentPolicy:
+    """Publish the next terms, in force from now (or later), with a deadline a month after."""
+    now = timezone.now()
+    return policies.policy_publish(
+        title=title,
+        text=f"{title}: the text users read.",
+        effective_at=now + effective_in,
+        decision_deadline=now + effective_in + decision_deadline_in,
+        defer_for=timedelta(days=1),
+        requires_new_choice=requires_new_choice,
+        **fields,
+    )

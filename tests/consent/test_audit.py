@@ -18,6 +18,7 @@ from consent import services
 from consent.audit import (
     CopiesMissing,
     audit_checkpoint,
+    audit_first_break,
     audit_verify,
     copies_missing,
     event_hash,
@@ -424,3 +425,13 @@ def test_processes_starting_at_once_on_the_embedded_default_share_one_key(settin
     assert made == {str(Signer.parse(key.read_text()).verifier)}
     assert key.stat().st_mode & 0o777 == 0o600
     assert [path.name for path in tmp_path.iterdir()] == ["audit-signing.key"]
+
+
+def test_events_written_after_the_record_was_read_are_no_break(policy, consumer):
+    for n in range(3):
+        services.consent_change(user=consumer, allowed=n % 2 == 0, channel=Channel.SETTINGS)
+    second = ConsentEvent.objects.get(subject_id=consumer.subject_id, number=2)
+    # The record as read just before the third change committed.
+    TrainingConsent.objects.filter(user=consumer).update(head_number=2, head_hash=second.hash)
+
+    assert audit_first_break(subject_id=consumer.subject_id) is None

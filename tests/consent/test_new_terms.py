@@ -13,6 +13,7 @@ from consent.models import ConsentEvent, ConsentState, Delivery
 from consent.selectors import consent_for, prompt_for
 from consent.services import Channel
 from tests.conftest import is_eligible
+from tests.factories import terms_published
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
@@ -99,3 +100,54 @@ def test_the_settings_page_says_an_expired_choice_ended_with_the_terms(policy, c
     page = client.get("/settings/privacy/").content.decode()
 
     assert "your earlier choice ended when the terms changed" in page
+
+
+def test_back_to_a_consumer_plan_never_sends_allowed_for_an_expired_choice(
+    policy, consumer, admin_user
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    services.user_change_plan(
+        user=consumer, plan=User.Plan.TEAM, channel=Channel.ADMIN, actor=admin_user, reason="Team"
+    )
+    terms_published("Choose again")
+    services.consent_expire_for_new_terms()  # the minute task, run once the terms are in force
+
+    event = services.user_change_plan(
+        user=consumer, plan=User.Plan.PRO, channel=Channel.ADMIN, actor=admin_user, reason="Pro"
+    )
+
+    assert not change_for(event).allowed
+
+
+def _choice_then_new_terms_in_force_two_hours_ago(consumer):
+    services.consent_change(
+        user=consumer,
+        allowed=True,
+        channel=Channel.SETTINGS,
+        now=timezone.now() - timedelta(hours=3),
+    )
+    return policies.policy_publish(
+        title="Choose again",
+        text="Choose again.",
+        effective_at=timezone.now() - timedelta(hours=2),
+        decision_deadline=timezone.now() + timedelta(days=30),
+        defer_for=timedelta(days=1),
+        now=timezone.now() - timedelta(hours=2),
+    )
+
+
+def test_the_expiry_says_when_the_choice_ended(policy, consumer):
+    new = _choice_then_new_terms_in_force_two_hours_ago(consumer)
+
+    services.consent_expire_for_new_terms()  # recorded when it runs, saying when it happened
+
+    expired = ConsentEvent.objects.get(subject_id=consumer.subject_id, kind="choice_expired")
+    assert f"came into force on {new.in_force_from:%Y-%m-%d %H:%M:%S} UTC" in expired.reason
+    assert expired.reason.endswith("the choice ended then.")
+
+
+def test_new_terms_are_shown_despite_a_not_now_to_older_ones(policy, consumer):
+    services.consent_defer(user=consumer)
+    terms_published("Urgent", decision_deadline_in=timedelta(hours=2))
+
+    assert prompt_for(consumer).show

@@ -8,11 +8,13 @@ from django.utils import timezone
 from accounts.models import User
 from consent import policies, services
 from consent.audit import audit_first_break
+from consent.changes import change_for
 from consent.exceptions import ChoiceMade, ConsentError, ConsentThrottled
 from consent.metadata import RequestMeta
 from consent.models import ConsentEvent, ConsentState, Delivery, TrainingConsent
 from consent.selectors import consent_for, prompt_for
 from consent.services import Channel
+from tests.factories import UserFactory, terms_published
 
 pytestmark = pytest.mark.django_db
 
@@ -532,3 +534,38 @@ def test_a_pop_up_choice_once_one_stands_is_refused_and_writes_nothing(policy, c
 
     assert ConsentEvent.objects.count() == before
     assert consent_for(consumer).state == ConsentState.DECLINED
+
+
+@pytest.fixture
+def staff_admin(db) -> User:
+    return UserFactory(plan=User.Plan.TEAM, is_staff=True, email="admin2@example.com")
+
+
+def test_a_plan_change_keeps_the_terms_the_choice_was_made_under(policy, consumer, admin_user):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    terms_published("Shorter retention", requires_new_choice=False, retention_days_allowed=100)
+
+    event = services.user_change_plan(
+        user=consumer, plan=User.Plan.MAX, channel=Channel.ADMIN, actor=admin_user, reason="Up"
+    )
+
+    change = change_for(event)
+    assert change.allowed
+    # The user agreed to version 1 (1825 days); version 2 did not ask them again.
+    assert (change.policy_version, change.retention_days) == (1, 1825)
+
+
+def test_who_acted_stays_answerable_for_the_staff_account_cannot_be_deleted(
+    agent_client, policy, consumer, staff_admin, admin_user
+):
+    # What the admin's Users page does on a plan change (accounts/admin.py).
+    services.user_change_plan(
+        user=consumer, plan=User.Plan.MAX, channel=Channel.ADMIN, actor=staff_admin, reason="Up"
+    )
+    with pytest.raises(ConsentError, match="an administrator can deactivate it, not delete it"):
+        services.account_delete(
+            user=staff_admin, channel=Channel.ADMIN, actor=admin_user, reason="Left the company"
+        )
+
+    page = agent_client.get(f"/support/users/{consumer.pk}/history.json")
+    assert page.json()["events"][0]["acted_by_email"] == staff_admin.email

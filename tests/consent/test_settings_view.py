@@ -11,7 +11,8 @@ from django.utils import timezone
 from accounts.models import User
 from consent import policies, services
 from consent.audit import audit_first_break
-from consent.models import ConsentEvent, ConsentPolicy, ConsentState
+from consent.models import ConsentEvent, ConsentPolicy, ConsentState, Delivery
+from consent.outbox import outbox_drain
 from consent.selectors import consent_for
 from consent.services import Channel
 
@@ -408,3 +409,32 @@ def test_a_choice_support_recorded_says_so_on_the_users_page(
 
     assert "Allowed, set by our support team at your request on" in page
     assert "chosen on" not in page
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_a_choice_carried_by_a_later_plan_change_is_not_said_unapplied(
+    client, policy, consumer, admin_user, settings
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    services.user_change_plan(
+        user=consumer, plan=User.Plan.MAX, channel=Channel.ADMIN, actor=admin_user, reason="Up"
+    )
+    for sink in settings.CONSENT_SINKS:
+        outbox_drain(sink)
+    assert Delivery.objects.filter(state=Delivery.State.PENDING).count() == 0
+
+    client.force_login(consumer)
+    page = client.get("/settings/privacy/").content.decode()
+
+    assert "Applied to 0 of" not in page
+    total = len(settings.CONSENT_SINKS)
+    assert f"Applied to {total} of {total} systems that act on this choice." in page
+
+
+def test_the_settings_page_that_asks_for_a_choice_shows_the_terms(client, policy, consumer):
+    client.force_login(consumer)
+
+    page = client.get("/settings/privacy/").content.decode()
+
+    assert "Save my choice" in page  # it asks, and a choice here is recorded under version 1
+    assert policy.title in page or f"/help/privacy/terms/{policy.version}/" in page

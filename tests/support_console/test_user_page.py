@@ -13,9 +13,12 @@ from django.utils import timezone
 
 from accounts.models import User
 from consent import policies, services
+from consent.audit import audit_checkpoint, audit_verify_and_record
 from consent.models import ConsentEvent, Delivery
+from consent.outbox import outbox_drain, outbox_prune
 from consent.services import Channel
 from support.models import AccessRecord
+from tests.factories import UserFactory, terms_published
 from tests.support_console.conftest import flip
 
 pytestmark = pytest.mark.django_db
@@ -412,3 +415,146 @@ def test_an_old_change_whose_deliveries_were_pruned_says_so(
 
     assert "the record of each delivery is kept only for a user's latest change" in page
     assert "once 14 days have passed" in page  # as the prune is told
+
+
+def test_terms_not_yet_in_force_are_not_called_current(agent_client, policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    terms_published("Version two", effective_in=timedelta(days=7))
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    # Version 1 is the one in force for a week yet; the help page says "Until then, version 1
+    # applies". Support must not tell the user that version 2 is the current one.
+    assert "Version 2 is current" not in page
+    assert "Version 2 (“Version two”) is published, and users are asked about it" in page
+    assert "Until then, version 1 applies." in page
+
+
+def test_a_choice_under_older_terms_is_not_said_to_be_under_the_current_ones(
+    agent_client, policy, consumer
+):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    terms_published("Wording fixes", requires_new_choice=False)
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    assert "under policy version 1" in page  # the current choice line, correct
+    assert "This user has chosen under it." not in page  # ...contradicted below it
+    assert "This user chose under version 1; the newer terms do not ask again" in page
+
+
+def test_superseded_is_not_said_applied_while_the_newer_change_fails(
+    agent_client, policy, consumer, settings
+):
+    settings.CONSENT_SINKS = {"redis": {}}
+    older = services.consent_change(user=consumer, allowed=False, channel=Channel.SETTINGS)
+    newer = services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+    # As a drain leaves them (consent/outbox.py marks the older superseded before sending the
+    # newer), when the sink then refuses the newer one.
+    Delivery.objects.filter(event=older).update(state=State.SUPERSEDED)
+    Delivery.objects.filter(event=newer).update(state=State.DEAD, attempts=12, last_error="down")
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    assert "a newer change was applied instead" not in page
+
+
+def test_a_pruned_superseded_change_is_not_said_sent(agent_client, policy, consumer, settings):
+    start = timezone.now() - timedelta(days=30)
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS, now=start)
+    services.consent_change(
+        user=consumer, allowed=False, channel=Channel.SETTINGS, now=start + timedelta(minutes=1)
+    )
+    for sink in settings.CONSENT_SINKS:
+        outbox_drain(sink)  # the first is superseded, never sent
+    outbox_prune()
+
+    page = agent_client.get(url(consumer, "?kind=decision&before=2")).content.decode()
+
+    assert "#1" in page
+    assert "Sent to the downstream stores;" not in page  # perhaps never sent: it may be either
+    assert "Sent to the downstream stores, or skipped there for a newer change" in page
+
+
+def test_reading_a_users_audit_chain_is_recorded(agent_client, policy, consumer):
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)
+
+    response = agent_client.get(url(consumer, "audit/"))
+
+    assert consumer.email in response.content.decode()
+    record = AccessRecord.objects.get(subject_id=consumer.subject_id)
+    assert record.detail == "audit chain"
+    # Loaded into the user's page, which records the look itself: not twice.
+    agent_client.get(url(consumer, "audit/"), headers={"HX-Request": "true"})
+    assert AccessRecord.objects.filter(subject_id=consumer.subject_id).count() == 1
+
+
+def test_a_chain_cut_at_its_end_is_not_called_intact(agent_client, policy, consumer):
+    for n in range(3):
+        services.consent_change(user=consumer, allowed=n % 2 == 0, channel=Channel.SETTINGS)
+    with pgtrigger.ignore("consent.ConsentEvent:append_only"):
+        last = ConsentEvent.objects.get(subject_id=consumer.subject_id, number=3)
+        Delivery.objects.filter(event=last).delete()
+        last.delete()
+
+    page = agent_client.get(url(consumer, "audit/")).content.decode()
+
+    assert "This user's chain is intact." not in page
+    said = (
+        "Event number 2 fails the check: the chain ends here, yet event 3 is the newest on record"
+    )
+    assert said in page
+
+
+def _choice_then_new_terms_in_force_two_hours_ago(consumer):
+    services.consent_change(
+        user=consumer,
+        allowed=True,
+        channel=Channel.SETTINGS,
+        now=timezone.now() - timedelta(hours=3),
+    )
+    return policies.policy_publish(
+        title="Choose again",
+        text="Choose again.",
+        effective_at=timezone.now() - timedelta(hours=2),
+        decision_deadline=timezone.now() + timedelta(days=30),
+        defer_for=timedelta(days=1),
+        now=timezone.now() - timedelta(hours=2),
+    )
+
+
+def test_a_choice_ended_by_terms_in_force_is_not_said_to_allow(agent_client, policy, consumer):
+    _choice_then_new_terms_in_force_two_hours_ago(consumer)
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    assert "Allows training" not in page  # it ended two hours ago; eligibility says so
+    assert "(training not allowed)" in page  # and its retention is the declined one's
+
+
+def test_not_now_to_older_terms_is_not_said_of_the_current_ones(agent_client, policy, consumer):
+    services.consent_defer(user=consumer)  # "Not now" to version 1, for a day
+    terms_published("Urgent", decision_deadline_in=timedelta(hours=2))
+
+    page = agent_client.get(url(consumer)).content.decode()
+
+    # The user never saw version 2, whose deadline is in two hours: they said nothing to it.
+    assert "said “Not now” until" not in page
+
+
+@pytest.mark.django_db(databases=["default", "warehouse"])
+def test_the_whole_log_verdict_does_not_vouch_for_events_written_after_it(
+    agent_client, policy, consumer
+):
+    someone = UserFactory(plan=User.Plan.PRO)
+    services.consent_change(user=someone, allowed=False, channel=Channel.SETTINGS)
+    audit_checkpoint()
+    verification = audit_verify_and_record()
+    assert verification.verdict == "intact"
+    services.consent_change(user=consumer, allowed=True, channel=Channel.SETTINGS)  # after it
+
+    page = agent_client.get(url(consumer, "audit/")).content.decode()
+
+    assert "agreed with its signed checkpoints when last checked" in page
+    assert "0 written since" not in page
+    assert "Events written after that are checked at the next hourly check." in page
