@@ -1,11 +1,11 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import factory
 from django.utils import timezone
 
 from accounts.models import User
-from consent import policies
+from consent import policies, services
 from consent.models import ConsentPolicy
 
 PASSWORD = "a-long-password-123"
@@ -30,10 +30,11 @@ def terms_published(
     effective_in: timedelta = timedelta(0),
     requires_new_choice: bool = True,
     decision_deadline_in: timedelta = timedelta(days=30),
+    now: datetime | None = None,
     **fields: Any,
 ) -> ConsentPolicy:
     """Publish the next terms, in force from now (or later), with a deadline a month after."""
-    now = timezone.now()
+    now = now or timezone.now()
     return policies.policy_publish(
         title=title,
         text=f"{title}: the text users read.",
@@ -41,5 +42,17 @@ def terms_published(
         decision_deadline=now + effective_in + decision_deadline_in,
         defer_for=timedelta(days=1),
         requires_new_choice=requires_new_choice,
+        now=now,
         **fields,
     )
+
+
+def choice_then_terms_asking_again(user: User) -> ConsentPolicy:
+    """Record the user's choice, then terms that ask again, in force for two hours since."""
+    services.consent_change(
+        user=user,
+        allowed=True,
+        channel=services.Channel.SETTINGS,
+        now=timezone.now() - timedelta(hours=3),
+    )
+    return terms_published("Choose again", now=timezone.now() - timedelta(hours=2))

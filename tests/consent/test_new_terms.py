@@ -13,7 +13,7 @@ from consent.models import ConsentEvent, ConsentState, Delivery
 from consent.selectors import consent_for, prompt_for
 from consent.services import Channel
 from tests.conftest import is_eligible
-from tests.factories import terms_published
+from tests.factories import choice_then_terms_asking_again, terms_published
 
 pytestmark = pytest.mark.django_db(databases=["default", "warehouse"])
 
@@ -119,25 +119,8 @@ def test_back_to_a_consumer_plan_never_sends_allowed_for_an_expired_choice(
     assert not change_for(event).allowed
 
 
-def _choice_then_new_terms_in_force_two_hours_ago(consumer):
-    services.consent_change(
-        user=consumer,
-        allowed=True,
-        channel=Channel.SETTINGS,
-        now=timezone.now() - timedelta(hours=3),
-    )
-    return policies.policy_publish(
-        title="Choose again",
-        text="Choose again.",
-        effective_at=timezone.now() - timedelta(hours=2),
-        decision_deadline=timezone.now() + timedelta(days=30),
-        defer_for=timedelta(days=1),
-        now=timezone.now() - timedelta(hours=2),
-    )
-
-
 def test_the_expiry_says_when_the_choice_ended(policy, consumer):
-    new = _choice_then_new_terms_in_force_two_hours_ago(consumer)
+    new = choice_then_terms_asking_again(consumer)
 
     services.consent_expire_for_new_terms()  # recorded when it runs, saying when it happened
 

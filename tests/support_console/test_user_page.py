@@ -18,7 +18,7 @@ from consent.models import ConsentEvent, Delivery
 from consent.outbox import outbox_drain, outbox_prune
 from consent.services import Channel
 from support.models import AccessRecord
-from tests.factories import UserFactory, terms_published
+from tests.factories import UserFactory, choice_then_terms_asking_again, terms_published
 from tests.support_console.conftest import flip
 
 pytestmark = pytest.mark.django_db
@@ -506,25 +506,8 @@ def test_a_chain_cut_at_its_end_is_not_called_intact(agent_client, policy, consu
     assert said in page
 
 
-def _choice_then_new_terms_in_force_two_hours_ago(consumer):
-    services.consent_change(
-        user=consumer,
-        allowed=True,
-        channel=Channel.SETTINGS,
-        now=timezone.now() - timedelta(hours=3),
-    )
-    return policies.policy_publish(
-        title="Choose again",
-        text="Choose again.",
-        effective_at=timezone.now() - timedelta(hours=2),
-        decision_deadline=timezone.now() + timedelta(days=30),
-        defer_for=timedelta(days=1),
-        now=timezone.now() - timedelta(hours=2),
-    )
-
-
 def test_a_choice_ended_by_terms_in_force_is_not_said_to_allow(agent_client, policy, consumer):
-    _choice_then_new_terms_in_force_two_hours_ago(consumer)
+    choice_then_terms_asking_again(consumer)
 
     page = agent_client.get(url(consumer)).content.decode()
 
