@@ -172,8 +172,12 @@ def recovery_plan() -> RecoveryPlan:
     ahead = [a for s, a in newest.items() if s in users]
     ahead.sort(key=lambda a: str(a.subject_id))
     # Every change committed after the backup was lost: none was made before the newest event
-    # it kept, less the time a change may take to commit.
-    kept_until = ConsentEvent.objects.aggregate(newest=Max("created_at"))["newest"]
+    # it kept, less the time a change may take to commit. Read among the events the database's
+    # own newest checkpoint covers, all from before the backup, so that nothing written since
+    # the restore counts (it may not be, yet nothing stops it).
+    covered = AuditCheckpoint.objects.order_by("-tree_size").values_list("last_event_id").first()
+    events = ConsentEvent.objects.filter(pk__lte=covered[0]) if covered else ConsentEvent.objects
+    kept_until = events.aggregate(newest=Max("created_at"))["newest"]
     settle = timedelta(seconds=settings.AUDIT_CHECKPOINT_SETTLE_SECONDS)
     return RecoveryPlan(
         audit_verify(),

@@ -16,6 +16,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.services import api_token_create
 from consent import policies, services
+from consent.audit import audit_checkpoint
 from consent.eligibility import eligibility
 from consent.exceptions import ConsentError
 from consent.models import (
@@ -285,6 +286,35 @@ def test_a_restore_that_lost_a_withdrawal_does_not_allow_the_time_since_it():
     call_command("recover_after_restore", stdout=io.StringIO())
     outbox_drain("warehouse")
 
+    assert eligibility([(user.subject_id, at)], as_of=as_of) == [False]
+
+
+def test_a_change_written_after_the_restore_does_not_move_when_the_changes_were_lost():
+    now = timezone.now()
+    publish(now=now - timedelta(days=1))
+    user = UserFactory(plan=User.Plan.PRO)
+    services.consent_change(
+        user=user, allowed=True, channel=Channel.SETTINGS, now=now - timedelta(hours=3)
+    )
+    outbox_drain("warehouse")
+    audit_checkpoint()  # the backup's newest checkpoint
+    declined_at = now - timedelta(hours=2)  # lost with the restore; the store holds it
+    EligibilityRecord.objects.using("warehouse").filter(subject_id=user.subject_id).update(
+        version=2, allowed=False, changed_at=declined_at
+    )
+    EligibilityInterval.objects.using("warehouse").filter(subject_id=user.subject_id).update(
+        allowed_until=declined_at
+    )
+    # Someone else's change, written after the restore and before the recovery.
+    services.consent_change(
+        user=UserFactory(plan=User.Plan.PRO), allowed=True, channel=Channel.SETTINGS,
+        now=now - timedelta(minutes=10),
+    )  # fmt: skip
+
+    call_command("recover_after_restore", stdout=io.StringIO())
+    outbox_drain("warehouse")
+
+    at, as_of = declined_at + timedelta(minutes=10), declined_at + timedelta(minutes=30)
     assert eligibility([(user.subject_id, at)], as_of=as_of) == [False]
 
 
