@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import tempfile
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -449,25 +449,33 @@ def known_checkpoints() -> tuple[dict[int, KnownCheckpoint], list[Restore], list
     return found, sorted(restores.values(), key=lambda r: r.time), problems, unread
 
 
-def terms_copies() -> tuple[dict[int, ConsentPolicy], list[str]]:
-    """Return the published terms copied outside the database, and what is wrong with copies."""
-    # Only those whose signature verifies, each version as it last stood (its latest deadline).
+def terms_copies() -> tuple[dict[int, ConsentPolicy], set[int], list[str]]:
+    """Return the published terms copied outside the database, those in doubt, and problems."""
+    # Only copies whose signature verifies, each version as it last stood (its latest deadline).
+    # A version copied with two texts is in doubt: its number was published again, after a
+    # restore, and which text a choice was made under cannot be told.
     try:
         keys = verifiers()
     except NoteError as error:  # a key in the settings that does not read
-        return {}, [f"nothing was verified: {error}"]
+        return {}, set(), [f"nothing was verified: {error}"]
     notes, problems = _notes_outside(TermsCopy, (".terms",))
     found: dict[int, ConsentPolicy] = {}
+    texts: dict[int, set[str]] = defaultdict(set)
     for note in {note for _, note in notes}:
         try:
             copy = policy_from_copy(Terms.parse(note_open(note, keys)[0]).fields)
         except (NoteError, KeyError, ValueError, TypeError) as error:
             problems.append(f"a copy of terms does not verify: {error}")
             continue
+        texts[copy.version].add(copy.content_hash)
         held = found.get(copy.version)
         if held is None or copy.decision_deadline > held.decision_deadline:
             found[copy.version] = copy
-    return found, problems
+    doubts = {version for version, hashes in texts.items() if len(hashes) > 1}
+    for version in sorted(doubts):
+        problems.append(f"version {version} is copied with two texts: it was published again")
+        del found[version]
+    return found, doubts, problems
 
 
 @dataclass

@@ -104,10 +104,11 @@ class RecoveryPlan:
 def _terms_back() -> tuple[list[ConsentPolicy], list[int], list[str]]:
     """Return the terms copies hold that the database lost, those it holds otherwise, problems."""
     # Lost: terms published after the backup, and deadlines extended after it. Otherwise: the
-    # versions held with another text than their copy. Problems: copies not read or verified.
-    copies, problems = terms_copies()
+    # versions held with another text than their copy, or copied with two texts. Problems:
+    # copies not read or verified.
+    copies, doubts, problems = terms_copies()
     held = {p.version: p for p in ConsentPolicy.objects.filter(published_at__isnull=False)}
-    back, conflicting = [], []
+    back, conflicting = [], sorted(doubts)
     for version, copy in sorted(copies.items()):
         policy = held.get(version)
         if policy is None:
@@ -116,7 +117,7 @@ def _terms_back() -> tuple[list[ConsentPolicy], list[int], list[str]]:
             conflicting.append(version)
         elif copy.decision_deadline > policy.decision_deadline:
             back.append(copy)
-    return back, conflicting, problems
+    return back, sorted(conflicting), problems
 
 
 def recovery_plan() -> RecoveryPlan:

@@ -496,7 +496,10 @@ def consent_restore(
     head = ConsentEvent.objects.filter(subject_id=user.subject_id, number=consent.head_number)
     kept = [t for t in (head.values_list("created_at", flat=True).first(), lost_after) if t]
     lost_from = min(max(kept, default=now) + timedelta(microseconds=1), now)
-    chosen_at = min(max(decided_at or lost_from, lost_from), now)
+    # A time the stores give before the changes were lost (a clock behind) says nothing: from now.
+    chosen_at = now
+    if decided_at is not None and lost_from <= decided_at <= now:
+        chosen_at = decided_at
     restore = partial(
         _append,
         consent,

@@ -289,6 +289,46 @@ def test_a_restore_that_lost_a_withdrawal_does_not_allow_the_time_since_it():
     assert eligibility([(user.subject_id, at)], as_of=as_of) == [False]
 
 
+def test_a_restore_takes_a_time_before_the_kept_head_for_unknown():
+    now = timezone.now()
+    publish(now=now - timedelta(days=1))
+    user = UserFactory(plan=User.Plan.PRO)
+    services.consent_change(
+        user=user, allowed=True, channel=Channel.SETTINGS, now=now - timedelta(hours=6)
+    )
+    head_at = now - timedelta(hours=4)
+    services.consent_change(user=user, allowed=False, channel=Channel.SETTINGS, now=head_at)
+    outbox_drain("warehouse")
+    # The backup keeps event 2 (declined at head_at). After it: allowed (3), declined (4),
+    # allowed (5) whose app server's clock ran behind: changed_at before head_at.
+    allowed_at, declined_at = now - timedelta(hours=3), now - timedelta(hours=2)
+    skewed = head_at - timedelta(minutes=5)
+    EligibilityRecord.objects.using("warehouse").filter(subject_id=user.subject_id).update(
+        version=5, allowed=True, changed_at=skewed
+    )
+    EligibilityInterval.objects.using("warehouse").create(
+        subject_id=user.subject_id, allowed_from=allowed_at, allowed_until=declined_at,
+        policy_version=1, retention_days=1825,
+    )  # fmt: skip
+    EligibilityInterval.objects.using("warehouse").create(
+        subject_id=user.subject_id, allowed_from=skewed, allowed_until=None,
+        policy_version=1, retention_days=1825,
+    )  # fmt: skip
+    at = declined_at + timedelta(minutes=10)
+    as_of = declined_at + timedelta(minutes=30)
+
+    call_command("recover_after_restore", stdout=io.StringIO())
+    outbox_drain("warehouse")
+
+    restored = list(
+        ConsentEvent.objects.filter(subject_id=user.subject_id, kind="restored").order_by("number")
+    )
+    # Its time, before the kept head, says nothing: nothing allowed from the head on until now.
+    assert [(e.number, e.after) for e in restored] == [(6, "undecided"), (7, "allowed")]
+    # Declined at declined_at, as the store knew: not eligible as of half an hour later.
+    assert eligibility([(user.subject_id, at)], as_of=as_of) == [False]
+
+
 def test_a_change_written_after_the_restore_does_not_move_when_the_changes_were_lost():
     now = timezone.now()
     publish(now=now - timedelta(days=1))

@@ -24,6 +24,7 @@ from consent.models import (
 from consent.notes import Signer
 from consent.outbox import outbox_drain
 from consent.reconcile import ReconcileFailed, reconcile
+from consent.recovery import recovery_plan
 from consent.services import Channel
 from consent.sinks import configured_sinks
 from consent.sinks.redis import RedisSink
@@ -455,7 +456,12 @@ def test_terms_published_after_the_backup_come_back_from_their_copies(policy, se
     settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
     settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
     user = UserFactory()
-    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    services.consent_change(
+        user=user,
+        allowed=True,
+        channel=Channel.SETTINGS,
+        now=timezone.now() - timedelta(hours=1),
+    )
     outbox_drain("warehouse")
     # After the backup: version 2 published, the user chose under it, the copies were made;
     # then the database was restored, and has none of it. Made here in the other order: the
@@ -479,7 +485,10 @@ def test_terms_published_after_the_backup_come_back_from_their_copies(policy, se
     extended = ConsentPolicy.objects.get(pk=policy.pk)
     extended.decision_deadline += timedelta(days=7)
     audit._copy_to_warehouse("terms", 1, audit.signer().sign(audit._terms(extended).text()))
-    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2, policy_version=2)
+    chosen_at = timezone.now() - timedelta(minutes=5)  # under version 2, after the backup
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(
+        version=2, policy_version=2, changed_at=chosen_at
+    )
 
     dry = io.StringIO()
     call_command("recover_after_restore", "--dry-run", stdout=dry)
@@ -494,7 +503,8 @@ def test_terms_published_after_the_backup_come_back_from_their_copies(policy, se
     assert "Terms version 2 (published " in dry.getvalue()
     assert "no copy outside it holds" not in dry.getvalue()
     # The choice made under them is re-established, not left undecided.
-    restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
+    restored = ConsentEvent.objects.filter(subject_id=user.subject_id, kind="restored").last()
+    assert restored is not None and restored.created_at == chosen_at
     assert (restored.after, restored.policy_id) == ("allowed", back.pk)
     assert "re-established" in restored.reason and restored.reason in dry.getvalue()
 
@@ -520,7 +530,7 @@ def test_every_published_policy_is_copied_outside_the_database(policy, settings,
     audit.audit_checkpoint(now=timezone.now() + timedelta(minutes=1))
     assert audit.copies_missing() == []
 
-    copies, problems = audit.terms_copies()
+    copies, _doubts, problems = audit.terms_copies()
     assert problems == [] and list(copies) == [1]
     assert copies[1].text == policy.text and copies[1].decision_deadline == policy.decision_deadline
     assert len(list(tmp_path.glob("*.terms"))) == 1
@@ -589,7 +599,7 @@ def test_a_copy_of_terms_that_cannot_be_read_keeps_no_other_from_being_read(
     (tmp_path / "00000000000000000009-x.terms").write_bytes(b"\xff\xfe not text")
     TermsCopy.objects.all().delete()  # the directory's copy alone
 
-    copies, problems = audit.terms_copies()
+    copies, _doubts, problems = audit.terms_copies()
 
     assert list(copies) == [1]
     assert problems == [
@@ -597,6 +607,30 @@ def test_a_copy_of_terms_that_cannot_be_read_keeps_no_other_from_being_read(
         "'utf-8' codec can't decode byte 0xff in position 0: invalid start byte"
     ]
     settings.AUDIT_VERIFY_KEYS = ["garbage"]
-    assert audit.terms_copies() == ({}, [
+    assert audit.terms_copies() == ({}, set(), [
         "nothing was verified: AUDIT_VERIFY_KEYS: Not a verifier key: 'garbage'"
     ])  # fmt: skip
+
+
+def test_two_copies_of_one_version_with_other_texts_and_deadlines(policy, settings, tmp_path):
+    settings.CONSENT_SINKS = {"warehouse": settings.CONSENT_SINKS["warehouse"]}
+    settings.AUDIT_CHECKPOINT_DIR = str(tmp_path)
+    user = UserFactory()
+    services.consent_change(user=user, allowed=True, channel=Channel.SETTINGS)
+    outbox_drain("warehouse")
+    # The version 1 the user chose under (before the backup), copied outside; the database now
+    # holds another text under number 1 (published again after the restore), copied since, with
+    # its own, later deadline, as the minute's checkpoint run does.
+    first = ConsentPolicy.objects.get(pk=policy.pk)
+    first.text = "The text the user read."
+    first.content_hash = policies.policy_content_hash(title=first.title, text=first.text)
+    first.decision_deadline = policy.decision_deadline - timedelta(days=10)
+    audit._copy_to_warehouse("terms", 1, audit.signer().sign(audit._terms(first).text()))
+    audit.audit_checkpoint()  # copies the held version 1 too
+    EligibilityRecord.objects.filter(subject_id=user.subject_id).update(version=2)
+
+    conflicting = recovery_plan().terms_conflicting
+    call_command("recover_after_restore", stdout=io.StringIO())
+    restored = ConsentEvent.objects.get(subject_id=user.subject_id, kind="restored")
+    # Not re-established under a text never shown.
+    assert (restored.after, conflicting) == ("undecided", [1])
