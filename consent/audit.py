@@ -246,12 +246,6 @@ def _terms(policy: ConsentPolicy) -> Terms:
     return Terms(settings.AUDIT_LOG_ORIGIN, policy_copy_fields(policy))
 
 
-def _in_warehouse(kind: str, note: str) -> bool:
-    if kind == "terms":
-        return TermsCopy.objects.filter(sha256=_sha256(note)).exists()
-    return CheckpointCopy.objects.filter(note=note).exists()
-
-
 def _copy_to_warehouse(kind: str, size: int, note: str) -> None:
     if kind == "terms":  # size: the version
         defaults = {"version": size, "note": note}
@@ -277,11 +271,14 @@ def copies_missing() -> list[str]:
     missing = []
     if not all(_note_in_directory(kind, size, note, at) for kind, size, note, at in notes):
         missing.append("directory")
+    checkpoints = [note for kind, _, note, _ in notes if kind != "terms"]
+    terms = [_sha256(note) for kind, _, note, _ in notes if kind == "terms"]
     try:
-        held = all(_in_warehouse(kind, note) for kind, _, note, _ in notes)
+        held = CheckpointCopy.objects.filter(note__in=checkpoints).count()
+        held += TermsCopy.objects.filter(sha256__in=terms).count()
     except DatabaseError:
-        held = False
-    if not held:
+        held = -1
+    if held < len(notes):
         missing.append("warehouse")
     return missing
 

@@ -238,9 +238,7 @@ def _deferred_message(policy: ConsentPolicy) -> str:
 @login_required
 def privacy_settings(request: UserRequest) -> HttpResponse:
     if request.method == "GET":
-        if needs_choice(*consent_and_policy(request.user)):  # it asks, as the pop-up does
-            _record_notice_shown(request, channel=Channel.SETTINGS)
-        return _render_settings(request)
+        return _render_settings(request, showing=True)
     user = request.user
     form = ChoiceForm(request.POST)
     if not form.is_valid():
@@ -356,9 +354,15 @@ def _render_settings(
     error: str | None = None,
     saved: str = "",
     status: int = 200,
+    showing: bool = False,
 ) -> HttpResponse:
     """Render the page, or for htmx its whole "training" section in place of the old one."""
     consent, policy = consent_and_policy(request.user)
+    # No choice stands under the current terms: the page asks for one as the pop-up does, and
+    # shown afresh (not a form's errors again), records so.
+    choosing = needs_choice(consent, policy)
+    if choosing and showing:
+        _record_notice_shown(request, channel=Channel.SETTINGS)
     # What it says stands now; whether it asks, as the pop-up and the services decide it.
     standing = consent_standing(consent)
     latest = latest_decision(request.user)
@@ -376,8 +380,7 @@ def _render_settings(
         "policy": policy,
         "consent": standing,
         "asks_again": consent.policy is not None and needs_choice(consent, policy),
-        # No choice stands under the current terms: the page asks for one as the pop-up does.
-        "choosing": needs_choice(consent, policy),
+        "choosing": choosing,
         "last_decision": last,
         "shown_default": shown_default(policy, gpc=gpc, last=last),
         "runs_sentence": _runs_sentence(request.user, standing),
